@@ -1,0 +1,22 @@
+"""analog-compiler: compile pretrained PyTorch models onto simulated analog crossbar tiles."""
+
+from .runtime import (
+    AnalogCompilerError,
+    BoundManagementType,
+    FloatingPointRPUConfig,
+    GlobalDriftCompensation,
+    InferenceRPUConfig,
+    IOParameters,
+    MappingParameter,
+    ModuleError,
+    NoiseManagementType,
+    PCMLikeNoiseModel,
+    PerColumnDriftCompensation,
+    TilePlan,
+    WeightNoiseType,
+)
+
+from .chip import analog_layers, drift_analog_weights, program_analog_weights
+from .nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLayerBase, AnalogLinear, AnalogTile
+
+__version__ = "0.1.0"

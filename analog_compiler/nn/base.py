@@ -1,0 +1,214 @@
+"""AnalogLayerBase: the aihwkit layer API shared by every analog layer.
+
+A layer owns one ``TileArray`` (``self.analog_module``) holding every tile of its weight
+matrix. Subclasses define how inputs become matrix rows (``_matrix_forward``) and how the torch
+weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..runtime import (FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray)
+from .tiles import AnalogTile, tiles_of
+
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
+
+
+def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
+    """``None`` -> a default InferenceRPUConfig; anything but an RPU config is a TypeError."""
+    if rpu_config is None:
+        return InferenceRPUConfig()
+    if not isinstance(rpu_config, RPU_CONFIG_TYPES):
+        raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig or "
+                        f"FloatingPointRPUConfig, got {type(rpu_config).__name__}")
+    return rpu_config
+
+
+def resolve_tile_class(tile_module_class: Any, layer: str) -> type[TileArray]:
+    """The tile-array class to build (``TileArray`` or a subclass)."""
+    if tile_module_class is None:
+        return TileArray
+    if not (isinstance(tile_module_class, type) and issubclass(tile_module_class, TileArray)):
+        raise TypeError(f"{layer}: tile_module_class must be a TileArray subclass, "
+                        f"got {tile_module_class!r}")
+    return tile_module_class
+
+
+class AnalogLayerBase(nn.Module):
+    """Mixin of the analog layer API (aihwkit names). Subclasses set ``self.analog_module``."""
+
+    analog_module: TileArray
+    #: Read and write weights through the noise model unless ``force_exact`` (aihwkit's flag).
+    realistic_read_write: bool = False
+
+    # ------------------------------------------------------------ torch weight layout
+    def _to_array_layout(self, weight: Tensor) -> Tensor:
+        """Torch-shaped weight -> ``[groups, out_g, in_g]``."""
+        raise NotImplementedError
+
+    def _from_array_layout(self, weight: Tensor) -> Tensor:
+        """``[groups, out_g, in_g]`` -> torch-shaped weight."""
+        raise NotImplementedError
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def rpu_config(self) -> InferenceRPUConfig | FloatingPointRPUConfig:
+        """The tile config of this layer."""
+        return self.analog_module.rpu_config
+
+    # ------------------------------------------------------------ weights
+    def set_weights(self, weight: Tensor, bias: Tensor | None = None, force_exact: bool = False,
+                    apply_weight_scaling: bool = True,
+                    weight_scaling_omega: float | None = None) -> None:
+        """Set the weights (torch shape) and bias. With weight scaling (``omega > 0`` here or in
+        the mapping) the tiles get ``W / alpha`` and the digital output scales ``alpha``. With
+        ``realistic_read_write`` (and not ``force_exact``) the write programs the chip: the
+        tiles then hold programmed, noisy weights. Resets any previous programming."""
+        name = type(self).__name__
+        if not isinstance(weight, Tensor):
+            raise TypeError(f"{name}.set_weights: weight must be a Tensor, got {type(weight).__name__}")
+        if tuple(weight.shape) != self._weight_shape():
+            raise ValueError(f"{name}.set_weights: weight has shape {tuple(weight.shape)}, "
+                             f"expected {self._weight_shape()}")
+        if weight_scaling_omega is not None and weight_scaling_omega < 0:
+            raise ValueError(f"{name}.set_weights: weight_scaling_omega must be >= 0, "
+                             f"got {weight_scaling_omega}")
+        arr = self.analog_module
+        if bias is not None:
+            if arr.bias is None:
+                raise ValueError(f"{name}.set_weights: the layer has no bias (bias=False)")
+            if bias.numel() != arr.bias.numel():
+                raise ValueError(f"{name}.set_weights: bias has {bias.numel()} values, "
+                                 f"expected {arr.bias.numel()}")
+            with torch.no_grad():
+                arr.bias.copy_(bias.reshape(-1))
+        arr.set_logical_weights(self._to_array_layout(weight), weight_scaling_omega,
+                                apply_weight_scaling)
+        if self.realistic_read_write and not force_exact:
+            arr.program()
+
+    def get_weights(self, force_exact: bool = False,
+                    apply_weight_scaling: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` in torch shape. Exact target weights by default; with
+        ``realistic_read_write`` (and not ``force_exact``) the weights the chip holds now, read
+        with fresh read noise (the chip is programmed first if it is not yet)."""
+        arr = self.analog_module
+        if self.realistic_read_write and not force_exact:
+            if not arr.is_programmed:
+                arr.program()
+            t = max(float(arr.t_inference), 0.0)
+            chip = arr._chip()
+            w = chip.at(t) if chip is not None else arr.current_weight
+            if apply_weight_scaling and arr.uses_mapping_scales:
+                from ..runtime.programming import expand_row_values
+
+                w = w * expand_row_values(arr.mapping_scales, arr.plan)
+        else:
+            w = arr.logical_weights(apply_weight_scaling=apply_weight_scaling)
+        bias = arr.bias.detach().clone() if arr.bias is not None else None
+        return self._from_array_layout(w.detach().clone()), bias
+
+    def remap_weights(self, weight_scaling_omega: float | None = 1.0) -> None:
+        """Re-set the weights so that the mapping scales follow ``weight_scaling_omega``
+        (``None``: the mapping's value)."""
+        weight, bias = self.get_weights(force_exact=True, apply_weight_scaling=True)
+        omega = self.rpu_config.mapping.weight_scaling_omega if weight_scaling_omega is None \
+            else weight_scaling_omega
+        self.set_weights(weight, bias, force_exact=True, apply_weight_scaling=True,
+                         weight_scaling_omega=omega)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise weight and bias as the digital torch layer does."""
+        ref = self._digital_template()
+        ref.reset_parameters()
+        self.set_weights(ref.weight.detach(), None if ref.bias is None else ref.bias.detach(),
+                         force_exact=True)
+
+    def _digital_template(self) -> nn.Module:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ chip
+    def _check_eval(self, verb: str) -> None:
+        if self.training:
+            raise ModuleError(f"{type(self).__name__}.{verb}: the layer is in training mode; "
+                              "call .eval() first")
+
+    def program_analog_weights(self) -> None:
+        """Program a new chip sample (eval mode only)."""
+        self._check_eval("program_analog_weights")
+        self.analog_module.program()
+
+    def drift_analog_weights(self, t_inference: float = 0.0) -> None:
+        """(Program and) drift the chip to ``t_inference`` seconds (eval mode only)."""
+        self._check_eval("drift_analog_weights")
+        if not isinstance(t_inference, (int, float)) or t_inference < 0:
+            raise ValueError(f"{type(self).__name__}.drift_analog_weights: t_inference must be "
+                             f"a number >= 0 (seconds), got {t_inference!r}")
+        self.analog_module.drift(float(t_inference))
+
+    # ------------------------------------------------------------ tiles
+    def register_analog_tile(self, tile: TileArray, name: str | None = None,
+                             update_only: bool = False) -> None:
+        """Attach ``tile`` as this layer's tile array (as ``name``, default ``analog_module``)."""
+        if not isinstance(tile, TileArray):
+            raise TypeError(f"{type(self).__name__}.register_analog_tile: expected a TileArray, "
+                            f"got {type(tile).__name__}")
+        name = name or "analog_module"
+        if update_only and not hasattr(self, name):
+            raise ModuleError(f"{type(self).__name__}: no tile array named {name!r} to update")
+        setattr(self, name, tile)
+
+    def unregister_parameter(self, param_name: str) -> None:
+        """Remove a parameter from this module (not from its tile array)."""
+        if param_name not in self._parameters:
+            raise ModuleError(f"{type(self).__name__}: no parameter named {param_name!r}")
+        del self._parameters[param_name]
+
+    def named_analog_tiles(self) -> Iterator[tuple[str, AnalogTile]]:
+        """``(name, tile)`` for every physical tile, e.g. ``analog_module.g0.i1.j0``."""
+        for tile in tiles_of(self.analog_module):
+            yield f"analog_module.g{tile.group}.i{tile.in_split}.j{tile.out_split}", tile
+
+    def analog_tiles(self) -> Iterator[AnalogTile]:
+        """Every physical tile of the layer."""
+        for _, tile in self.named_analog_tiles():
+            yield tile
+
+    def analog_tile_count(self) -> int:
+        """Number of physical tiles."""
+        return self.analog_module.plan.tile_count
+
+    def get_analog_tile_devices(self) -> list[torch.device]:
+        """The device of every tile."""
+        return [t.device for t in self.analog_tiles()]
+
+    # ------------------------------------------------------------ checkpoints
+    def load_state_dict(self, state_dict, strict: bool = True, load_rpu_config: bool = True,
+                        strict_rpu_config_check: bool = True, assign: bool = False):
+        """torch's ``load_state_dict``; ``load_rpu_config=False`` keeps this layer's config
+        (the checkpoint's tile plan must match; its class too if ``strict_rpu_config_check``)."""
+        arrays = [m for m in self.modules() if isinstance(m, TileArray)]
+        for arr in arrays:
+            arr.load_rpu_config = load_rpu_config
+            arr.strict_rpu_config_check = strict_rpu_config_check
+        try:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        finally:
+            for arr in arrays:
+                del arr.load_rpu_config, arr.strict_rpu_config_check
+
+    def extra_repr(self) -> str:
+        p = self.analog_module.plan
+        return (f"{self._digital_extra_repr()}, tiles={p.tile_count} "
+                f"({p.n_in}x{p.n_out} of {p.tile_shape[0]}x{p.tile_shape[1]}), "
+                f"rpu_config={type(self.rpu_config).__name__}")
+
+    def _digital_extra_repr(self) -> str:
+        return ""

@@ -1,0 +1,149 @@
+"""Shared machinery of the config dataclasses: validation helpers and an exact JSON round trip.
+
+Configs serialise to plain JSON-able dicts (enums by name, nested configs tagged with their class
+name), never to pickled objects, so checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import typing
+from typing import Any, ClassVar, TypeVar
+
+from .enums import coerce_enum
+
+C = TypeVar("C", bound="ConfigBase")
+
+#: Every config class by name, for tagged (polymorphic) fields such as ``noise_model``.
+CONFIG_REGISTRY: dict[str, type[ConfigBase]] = {}
+
+
+class ConfigBase:
+    """Mixin for config dataclasses: ``to_dict``/``from_dict``/``to_json`` and field checks."""
+
+    #: Bumped when a field changes meaning; ``from_dict`` accepts older versions it knows.
+    config_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        CONFIG_REGISTRY[cls.__name__] = cls
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that ``from_dict`` turns back into an equal config."""
+        out: dict[str, Any] = {"type": type(self).__name__}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            out[f.name] = _encode(getattr(self, f.name))
+        return out
+
+    def to_json(self, **kwargs: Any) -> str:
+        """``to_dict`` as a JSON string."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        """Rebuild a config from ``to_dict`` output; unknown keys are a ``ValueError``."""
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        data = dict(data)
+        tag = data.pop("type", cls.__name__)
+        target = CONFIG_REGISTRY.get(tag)
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"{cls.__name__}.from_dict: unknown or unexpected config type {tag!r}")
+        hints = typing.get_type_hints(target)
+        names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"{target.__name__}.from_dict: unknown field(s) {', '.join(unknown)}")
+        kwargs = {k: _decode(v, hints[k], f"{target.__name__}.{k}") for k, v in data.items()}
+        return target(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        """Inverse of ``to_json``."""
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, ConfigBase):
+        return value.to_dict()
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any, hint: Any, where: str) -> Any:
+    """Turn JSON data back into the type ``hint`` names (configs, enums, tuples)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in args:
+            if arg is type(None):
+                continue
+            if isinstance(value, dict) and isinstance(arg, type) and issubclass(arg, ConfigBase):
+                return arg.from_dict(value)
+            if isinstance(arg, type) and issubclass(arg, enum.Enum):
+                return coerce_enum(arg, value, where)
+        return value
+    if isinstance(hint, type) and issubclass(hint, ConfigBase):
+        return hint.from_dict(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return coerce_enum(hint, value, where)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+# -------------------------------------------------------------------- field checks
+def check_number(obj: Any, name: str, *, min_value: float | None = None, positive: bool = False,
+                 allow_inf: bool = False) -> None:
+    """Raise ``ValueError`` naming ``Class.field`` unless the field is a finite real number
+    (>= ``min_value``; > 0 when ``positive``)."""
+    value = getattr(obj, name)
+    where = f"{type(obj).__name__}.{name}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where} must be a number, got {value!r}")
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ValueError(f"{where} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{where} must be > 0, got {value!r}")
+    if min_value is not None and value < min_value:
+        raise ValueError(f"{where} must be >= {min_value}, got {value!r}")
+
+
+def check_int(obj: Any, name: str, *, min_value: int = 0) -> None:
+    """Raise ``ValueError`` unless the field is an integer >= ``min_value``."""
+    value = getattr(obj, name)
+    where = f"{type(obj).__name__}.{name}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where} must be an integer, got {value!r}")
+    if value < min_value:
+        raise ValueError(f"{where} must be >= {min_value}, got {value!r}")
+
+
+def check_bool(obj: Any, name: str) -> None:
+    """Raise ``ValueError`` unless the field is a bool."""
+    value = getattr(obj, name)
+    if not isinstance(value, bool):
+        raise ValueError(f"{type(obj).__name__}.{name} must be True or False, got {value!r}")
+
+
+def check_config(obj: Any, name: str, cls: type | tuple[type, ...], *, optional: bool = False) -> None:
+    """Raise ``TypeError`` unless the field is an instance of ``cls`` (or None if optional)."""
+    value = getattr(obj, name)
+    if value is None and optional:
+        return
+    if not isinstance(value, cls):
+        names = cls.__name__ if isinstance(cls, type) else " or ".join(c.__name__ for c in cls)
+        raise TypeError(f"{type(obj).__name__}.{name} must be a {names}, got {type(value).__name__}")
