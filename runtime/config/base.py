@@ -88,6 +88,12 @@ def _decode(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if isinstance(value, dict):
+            # A union of configs: the tag picks the member (trying the first would reject others).
+            target = CONFIG_REGISTRY.get(value.get("type", ""))
+            if target is not None and any(isinstance(a, type) and issubclass(target, a)
+                                          for a in args):
+                return target.from_dict(value)
         for arg in args:
             if arg is type(None):
                 continue
@@ -139,11 +145,13 @@ def check_bool(obj: Any, name: str) -> None:
         raise ValueError(f"{type(obj).__name__}.{name} must be True or False, got {value!r}")
 
 
-def check_config(obj: Any, name: str, cls: type | tuple[type, ...], *, optional: bool = False) -> None:
+def check_config(obj: Any, name: str, cls: type | tuple[type, ...], *,
+                 optional: bool = False) -> None:
     """Raise ``TypeError`` unless the field is an instance of ``cls`` (or None if optional)."""
     value = getattr(obj, name)
     if value is None and optional:
         return
     if not isinstance(value, cls):
         names = cls.__name__ if isinstance(cls, type) else " or ".join(c.__name__ for c in cls)
-        raise TypeError(f"{type(obj).__name__}.{name} must be a {names}, got {type(value).__name__}")
+        raise TypeError(f"{type(obj).__name__}.{name} must be a {names}, "
+                        f"got {type(value).__name__}")

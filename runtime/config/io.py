@@ -55,7 +55,8 @@ class IOParameters(ConfigBase):
     """ABS_MAX: cap of the scale (0 = no cap); CONSTANT: the scale itself (must be > 0)."""
 
     def __post_init__(self) -> None:
-        self.w_noise_type = coerce_enum(WeightNoiseType, self.w_noise_type, "IOParameters.w_noise_type")
+        self.w_noise_type = coerce_enum(
+            WeightNoiseType, self.w_noise_type, "IOParameters.w_noise_type")
         self.bound_management = coerce_enum(
             BoundManagementType, self.bound_management, "IOParameters.bound_management")
         self.noise_management = coerce_enum(
@@ -70,6 +71,10 @@ class IOParameters(ConfigBase):
             check_number(self, name, min_value=0.0)
         check_number(self, "max_bm_factor", min_value=1.0)
         check_number(self, "max_bm_res", positive=True)
+        if self.noise_management is NoiseManagementType.MAX:
+            # aihwkit's signed-max scaling has no kernel here; fail now, not deep in the forward.
+            raise ValueError("IOParameters.noise_management=MAX is not supported; use ABS_MAX, "
+                             "AVERAGE_ABS_MAX, CONSTANT or NONE")
         if self.noise_management is NoiseManagementType.CONSTANT and self.nm_thres <= 0:
             raise ValueError("IOParameters.nm_thres must be > 0 with noise_management=CONSTANT "
                              f"(it is the constant input scale), got {self.nm_thres!r}")
