@@ -1,0 +1,97 @@
+"""An independent, deliberately plain oracle of one tile array's noise-free forward.
+
+Loops over groups, tiles and input vectors and follows the reference document step by step
+(noise management -> DAC -> MVM -> ADC -> ITERATIVE bound management -> undo scaling -> digital
+scales -> sum over input splits -> bias). It never calls the kernel under test.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+import analog_compiler as ac
+
+
+def _quant(v: Tensor, step: float) -> Tensor:
+    return v if step <= 0 else torch.round(v / step) * step
+
+
+def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: list[int],
+                   out_sizes: list[int], out_scales: Tensor | None = None,
+                   bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Noise-free forward. Returns ``(y [N, G*out_g], keep [G, n_in, N, out_g], red [G, n_in,
+    n_out, N])``: the output, the not-clipped mask and the final input reduction per vector."""
+    groups, out_g, in_g = weight.shape
+    n = x.shape[0]
+    xg = x.reshape(n, groups, in_g)
+    y = torch.zeros(n, groups, out_g, dtype=x.dtype)
+    keep = torch.ones(groups, len(in_sizes), n, out_g, dtype=torch.bool)
+    reds = torch.ones(groups, len(in_sizes), len(out_sizes), n, dtype=x.dtype)
+    in_step = 0.0 if io.inp_res <= 0 else (io.inp_res if io.inp_res < 1 else 1 / io.inp_res) \
+        * 2 * io.inp_bound
+    out_step = 0.0 if io.out_res <= 0 else (io.out_res if io.out_res < 1 else 1 / io.out_res) \
+        * 2 * io.out_bound
+    # Bound management may double the reduction while red <= max_bm_factor and
+    # red <= max_bm_res / DAC step.
+    col0 = 0
+    for i, cols in enumerate(in_sizes):
+        row0 = 0
+        for j, rows in enumerate(out_sizes):
+            for g in range(groups):
+                w = weight[g, row0:row0 + rows, col0:col0 + cols]
+                batch_abs_max = xg[:, g, col0:col0 + cols].abs().amax(-1)
+                for v in range(n):
+                    xv = xg[v, g, col0:col0 + cols]
+                    nm = io.noise_management
+                    if io.is_perfect:
+                        yv, red, alpha = w @ xv, 1.0, 1.0
+                        clipped = torch.zeros(rows, dtype=torch.bool)
+                    else:
+                        if nm is ac.NoiseManagementType.ABS_MAX:
+                            alpha = float(xv.abs().max())
+                            if io.nm_thres > 0:
+                                alpha = min(alpha, io.nm_thres)
+                        elif nm is ac.NoiseManagementType.AVERAGE_ABS_MAX:
+                            alpha = float(batch_abs_max.mean())
+                        elif nm is ac.NoiseManagementType.CONSTANT:
+                            alpha = io.nm_thres
+                        else:
+                            alpha = 1.0
+                        if alpha == 0.0:
+                            continue  # an all-zero vector gives 0
+                        red = 1.0
+                        while True:
+                            xs = _quant(xv / (alpha * red), in_step)
+                            xs = xs.clamp(-io.inp_bound, io.inp_bound)
+                            yv = _quant(w @ xs, out_step)
+                            if io.out_bound > 0:
+                                clipped = yv.abs() >= io.out_bound
+                                yv = yv.clamp(-io.out_bound, io.out_bound)
+                            else:
+                                clipped = torch.zeros(rows, dtype=torch.bool)
+                            nxt = 2 * red
+                            may_redo = (io.bound_management is ac.BoundManagementType.ITERATIVE
+                                        and io.out_bound > 0 and nxt <= io.max_bm_factor
+                                        and (in_step <= 0 or nxt * in_step <= io.max_bm_res))
+                            if bool(clipped.any()) and may_redo:
+                                red = nxt
+                                continue
+                            break
+                        yv = yv * alpha * red
+                    reds[g, i, j, v] = red
+                    keep[g, i, v, row0:row0 + rows] = ~clipped
+                    if out_scales is not None:
+                        yv = yv * out_scales[g, i, row0:row0 + rows]
+                    y[v, g, row0:row0 + rows] += yv
+            row0 += rows
+        col0 += cols
+    y = y.reshape(n, groups * out_g)
+    if bias is not None:
+        y = y + bias
+    return y, keep, reds
+
+
+def quiet_io(**changes) -> ac.IOParameters:
+    """Default inference periphery with every noise source off."""
+    return ac.IOParameters(out_noise=0.0, **changes)

@@ -1,0 +1,6 @@
+"""Shared test set-up: make the test helpers in this folder (``analog_oracle``) importable."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
