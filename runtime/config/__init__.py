@@ -6,10 +6,23 @@ from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
 from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
+from .training import (
+                       InputRangeParameter,
+                       PrePostProcessingParameter,
+                       WeightClipParameter,
+                       WeightClipType,
+                       WeightModifierParameter,
+                       WeightModifierType,
+                       WeightRemapParameter,
+                       WeightRemapType,
+)
 
 __all__ = [
     "CONFIG_REGISTRY", "ConfigBase", "BoundManagementType", "NoiseManagementType",
     "WeightNoiseType", "IOParameters", "MappingParameter", "GlobalDriftCompensation",
     "PCMLikeNoiseModel", "PerColumnDriftCompensation", "RPU_CONFIG_TYPES",
     "FloatingPointRPUConfig", "InferenceRPUConfig", "RPUConfig",
+    # hardware-aware training
+    "InputRangeParameter", "PrePostProcessingParameter", "WeightClipParameter", "WeightClipType",
+    "WeightModifierParameter", "WeightModifierType", "WeightRemapParameter", "WeightRemapType",
 ]

@@ -26,6 +26,8 @@ class ConfigBase:
 
     #: Bumped when a field changes meaning; ``from_dict`` accepts older versions it knows.
     config_version: ClassVar[int] = 1
+    #: JSON key of a field whose name is taken by the class tag (aihwkit's ``type`` fields).
+    json_keys: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -36,7 +38,7 @@ class ConfigBase:
         """A JSON-able dict that ``from_dict`` turns back into an equal config."""
         out: dict[str, Any] = {"type": type(self).__name__}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            out[f.name] = _encode(getattr(self, f.name))
+            out[self.json_keys.get(f.name, f.name)] = _encode(getattr(self, f.name))
         return out
 
     def to_json(self, **kwargs: Any) -> str:
@@ -53,6 +55,9 @@ class ConfigBase:
         target = CONFIG_REGISTRY.get(tag)
         if target is None or not issubclass(target, cls):
             raise ValueError(f"{cls.__name__}.from_dict: unknown or unexpected config type {tag!r}")
+        for name, key in target.json_keys.items():
+            if key in data:
+                data[name] = data.pop(key)
         hints = typing.get_type_hints(target)
         names = {f.name for f in dataclasses.fields(target)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)

@@ -8,6 +8,12 @@ from .base import ConfigBase, check_config
 from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
+from .training import (
+    PrePostProcessingParameter,
+    WeightClipParameter,
+    WeightModifierParameter,
+    WeightRemapParameter,
+)
 
 
 @dataclass
@@ -23,6 +29,15 @@ class InferenceRPUConfig(ConfigBase):
     drift_compensation: GlobalDriftCompensation | PerColumnDriftCompensation | None = field(
         default_factory=GlobalDriftCompensation)
     """How outputs are rescaled after drift; None: no compensation."""
+    # --- hardware-aware training (runtime/config/training.py); defaults change nothing
+    modifier: WeightModifierParameter = field(default_factory=WeightModifierParameter)
+    """Weight noise / quantization of the training forward (HWA training)."""
+    clip: WeightClipParameter = field(default_factory=WeightClipParameter)
+    """Weight clipping after each optimizer step (``attach_hwa_hooks``)."""
+    remap: WeightRemapParameter = field(default_factory=WeightRemapParameter)
+    """Weight remapping after each optimizer step (``attach_hwa_hooks``)."""
+    pre_post: PrePostProcessingParameter = field(default_factory=PrePostProcessingParameter)
+    """Digital pre/post processing: learned input ranges."""
 
     def __post_init__(self) -> None:
         check_config(self, "forward", IOParameters)
@@ -30,6 +45,10 @@ class InferenceRPUConfig(ConfigBase):
         check_config(self, "noise_model", PCMLikeNoiseModel, optional=True)
         check_config(self, "drift_compensation",
                      (GlobalDriftCompensation, PerColumnDriftCompensation), optional=True)
+        check_config(self, "modifier", WeightModifierParameter)
+        check_config(self, "clip", WeightClipParameter)
+        check_config(self, "remap", WeightRemapParameter)
+        check_config(self, "pre_post", PrePostProcessingParameter)
 
 
 @dataclass
