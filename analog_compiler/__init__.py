@@ -15,8 +15,19 @@ from .runtime import (
     TilePlan,
     WeightNoiseType,
 )
+from .runtime import (  # hardware-aware training configs
+    InputRangeParameter,
+    PrePostProcessingParameter,
+    WeightClipParameter,
+    WeightClipType,
+    WeightModifierParameter,
+    WeightModifierType,
+    WeightRemapParameter,
+    WeightRemapType,
+)
 
 from .chip import analog_layers, drift_analog_weights, program_analog_weights
 from .nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLayerBase, AnalogLinear, AnalogTile
+from .reporting import TileReport, report
 
 __version__ = "0.1.0"
