@@ -37,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..runtime import AnalogCompilerError
+
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, ImportError,
-            AttributeError) as exc:
-        print(f"analog-compiler {args.command}: error: {exc}", file=sys.stderr)
+    except (CLIError, AnalogCompilerError, ValueError, TypeError, OSError, ImportError,
+            AttributeError, RuntimeError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__  # always one line
+        print(f"analog-compiler {args.command}: error: {message}", file=sys.stderr)
         return 2

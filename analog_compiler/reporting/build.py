@@ -195,7 +195,8 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
     global_config = log.rpu_config if log is not None and log.rpu_config else \
         _most_common_config(analog)
     notes: list[str] = []
-    if log is None and analog:
+    configs = {layer.rpu_config.to_json(sort_keys=True) for layer in analog.values()}
+    if log is None and len(configs) > 1:
         notes.append("no conversion log on the model: config differences are taken against the "
                      "most common layer config")
     rows = _build_rows(model, log, analog, global_config, notes)
