@@ -28,6 +28,13 @@ from .runtime import (  # hardware-aware training configs
 
 from .chip import analog_layers, drift_analog_weights, program_analog_weights
 from .nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLayerBase, AnalogLinear, AnalogTile
+from .training import (
+    StandardHWATrainingPreset,
+    StandardIOParameters,
+    attach_hwa_hooks,
+    calibrate_input_ranges,
+    post_update_step,
+)
 from .reporting import TileReport, report
 
 __version__ = "0.1.0"

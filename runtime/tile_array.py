@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import hwa
 from .config import FloatingPointRPUConfig, InferenceRPUConfig, IOParameters
 from .config.enums import NoiseManagementType, WeightNoiseType
 from .errors import ModuleError
@@ -76,6 +77,7 @@ class TileArray(nn.Module):
         self.register_buffer("t_inference", torch.full((), -1.0, dtype=torch.float64))
         self.register_buffer("drift_baseline", torch.ones(g, n_in, out_features, **kw))
         self.register_buffer("drift_alpha", torch.ones(g, n_in, out_features, **kw))
+        hwa.sync_hwa_parameters(self)  # HWA training: input_range, out_scaling_alpha
 
     # ------------------------------------------------------------------ config
     @property
@@ -96,7 +98,7 @@ class TileArray(nn.Module):
     @property
     def uses_mapping_scales(self) -> bool:
         """Whether ``mapping_scales`` differ from 1 (weight scaling with omega > 0)."""
-        return self.rpu_config.mapping.weight_scaling_omega > 0
+        return self.rpu_config.mapping.weight_scaling_omega > 0 or hwa.remap_enabled(self)
 
     # ------------------------------------------------------------------ forward
     def output_scales(self) -> Tensor | None:
@@ -114,6 +116,8 @@ class TileArray(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[N, G * in_g]`` -> ``[N, G * out_g]``."""
+        if hwa.hwa_active(self):  # HWA training: modifier, input range, learned out scales
+            return hwa.hwa_forward(self, x, new_seed())
         weight = self.active_weight()
         need_mask = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         y, _ = tile_forward(x, weight, self.output_scales(), self.bias, new_seed(),
@@ -165,6 +169,9 @@ class TileArray(nn.Module):
         w = w.detach()
         if scales is not None:
             w = w * expand_row_values(scales, self.plan)
+        alpha = self._parameters.get("out_scaling_alpha")  # HWA: learned output scales
+        if alpha is not None:
+            w = w * alpha.detach().expand(w.shape[0] * w.shape[1]).view(*w.shape[:2], 1)
         return w.clone()
 
     # ------------------------------------------------------------------ chip state
@@ -250,6 +257,7 @@ class TileArray(nn.Module):
             self.mapping_scales = self.mapping_scales.new_ones(shape)
             self.drift_baseline = self.drift_baseline.new_ones(shape)
             self.drift_alpha = self.drift_alpha.new_ones(shape)
+        hwa.sync_hwa_parameters(self)  # HWA training parameters of the new config
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
