@@ -77,6 +77,8 @@ class TileArray(nn.Module):
         self.register_buffer("t_inference", torch.full((), -1.0, dtype=torch.float64))
         self.register_buffer("drift_baseline", torch.ones(g, n_in, out_features, **kw))
         self.register_buffer("drift_alpha", torch.ones(g, n_in, out_features, **kw))
+        # Set when a write scaled the weights with an explicit omega while the mapping's is 0.
+        self._scaled = False
         hwa.sync_hwa_parameters(self)  # HWA training: input_range, out_scaling_alpha
 
     # ------------------------------------------------------------------ config
@@ -98,7 +100,8 @@ class TileArray(nn.Module):
     @property
     def uses_mapping_scales(self) -> bool:
         """Whether ``mapping_scales`` differ from 1 (weight scaling with omega > 0)."""
-        return self.rpu_config.mapping.weight_scaling_omega > 0 or hwa.remap_enabled(self)
+        return (self.rpu_config.mapping.weight_scaling_omega > 0 or self._scaled
+                or hwa.remap_enabled(self))
 
     # ------------------------------------------------------------------ forward
     def output_scales(self) -> Tensor | None:
@@ -145,9 +148,11 @@ class TileArray(nn.Module):
                 alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
                 self.mapping_scales.copy_(alpha)
                 self.weight.copy_(w / expand_row_values(alpha, self.plan))
+                self._scaled = True
             else:
                 self.mapping_scales.fill_(1.0)
                 self.weight.copy_(w)
+                self._scaled = False
         self.reset_programming()
 
     def logical_weights(self, apply_weight_scaling: bool = True, current: bool = False) -> Tensor:
@@ -257,6 +262,7 @@ class TileArray(nn.Module):
             self.mapping_scales = self.mapping_scales.new_ones(shape)
             self.drift_baseline = self.drift_baseline.new_ones(shape)
             self.drift_alpha = self.drift_alpha.new_ones(shape)
+            self._scaled = False
         hwa.sync_hwa_parameters(self)  # HWA training parameters of the new config
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -286,6 +292,9 @@ class TileArray(nn.Module):
             self.current_weight = self.current_weight.new_empty(state_dict[key].shape)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        scales = state_dict.get(prefix + "mapping_scales")
+        if isinstance(scales, Tensor) and scales.shape == self.mapping_scales.shape:
+            self._scaled = bool((scales != 1).any())
 
     def extra_repr(self) -> str:
         p = self.plan

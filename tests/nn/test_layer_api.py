@@ -1,0 +1,243 @@
+"""The aihwkit layer API on AnalogLinear / AnalogConv: weights, chip verbs, tiles, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from analog_compiler.runtime import TileArray
+from torch import nn
+
+import analog_compiler as ac
+
+
+def scaled_config(columnwise: bool = True, omega: float = 1.0, **mapping) -> ac.InferenceRPUConfig:
+    return ac.InferenceRPUConfig(mapping=ac.MappingParameter(
+        weight_scaling_omega=omega, weight_scaling_columnwise=columnwise, **mapping))
+
+
+# ------------------------------------------------------------------ get / set / remap
+@pytest.mark.parametrize("columnwise", [True, False])
+def test_set_get_weights_with_omega_round_trip(columnwise: bool) -> None:
+    layer = ac.AnalogLinear(10, 5, rpu_config=scaled_config(columnwise, max_input_size=4))
+    w, b = torch.randn(5, 10), torch.randn(5)
+    layer.set_weights(w, b)
+    w2, b2 = layer.get_weights()
+    torch.testing.assert_close(w2, w)
+    torch.testing.assert_close(b2, b)
+    raw, _ = layer.get_weights(apply_weight_scaling=False)
+    assert float(raw.abs().max()) == pytest.approx(1.0)
+    assert not torch.allclose(raw, w)
+    # an explicit omega in set_weights
+    layer.set_weights(w, weight_scaling_omega=0.25)
+    assert float(layer.get_weights(apply_weight_scaling=False)[0].abs().max()) == \
+        pytest.approx(0.25)
+    torch.testing.assert_close(layer.get_weights()[0], w)
+    # apply_weight_scaling=False stores W as is
+    layer.set_weights(w, apply_weight_scaling=False)
+    torch.testing.assert_close(layer.get_weights(apply_weight_scaling=False)[0], w)
+    # conv weights keep their torch shape
+    conv = ac.AnalogConv2d(2, 4, 3, rpu_config=scaled_config(columnwise))
+    wc = torch.randn(4, 2, 3, 3)
+    conv.set_weights(wc)
+    torch.testing.assert_close(conv.get_weights()[0], wc)
+
+
+def test_remap_weights() -> None:
+    layer = ac.AnalogLinear(6, 4, rpu_config=scaled_config(True))
+    w, b = layer.get_weights()
+    layer.remap_weights(0.5)
+    tiles = layer.analog_module.weight.detach()
+    torch.testing.assert_close(tiles.abs().amax(-1), torch.full((1, 4), 0.5))
+    torch.testing.assert_close(layer.get_weights()[0], w)
+    torch.testing.assert_close(layer.get_weights()[1], b)
+    layer.remap_weights(None)  # back to the mapping's omega
+    torch.testing.assert_close(layer.analog_module.weight.detach().abs().amax(-1),
+                               torch.ones(1, 4))
+    plain = ac.AnalogLinear(6, 4)  # omega 0 in the mapping: remap to 1.0 by default
+    w, _ = plain.get_weights()
+    x = torch.randn(3, 6)
+    plain.remap_weights()
+    assert float(plain.analog_module.weight.detach().abs().max()) == pytest.approx(1.0)
+    torch.testing.assert_close(plain.get_weights()[0], w)
+    plain.rpu_config.forward.is_perfect = True
+    plain.analog_module.rpu_config = plain.rpu_config
+    torch.testing.assert_close(plain(x), x @ w.T + plain.get_weights()[1])
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), [
+    (lambda m: m.set_weights(torch.randn(3, 5)), ValueError, "shape"),
+    (lambda m: m.set_weights([[1.0]]), TypeError, "Tensor"),
+    (lambda m: m.set_weights(torch.randn(4, 6), torch.randn(3)), ValueError, "bias"),
+    (lambda m: m.set_weights(torch.randn(4, 6), weight_scaling_omega=-1.0), ValueError, "omega"),
+    (lambda m: m.drift_analog_weights(-1.0), ValueError, "t_inference"),
+    (lambda m: m.drift_analog_weights("1h"), ValueError, "t_inference"),
+])
+def test_bad_calls(call, exc: type, match: str) -> None:
+    layer = ac.AnalogLinear(6, 4).eval()
+    with pytest.raises(exc, match=match):
+        call(layer)
+
+
+def test_set_bias_on_layer_without_bias() -> None:
+    layer = ac.AnalogLinear(6, 4, bias=False)
+    with pytest.raises(ValueError, match="bias"):
+        layer.set_weights(torch.randn(4, 6), torch.randn(4))
+
+
+# ------------------------------------------------------------------ program / drift
+def test_program_and_drift_only_in_eval() -> None:
+    layer = ac.AnalogLinear(6, 4)
+    with pytest.raises(ac.ModuleError, match="training mode"):
+        layer.program_analog_weights()
+    with pytest.raises(ac.ModuleError, match="training mode"):
+        layer.drift_analog_weights(10.0)
+    model = nn.Sequential(layer)
+    with pytest.raises(ac.ModuleError):
+        ac.program_analog_weights(model)
+    with pytest.raises(ac.ModuleError):
+        ac.drift_analog_weights(model, 10.0)
+
+
+def test_layer_program_drift_semantics() -> None:
+    layer = ac.AnalogLinear(16, 8).eval()
+    arr = layer.analog_module
+    layer.program_analog_weights()
+    seed = int(arr.program_seed)
+    programmed = arr.current_weight.clone()
+    layer.drift_analog_weights(3600.0)
+    first = arr.current_weight.clone()
+    layer.drift_analog_weights(3600.0)
+    assert int(arr.program_seed) == seed  # same chip
+    assert not torch.equal(first, arr.current_weight)  # fresh read noise
+    layer.program_analog_weights()
+    assert int(arr.program_seed) != seed  # a new chip
+    assert not torch.equal(arr.current_weight, programmed)
+    layer.set_weights(*layer.get_weights())
+    assert not arr.is_programmed
+
+
+def test_model_level_helpers() -> None:
+    model = nn.Sequential(ac.AnalogLinear(4, 4), nn.ReLU(),
+                          nn.Sequential(ac.AnalogConv1d(1, 2, 3)), nn.Linear(2, 2)).eval()
+    names = [name for name, _ in ac.analog_layers(model)]
+    assert names == ["0", "2.0"]
+    ac.drift_analog_weights(model, 60.0)  # programs first
+    for _, layer in ac.analog_layers(model):
+        assert layer.analog_module.is_programmed
+        assert float(layer.analog_module.t_inference) == 60.0
+    seeds = [int(m.analog_module.program_seed) for _, m in ac.analog_layers(model)]
+    ac.program_analog_weights(model)
+    assert [int(m.analog_module.program_seed) for _, m in ac.analog_layers(model)] != seeds
+    assert float(model[0].analog_module.t_inference) == 0.0
+    with pytest.raises(TypeError):
+        list(ac.analog_layers("model"))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ realistic read / write
+def test_realistic_read_write() -> None:
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(32, 16)
+    w, b = layer.get_weights()
+    layer.realistic_read_write = True
+    layer.set_weights(w, b)  # a realistic write programs the chip
+    assert layer.analog_module.is_programmed
+    read1, _ = layer.get_weights()
+    read2, _ = layer.get_weights()
+    exact, _ = layer.get_weights(force_exact=True)
+    torch.testing.assert_close(exact, w)
+    assert not torch.equal(read1, w) and not torch.equal(read1, read2)  # noisy, fresh reads
+    err = (read1 - w).abs().mean() / w.abs().mean()
+    assert 0.005 < float(err) < 0.3  # programming + read noise, not garbage
+    layer.set_weights(w, b, force_exact=True)  # exact write: not programmed
+    assert not layer.analog_module.is_programmed
+    layer.get_weights()  # a realistic read programs first
+    assert layer.analog_module.is_programmed
+    # the realistic read follows the drifted chip
+    layer.eval()
+    layer.drift_analog_weights(86400.0 * 365)
+    drifted, _ = layer.get_weights()
+    assert float(drifted.abs().mean()) < 0.8 * float(w.abs().mean())
+    assert not type(layer).realistic_read_write  # a per-layer switch, off by default
+
+
+# ------------------------------------------------------------------ tiles
+def test_tile_enumeration() -> None:
+    layer = ac.AnalogLinear(1025, 600, rpu_config=scaled_config())
+    assert layer.analog_tile_count() == 3 * 2
+    named = list(layer.named_analog_tiles())
+    assert [n for n, _ in named][:3] == ["analog_module.g0.i0.j0", "analog_module.g0.i0.j1",
+                                         "analog_module.g0.i1.j0"]
+    tiles = list(layer.analog_tiles())
+    assert len(tiles) == 6 and all(t.array is layer.analog_module for t in tiles)
+    assert {t.shape for t in tiles} == {(300, 342), (300, 341)}
+    assert all(t.physical_shape == (300, 342) for t in tiles)
+    assert tiles[-1].utilization == pytest.approx(341 / 342)
+    w, _ = layer.get_weights()
+    t = tiles[3]  # g0 i1 j1
+    torch.testing.assert_close(t.get_weights(), w[300:600, 342:684])
+    assert layer.get_analog_tile_devices() == [torch.device("cpu")] * 6
+    assert "i1" in repr(t) or "in_split=1" in repr(t)
+    assert t.rpu_config is layer.rpu_config
+
+
+def test_register_analog_tile_and_unregister_parameter() -> None:
+    layer = ac.AnalogLinear(4, 3)
+    new = TileArray(3, 4, ac.FloatingPointRPUConfig())
+    layer.register_analog_tile(new)
+    assert layer.analog_module is new and layer.rpu_config is new.rpu_config
+    layer.register_analog_tile(new, name="analog_module", update_only=True)
+    with pytest.raises(ac.ModuleError):
+        layer.register_analog_tile(new, name="other_tile", update_only=True)
+    with pytest.raises(TypeError, match="TileArray"):
+        layer.register_analog_tile(nn.Linear(4, 3))  # type: ignore[arg-type]
+    layer.register_parameter("extra", nn.Parameter(torch.zeros(1)))
+    assert "extra" in dict(layer.named_parameters())
+    layer.unregister_parameter("extra")
+    assert "extra" not in dict(layer.named_parameters())
+    with pytest.raises(ac.ModuleError, match="extra"):
+        layer.unregister_parameter("extra")
+
+
+def test_extra_repr() -> None:
+    text = ac.AnalogLinear(1025, 600, bias=False).extra_repr()
+    for part in ("in_features=1025", "out_features=600", "bias=False", "tiles=6",
+                 "3x2 of 300x342", "InferenceRPUConfig"):
+        assert part in text, (part, text)
+
+
+def test_reset_parameters() -> None:
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(50, 40).eval()
+    layer.program_analog_weights()
+    before, _ = layer.get_weights()
+    layer.reset_parameters()
+    after, bias = layer.get_weights()
+    assert not torch.equal(before, after)
+    assert not layer.analog_module.is_programmed
+    bound = 1 / 50**0.5  # torch's kaiming-uniform bound for nn.Linear
+    assert float(after.abs().max()) <= bound and float(after.abs().max()) > 0.9 * bound
+    assert float(bias.abs().max()) <= bound
+    conv = ac.AnalogConv2d(3, 4, 3)
+    conv.reset_parameters()
+    assert float(conv.get_weights()[0].abs().max()) <= 1 / 27**0.5
+
+
+def test_to_dtype_and_device() -> None:
+    layer = ac.AnalogLinear(4, 3).eval()
+    layer.drift_analog_weights(10.0)
+    layer = layer.to(torch.float64)
+    arr = layer.analog_module
+    assert arr.weight.dtype == arr.current_weight.dtype == torch.float64
+    assert arr.program_seed.dtype == torch.int64
+    assert layer(torch.randn(2, 4, dtype=torch.float64)).dtype == torch.float64
+    layer = layer.to("cpu")
+    assert layer.get_analog_tile_devices() == [torch.device("cpu")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda() -> None:
+    layer = ac.AnalogConv2d(2, 4, 3, rpu_config=scaled_config(max_input_size=7)).cuda().eval()
+    assert layer.get_analog_tile_devices()[0].type == "cuda"
+    layer.drift_analog_weights(3600.0)
+    y = layer(torch.randn(2, 2, 5, 5, device="cuda"))
+    assert y.is_cuda and bool(torch.isfinite(y).all())
