@@ -27,6 +27,8 @@ from .runtime import (  # hardware-aware training configs
 )
 
 from .chip import analog_layers, drift_analog_weights, program_analog_weights
+from .nn.attention import AnalogMultiheadAttention
+from .compiler import DEFAULT_LAYER_MAP, LayerPolicy, convert, convert_to_analog
 from .nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLayerBase, AnalogLinear, AnalogTile
 from .training import (
     StandardHWATrainingPreset,

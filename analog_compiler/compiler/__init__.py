@@ -1,0 +1,7 @@
+"""The compiler: capture, canonicalize, policy, rewrite, and the torch.compile backend."""
+
+from .api import convert, convert_to_analog
+from .layer_map import DEFAULT_LAYER_MAP
+from .policy import LayerPolicy
+
+__all__ = ["convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy"]

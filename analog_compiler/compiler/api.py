@@ -1,0 +1,271 @@
+"""``convert`` and ``convert_to_analog``: the one-call conversion of a digital model.
+
+Conversion, per module (starting at the root):
+
+1. capture: trace the module with ``torch.fx`` (matrix modules and analog layers are leaves);
+2. if that fails, convert each child the same way, then trace the module's own forward with
+   every child as a leaf; if even that fails, the module keeps its code (module swap of its
+   children) and the failure is recorded in ``ConversionLog.fallbacks``;
+3. on a graph, run the passes: BatchNorm folding (optional), functional -> module
+   canonicalization, module mapping.
+
+A module is replaced by its ``GraphModule`` only when its graph had to change (a functional
+product became an analog layer); otherwise the original module object stays, with its class,
+call signature and output types, and only its matrix submodules are swapped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from torch import nn
+
+from ..conversion_log import LOG_ATTRIBUTE, ConversionLog
+from ..nn.attention import AnalogMultiheadAttention
+from ..nn.base import AnalogLayerBase
+from .capture import check_example_inputs, propagate_shapes, trace
+from .layer_map import DEFAULT_LAYER_MAP, check_layer_map
+from .passes import (
+    CANONICALIZE_FUNCTIONAL,
+    FOLD_BATCHNORM,
+    MAP_MODULES,
+    disable_fused_transformer_paths,
+    qualify,
+    run_pipeline,
+)
+from .policy import LayerPolicy, PolicyResolver, RPUConfig, check_rpu_config
+from .rewrite import ConversionContext, direct_matrix_parameters, set_submodule
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run with every submodule in eval mode (no BatchNorm statistics updates), then restore."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = None,
+            layer_map: dict[type, type] | None = None,
+            policy: LayerPolicy | dict[Any, RPUConfig | None] | None = None,
+            exclude: Iterable[str | type] | None = None, fold_batchnorm: bool = False,
+            inplace: bool = False) -> nn.Module:
+    """Map every matrix layer of ``model`` onto analog tiles; returns the converted model.
+
+    Args:
+        model: the digital model (not modified unless ``inplace``).
+        rpu_config: the global tile config (``InferenceRPUConfig`` or ``FloatingPointRPUConfig``).
+        example_inputs: optional inputs (a tensor, a tuple, or a dict of keyword arguments);
+            they are checked against the model (``ValueError`` naming the shapes otherwise) and
+            annotate the graph with shapes (``node.meta['tensor_meta']``).
+        layer_map: digital type -> analog class (default ``DEFAULT_LAYER_MAP``); subclasses of a
+            key are mapped too (``NonDynamicallyQuantizableLinear`` is an ``nn.Linear``).
+        policy: per-layer configs, see ``LayerPolicy`` (precedence: exclude > exact name >
+            regex > type > global; ``None`` keeps a layer digital). A dict is read as
+            ``LayerPolicy.coerce`` describes. A regex or name that matches no matrix layer
+            raises a ``UserWarning`` listing it.
+        exclude: qualified names (whole subtrees) or module types to keep digital.
+        fold_batchnorm: fold ``conv/linear -> BatchNorm`` pairs (running statistics) before
+            mapping; the BatchNorm becomes ``nn.Identity``.
+        inplace: convert ``model`` itself instead of a deep copy.
+
+    What is mapped: ``nn.Linear`` (and subclasses), ``nn.Conv1d/2d/3d``, GPT-2 style
+    ``Conv1D`` (weight ``[in, out]``: becomes an ``AnalogLinear`` with the transposed weight),
+    ``nn.MultiheadAttention`` (becomes ``AnalogMultiheadAttention`` with ``q_proj``, ``k_proj``,
+    ``v_proj``, ``out_proj``), and in traceable code ``F.linear``, ``F.conv1d/2d/3d``,
+    ``x @ W``/``torch.matmul``/``torch.mm``/``torch.addmm`` whose weight is a parameter.
+
+    ``state_dict`` naming: a mapped module keeps its name and its weights move into its tile
+    array: ``fc1.weight`` -> ``fc1.analog_module.weight``, ``fc1.bias`` ->
+    ``fc1.analog_module.bias`` (plus the array's buffers ``mapping_scales``,
+    ``current_weight``, ... and ``_extra_state``). A GPT-2 ``Conv1D`` ``h.0.attn.c_attn``
+    stores ``h.0.attn.c_attn.analog_module.weight`` as ``[out, in]``. An attention module
+    ``attn`` stores ``attn.q_proj.analog_module.weight``, ... , ``attn.out_proj.analog_module
+    .weight``. A functional product on parameter ``blk.w`` becomes the layer ``blk.w_linear``
+    (``blk.w_conv`` for convolutions) and ``blk.w`` itself is removed. A folded BatchNorm's
+    entries disappear. Everything else keeps its key.
+
+    The result keeps the original model object (class, call signature, output structure such
+    as dicts or HuggingFace ``ModelOutput``) unless a functional product had to be rewritten,
+    in which case the traced part becomes a ``torch.fx.GraphModule`` with the same inputs,
+    outputs, submodules and buffers. The ``ConversionLog`` is attached as
+    ``model.analog_conversion_log``: one record per matrix layer (mapped or digital with the
+    reason) and the submodules that could not be traced (``fallbacks``).
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``; ``rpu_config``, a policy value or a layer
+            map entry has the wrong type.
+        ValueError: ``example_inputs`` do not fit the model.
+    """
+    return _convert(model, rpu_config, example_inputs=example_inputs, layer_map=layer_map,
+                    policy=policy, exclude=exclude, fold_batchnorm=fold_batchnorm,
+                    inplace=inplace, verb="convert")
+
+
+def convert_to_analog(module: nn.Module, rpu_config: RPUConfig,
+                      tile_module_class: type | None = None,
+                      specific_rpu_config_fun: Callable[[str, nn.Module, RPUConfig], RPUConfig]
+                      | None = None, module_name: str = "", ensure_analog_root: bool = True,
+                      exclude_modules: list[str] | None = None, inplace: bool = False,
+                      verbose: bool = False) -> nn.Module:
+    """aihwkit's ``convert_to_analog`` with aihwkit's argument meanings, on top of ``convert``.
+
+    Args:
+        module: the digital model.
+        rpu_config: the config of every converted layer.
+        tile_module_class: the ``TileArray`` subclass the layers build.
+        specific_rpu_config_fun: ``fun(qualified_name, digital_module, rpu_config_copy) ->
+            rpu_config`` per layer (functional products get their ``nn.Linear``/``nn.ConvNd``
+            form as ``digital_module``).
+        module_name: the root's name, prefixed to every qualified name (``module_name.fc1``).
+        ensure_analog_root: give the root the analog model verbs
+            (``program_analog_weights``, ``drift_analog_weights``, ``analog_tile_count``, ...) by
+            re-classing it to a subclass of its own class: ``state_dict`` keys do not change
+            (unlike aihwkit's ``AnalogWrapper``).
+        exclude_modules: qualified names whose subtrees stay digital.
+        inplace: convert ``module`` itself instead of a deep copy.
+        verbose: print every layer decision.
+    """
+    model = _convert(module, rpu_config, exclude=exclude_modules, inplace=inplace,
+                     tile_module_class=tile_module_class, config_fn=specific_rpu_config_fun,
+                     root_name=module_name, verbose=verbose, verb="convert_to_analog")
+    if ensure_analog_root and not isinstance(model, AnalogLayerBase):
+        model = ensure_analog_container(model)
+    return model
+
+
+def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
+             layer_map: Any = None, policy: Any = None, exclude: Any = None,
+             fold_batchnorm: bool = False, inplace: bool = False,
+             tile_module_class: type | None = None, config_fn: Callable | None = None,
+             root_name: str = "", verbose: bool = False, verb: str = "convert") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{verb}: model must be an nn.Module, got {type(model).__name__}")
+    check_rpu_config(rpu_config, f"{verb}: rpu_config")
+    if config_fn is not None and not callable(config_fn):
+        raise TypeError(f"{verb}: specific_rpu_config_fun must be callable, got {config_fn!r}")
+    layer_map = check_layer_map(DEFAULT_LAYER_MAP if layer_map is None else layer_map)
+    layer_policy = LayerPolicy.coerce(policy, exclude)
+    if not inplace:
+        model = copy.deepcopy(model)
+    log = ConversionLog(rpu_config.to_dict())
+    ctx = ConversionContext(rpu_config, PolicyResolver(layer_policy, rpu_config), layer_map, log,
+                            tile_module_class, config_fn, verbose)
+    passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
+    with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
+        converted = _process(model, root_name, ctx, passes, example_inputs, root=True)
+    if converted is model:
+        log.capture = "module-swap" if root_name in log.fallbacks else "fx"
+    else:
+        log.capture = "fx"
+    converted = _sweep(converted, root_name, ctx)
+    disable_fused_transformer_paths(converted)
+    ctx.resolver.warn_unused()
+    object.__setattr__(converted, LOG_ATTRIBUTE, log)
+    return converted
+
+
+def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: list,
+             example_inputs: Any = None, root: bool = False) -> nn.Module:
+    """Convert ``module`` (qualified name ``prefix``); returns what to put in its place."""
+    if ctx.is_leaf(module):
+        return ctx.map_module(module, prefix) if ctx.is_matrix_module(module) else module
+    gm, _ = trace(module, lambda m, qn: ctx.is_leaf(m))
+    if gm is not None and root and example_inputs is not None:
+        propagate_shapes(gm, example_inputs)
+    if gm is None:
+        if root and example_inputs is not None:
+            check_example_inputs(module, example_inputs)
+        for name, child in list(module.named_children()):
+            new = _process(child, qualify(prefix, name), ctx, passes)
+            if new is not child:
+                setattr(module, name, new)
+        gm, error = trace(module, lambda m, qn: True)
+        if gm is None:
+            ctx.log.fallbacks[prefix] = error
+            for pname in direct_matrix_parameters(module):
+                ctx.record(qualify(prefix, pname), "parameter",
+                           f"untraceable: {error} (its use in {type(module).__name__}.forward "
+                           "is unknown)")
+            return module
+    changed = run_pipeline(gm, ctx, prefix, passes)
+    if changed.get(CANONICALIZE_FUNCTIONAL.name):
+        return gm
+    for name, child in gm.named_children():  # swaps of direct children: keep the original
+        if getattr(module, name, None) is not child:
+            setattr(module, name, child)
+    return module
+
+
+def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Module:
+    """Map matrix modules no graph showed (inside leaf modules such as
+    ``nn.TransformerEncoderLayer``, or never called)."""
+    swapped: list[str] = []
+    for name, module in list(model.named_modules()):
+        if any(name.startswith(s + ".") for s in swapped):
+            continue
+        full = qualify(root_name, name)
+        if full in ctx.recorded or not ctx.is_matrix_module(module):
+            continue
+        new = ctx.map_module(module, full)
+        if new is not module:
+            if not name:
+                return new
+            set_submodule(model, name, new)
+            swapped.append(name)
+    return model
+
+
+# ---------------------------------------------------------------------- analog root
+class AnalogContainerMixin:
+    """Model-level analog verbs, mixed into a converted root by ``convert_to_analog``."""
+
+    def analog_layers(self) -> Iterator[tuple[str, nn.Module]]:
+        """``(name, layer)`` of every analog layer."""
+        for name, m in self.named_modules():  # type: ignore[attr-defined]
+            if isinstance(m, AnalogLayerBase):
+                yield name, m
+
+    def program_analog_weights(self) -> None:
+        """Program every analog layer (eval mode)."""
+        for _, layer in self.analog_layers():
+            layer.program_analog_weights()
+
+    def drift_analog_weights(self, t_inference: float = 0.0) -> None:
+        """Drift every analog layer to ``t_inference`` seconds."""
+        for _, layer in self.analog_layers():
+            layer.drift_analog_weights(t_inference)
+
+    def analog_tile_count(self) -> int:
+        """Physical tiles of the whole model."""
+        return sum(layer.analog_tile_count() for _, layer in self.analog_layers())
+
+    def analog_tiles(self) -> Iterator[Any]:
+        """Every physical tile of the model."""
+        for _, layer in self.analog_layers():
+            yield from layer.analog_tiles()
+
+
+_CONTAINER_CLASSES: dict[type, type] = {}
+
+
+def ensure_analog_container(model: nn.Module) -> nn.Module:
+    """Re-class ``model`` to ``Analog<Class>`` (a subclass of its class and
+    ``AnalogContainerMixin``); attributes and ``state_dict`` are untouched."""
+    if isinstance(model, AnalogContainerMixin | AnalogMultiheadAttention):
+        return model
+    cls = type(model)
+    new_cls = _CONTAINER_CLASSES.get(cls)
+    if new_cls is None:
+        new_cls = type(f"Analog{cls.__name__}", (AnalogContainerMixin, cls),
+                       {"__module__": cls.__module__})
+        _CONTAINER_CLASSES[cls] = new_cls
+    model.__class__ = new_cls
+    return model

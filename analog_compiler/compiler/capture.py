@@ -1,0 +1,136 @@
+"""Capture: ``torch.fx`` symbolic tracing with leaf rules, and shape propagation.
+
+Matrix modules and analog layers are leaves (one ``call_module`` node each, under their
+qualified name), so the graph shows exactly where each layer is called and which functional
+products use which parameters. Tracing failures are returned, never raised: the caller falls
+back to module swap and records the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+LeafRule = Callable[[nn.Module, str], bool]
+
+
+class LeafTracer(fx.Tracer):
+    """An FX tracer that also treats modules selected by ``leaf_rule`` as leaves."""
+
+    def __init__(self, leaf_rule: LeafRule) -> None:
+        super().__init__()
+        self.leaf_rule = leaf_rule
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return self.leaf_rule(m, module_qualified_name) or super().is_leaf_module(
+            m, module_qualified_name)
+
+
+def trace_error(exc: BaseException) -> str:
+    """A one-line description of a tracing failure."""
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+
+
+def trace(module: nn.Module, leaf_rule: LeafRule) -> tuple[fx.GraphModule | None, str]:
+    """``(graph module, "")`` or ``(None, error)``. The graph module's tree is ``module``'s own
+    (the same submodule objects, every child kept), so swapping a submodule by name in either
+    place is visible through both."""
+    tracer = LeafTracer(leaf_rule)
+    try:
+        graph = tracer.trace(module)
+        graph.lint()
+        gm = fx.GraphModule(module, graph, class_name=type(module).__name__)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: fall back
+        return None, trace_error(exc)
+    adopt_tree(gm, module)
+    return gm, ""
+
+
+def adopt_tree(gm: fx.GraphModule, module: nn.Module) -> None:
+    """Make ``gm`` hold all of ``module``'s children, parameters, buffers and public plain
+    attributes (``GraphModule`` copies only what the graph references)."""
+    for name, child in module.named_children():
+        setattr(gm, name, child)
+    for name, param in module.named_parameters(recurse=False):
+        if name not in gm._parameters:
+            gm.register_parameter(name, param)
+    for name, buf in module.named_buffers(recurse=False):
+        if name not in gm._buffers:
+            gm.register_buffer(name, buf, persistent=name not in module._non_persistent_buffers_set)
+    for name, value in vars(module).items():
+        if not name.startswith("_") and name != "training" and not hasattr(gm, name):
+            setattr(gm, name, value)
+    gm.train(module.training)
+
+
+def as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``example_inputs`` (a tensor, a tuple/list, or a dict of keyword arguments) as
+    ``(args, kwargs)``."""
+    if isinstance(example_inputs, dict):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs), {}
+    return (example_inputs,), {}
+
+
+def describe_inputs(example_inputs: Any) -> str:
+    """``input 0: shape (2, 3); mask: shape (2,)``."""
+    args, kwargs = as_args(example_inputs)
+    items = [(f"input {i}", v) for i, v in enumerate(args)] + list(kwargs.items())
+    return "; ".join(f"{k}: shape {tuple(v.shape)}" if isinstance(v, torch.Tensor)
+                     else f"{k}: {type(v).__name__}" for k, v in items)
+
+
+class _ShapeProp(ShapeProp):
+    """ShapeProp that remembers the node it failed on."""
+
+    failed: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            return super().run_node(n)
+        except Exception:
+            self.failed = self.failed or n
+            raise
+
+
+def propagate_shapes(gm: fx.GraphModule, example_inputs: Any) -> None:
+    """Annotate every node with ``meta['tensor_meta']``; a ``ValueError`` naming the inputs'
+    shapes and the failing node when the inputs do not fit."""
+    args, kwargs = as_args(example_inputs)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    ordered = list(args) + [kwargs[n.target] for n in placeholders[len(args):]
+                            if n.target in kwargs]
+    prop = _ShapeProp(gm)
+    try:
+        with torch.no_grad():
+            prop.propagate(*ordered)
+    except Exception as exc:  # noqa: BLE001 - reported as a ValueError
+        where = ""
+        if prop.failed is not None:
+            where = f" at node {prop.failed.name!r} ({prop.failed.format_node()})"
+        raise ValueError(f"example_inputs do not fit {type(gm).__name__} "
+                         f"({describe_inputs(example_inputs)}): failed{where}: "
+                         f"{trace_error(exc)}") from None
+
+
+def check_example_inputs(model: nn.Module, example_inputs: Any) -> None:
+    """Run ``model`` once on ``example_inputs`` (no graph); a ``ValueError`` naming the shapes
+    when they do not fit."""
+    args, kwargs = as_args(example_inputs)
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported as a ValueError
+        raise ValueError(f"example_inputs do not fit {type(model).__name__} "
+                         f"({describe_inputs(example_inputs)}): {trace_error(exc)}") from None
+
+
+def placeholders_of(graph: fx.Graph) -> Sequence[fx.Node]:
+    """The graph's input nodes."""
+    return [n for n in graph.nodes if n.op == "placeholder"]

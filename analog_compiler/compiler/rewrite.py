@@ -1,0 +1,163 @@
+"""Rewrite: replace one digital matrix layer by its analog twin, deciding by policy, and record it.
+
+``ConversionContext`` carries everything a conversion decided (config, policy resolver, layer
+map, the ``ConversionLog``); ``map_module`` is the one place where a module is swapped, for both
+the FX path and the module-swap fallback.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..conversion_log import ConversionLog, LayerRecord
+from ..nn.attention import AnalogMultiheadAttention
+from ..nn.base import AnalogLayerBase
+from .canonicalize import is_transposed_conv1d, transposed_conv1d_to_linear
+from .layer_map import UNSUPPORTED_MATRIX_LAYERS, lookup
+from .policy import Decision, PolicyResolver, RPUConfig, check_rpu_config
+
+ConfigFn = Callable[[str, nn.Module, RPUConfig], RPUConfig]
+
+
+@dataclass
+class ConversionContext:
+    """The state of one conversion."""
+
+    rpu_config: RPUConfig
+    resolver: PolicyResolver
+    layer_map: dict[type, type]
+    log: ConversionLog
+    tile_module_class: type | None = None
+    config_fn: ConfigFn | None = None
+    """aihwkit's ``specific_rpu_config_fun(name, module, rpu_config) -> rpu_config``."""
+    verbose: bool = False
+    recorded: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ classification
+    def is_matrix_module(self, module: nn.Module) -> bool:
+        """A digital module conversion must look at (mappable or known-unsupported)."""
+        if isinstance(module, AnalogLayerBase | AnalogMultiheadAttention):
+            return False
+        return (lookup(self.layer_map, type(module)) is not None or is_transposed_conv1d(module)
+                or isinstance(module, UNSUPPORTED_MATRIX_LAYERS))
+
+    def is_leaf(self, module: nn.Module) -> bool:
+        """Tracing does not enter matrix modules and analog layers."""
+        return self.is_matrix_module(module) or isinstance(
+            module, AnalogLayerBase | AnalogMultiheadAttention)
+
+    # ------------------------------------------------------------------ records
+    def record(self, name: str, source_type: str, decision_or_reason: Decision | str,
+               config: RPUConfig | None = None) -> None:
+        """Append a LayerRecord (once per name)."""
+        if name in self.recorded:
+            return
+        self.recorded.add(name)
+        if isinstance(decision_or_reason, Decision):
+            reason = decision_or_reason.reason
+        else:
+            reason = decision_or_reason
+        status = "digital" if reason else "analog"
+        cfg = None
+        if status == "analog" and config is not None:
+            cfg_dict = config.to_dict()
+            cfg = None if cfg_dict == self.log.rpu_config else cfg_dict
+        self.log.records.append(LayerRecord(name, source_type, status, reason, cfg))
+        if self.verbose:
+            print(f"{name}: {source_type} -> {status}{' (' + reason + ')' if reason else ''}")
+
+    def layer_config(self, decision: Decision, name: str, module: nn.Module) -> RPUConfig:
+        """The decided config, passed through ``config_fn`` when given."""
+        cfg = decision.rpu_config
+        if self.config_fn is not None:
+            cfg = self.config_fn(name, module, copy.deepcopy(cfg))
+            check_rpu_config(cfg, f"specific_rpu_config_fun({name!r}) return value")
+        return cfg
+
+    def build_analog(self, digital: nn.Module, cfg: RPUConfig) -> nn.Module:
+        """``layer_map[type(digital)].from_digital(digital, cfg, tile_module_class)``."""
+        hit = lookup(self.layer_map, type(digital))
+        if hit is None:
+            raise TypeError(f"no analog layer for {type(digital).__name__} in the layer map")
+        return hit[1].from_digital(digital, cfg, self.tile_module_class)
+
+    # ------------------------------------------------------------------ module swap
+    def map_module(self, module: nn.Module, name: str) -> nn.Module:
+        """The module to put at ``name`` in place of ``module`` (``module`` itself if it stays
+        digital); every matrix layer gets a record."""
+        source = type(module).__name__
+        if isinstance(module, nn.MultiheadAttention) and \
+                issubclass(self.layer_map.get(nn.MultiheadAttention, object),
+                           AnalogMultiheadAttention):
+            return self._map_attention(module, name)
+        if is_transposed_conv1d(module):
+            canonical: type = nn.Linear
+        else:
+            hit = lookup(self.layer_map, type(module))
+            if hit is None:
+                if isinstance(module, UNSUPPORTED_MATRIX_LAYERS):
+                    self.record(name, source, f"unsupported: no analog layer for {source}")
+                return module
+            canonical = hit[0]
+        decision = self.resolver.decide([name], canonical)
+        if decision.rpu_config is None:
+            self.record(name, source, decision)
+            return module
+        cfg = self.layer_config(decision, name, module)
+        try:
+            digital = transposed_conv1d_to_linear(module) if is_transposed_conv1d(module) \
+                else module
+            analog = self.build_analog(digital, cfg)
+        except (TypeError, ValueError) as exc:
+            self.record(name, source, f"unsupported: {exc}")
+            return module
+        self.record(name, "Conv1D" if is_transposed_conv1d(module) else source,
+                    Decision(cfg), cfg)
+        return analog
+
+    def _map_attention(self, mha: nn.MultiheadAttention, name: str) -> nn.Module:
+        """MHA -> AnalogMultiheadAttention with each projection decided on its own: a name or
+        regex rule for ``<name>.q_proj`` etc. beats the decision for the attention module."""
+        whole = self.resolver.decide([name], type(mha))
+        projections = ("q_proj", "k_proj", "v_proj", "out_proj")
+        decisions: dict[str, Decision] = {}
+        for proj in projections:
+            own = self.resolver.decide([f"{name}.{proj}"], nn.Linear)
+            decisions[proj] = own if own.source in ("name", "regex", "exclude") else whole
+        if all(d.rpu_config is None for d in decisions.values()):
+            self.record(f"{name}.in_proj", "MultiheadAttention.in_proj", decisions["q_proj"])
+            self.record(f"{name}.out_proj", "MultiheadAttention.out_proj", decisions["out_proj"])
+            return mha
+        canonical = AnalogMultiheadAttention.from_multihead_attention(mha)
+        for proj in projections:
+            decision, qual = decisions[proj], f"{name}.{proj}"
+            kind = "out_proj" if proj == "out_proj" else "in_proj"
+            if decision.rpu_config is None:
+                self.record(qual, f"MultiheadAttention.{kind}", decision)
+                continue
+            cfg = self.layer_config(decision, qual, getattr(canonical, proj))
+            setattr(canonical, proj, self.build_analog(getattr(canonical, proj), cfg))
+            self.record(qual, f"MultiheadAttention.{kind}", Decision(cfg), cfg)
+        return canonical
+
+
+def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Replace the submodule at qualified ``name`` (not the root)."""
+    parent_name, _, attr = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, attr, new)
+
+
+def direct_matrix_parameters(module: nn.Module) -> list[str]:
+    """Names of ``module``'s own (not its children's) parameters with two or more dimensions."""
+    return [n for n, p in module.named_parameters(recurse=False) if p is not None and p.dim() >= 2]
+
+
+def describe(obj: Any) -> str:
+    """Short printable name of a node target."""
+    return getattr(obj, "__name__", None) or str(obj)

@@ -1,0 +1,131 @@
+"""convert() on real architectures: every matrix layer mapped, ideal tiles equal digital."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from compiler_models import (
+    MLP,
+    DepthwiseSeparable,
+    FunctionalLinear,
+    ResNetTiny,
+    randomize_batchnorm,
+)
+from torch import nn
+
+import analog_compiler as ac
+from analog_compiler.nn.base import AnalogLayerBase
+
+ATOL = RTOL = 1e-5
+
+
+def close(a, b):
+    return torch.allclose(a, b, atol=ATOL, rtol=RTOL)
+
+
+def split_count(size: int, max_size: int) -> int:
+    return 1 if max_size == 0 or size <= max_size else math.ceil(size / max_size)
+
+
+def expected_tiles(model: nn.Module, mp: ac.MappingParameter) -> dict[str, int]:
+    """Balanced-split arithmetic from the digital layer shapes."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            out[name] = split_count(m.in_features, mp.max_input_size) * split_count(
+                m.out_features, mp.max_output_size)
+        elif isinstance(m, nn.modules.conv._ConvNd):
+            k = math.prod(m.kernel_size) * m.in_channels // m.groups
+            out[name] = m.groups * split_count(k, mp.max_input_size) * split_count(
+                m.out_channels // m.groups, mp.max_output_size)
+    return out
+
+
+def analog_tiles(model: nn.Module) -> dict[str, int]:
+    return {n: m.analog_tile_count() for n, m in model.named_modules()
+            if isinstance(m, AnalogLayerBase)}
+
+
+def test_mlp(ideal):
+    model = MLP().eval()
+    x = torch.randn(4, 20)
+    analog = ac.convert(model, ideal)
+    assert all(isinstance(analog.get_submodule(n), ac.AnalogLinear) for n in ("fc1", "fc2", "head"))
+    assert close(analog(x), model(x))
+    assert analog_tiles(analog) == expected_tiles(model, ideal.mapping)
+    assert analog_tiles(analog)["fc2"] == 3 * 4  # ceil(37 / 16) x ceil(37 / 12)
+    log = analog.analog_conversion_log
+    assert {r.name for r in log.records if r.status == "analog"} == {"fc1", "fc2", "head"}
+    assert log.capture == "fx" and not log.fallbacks
+    assert type(analog) is MLP  # no graph rewrite needed: the original class stays
+    assert isinstance(model.fc1, nn.Linear)  # not inplace
+
+
+def test_resnet_with_batchnorm_and_residuals(ideal):
+    model = randomize_batchnorm(ResNetTiny()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    analog = ac.convert(model, ideal, example_inputs=x)
+    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert {r.name for r in analog.analog_conversion_log.records} == set(convs)
+    assert all(isinstance(analog.get_submodule(n), AnalogLayerBase) for n in convs)
+    assert isinstance(analog.layer1.bn1, nn.BatchNorm2d)
+    assert close(analog(x), model(x))
+    assert analog_tiles(analog) == expected_tiles(model, ideal.mapping)
+
+
+def test_depthwise_separable_and_conv1d_conv3d(ideal):
+    model = DepthwiseSeparable().eval()
+    x = torch.randn(2, 3, 5, 5)
+    analog = ac.convert(model, ideal)
+    assert isinstance(analog.dw, ac.AnalogConv2d) and isinstance(analog.seq, ac.AnalogConv1d)
+    assert isinstance(analog.vol, ac.AnalogConv3d)
+    assert analog.dw.analog_tile_count() == 12  # one tile per group
+    assert analog_tiles(analog) == expected_tiles(model, ideal.mapping)
+    assert close(analog(x), model(x))
+
+
+def test_functional_products_become_layers(ideal):
+    model = FunctionalLinear()
+    x, img = torch.randn(3, 6), torch.randn(2, 2, 5, 5)
+    analog = ac.convert(model, ideal)
+    records = {r.name: r for r in analog.analog_conversion_log.records}
+    assert set(records) == {"w1_linear", "w2_linear", "w3_linear", "w4_linear", "k_conv"}
+    assert {r.source_type for r in records.values()} == {"F.linear", "matmul", "addmm",
+                                                         "F.conv2d"}
+    assert all(r.status == "analog" for r in records.values())
+    ref, out = model(x, img), analog(x, img)
+    assert isinstance(out, dict) and set(out) == {"vec", "img"}
+    assert close(out["vec"], ref["vec"]) and close(out["img"], ref["img"])
+    keys = set(analog.state_dict())
+    assert "w1_linear.analog_module.weight" in keys and "w1" not in keys and "b1" not in keys
+    assert analog.w2_linear.get_weights()[0].shape == (9, 12)  # transposed [out, in]
+
+
+def test_inplace_and_state_dict_naming(ideal):
+    model = MLP()
+    same = ac.convert(model, ideal, inplace=True)
+    assert same is model and isinstance(model.fc1, ac.AnalogLinear)
+    keys = set(model.state_dict())
+    assert {"fc1.analog_module.weight", "fc1.analog_module.bias", "fc2.analog_module.weight"} \
+        <= keys
+    assert "fc2.analog_module.bias" not in keys
+
+
+def test_root_is_a_layer(ideal):
+    lin = nn.Linear(40, 30)
+    analog = ac.convert(lin, ideal)
+    assert isinstance(analog, ac.AnalogLinear)
+    assert analog.analog_tile_count() == 3 * 3
+    x = torch.randn(2, 40)
+    assert close(analog(x), lin(x))
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_inference_config_runs(noise):
+    rc = ac.InferenceRPUConfig()
+    if not noise:
+        rc.forward.is_perfect = True
+    analog = ac.convert(MLP().eval(), rc)
+    assert analog(torch.randn(3, 20)).shape == (3, 5)
