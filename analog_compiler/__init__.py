@@ -38,5 +38,6 @@ from .training import (
     post_update_step,
 )
 from .reporting import TileReport, report
+from .export import export_onnx, to_digital
 
 __version__ = "0.1.0"
