@@ -225,10 +225,12 @@ class TileArray(nn.Module):
         (``[G, n_in, out_g]``), reduced as the drift compensation prescribes."""
         plan = self.plan
         g, out_g, in_g = self.weight.shape
-        eye = torch.eye(g * in_g, device=self.weight.device, dtype=self.weight.dtype)
+        # Row k drives input k of every group at once (groups are separate tiles): in_g rows
+        # instead of a (G * in_g)^2 identity, which grouped convolutions cannot afford.
+        eye = torch.eye(in_g, device=self.weight.device, dtype=self.weight.dtype).repeat(1, g)
         y, _ = tile_forward(eye, self.current_weight, None, None, new_seed(),
                             list(plan.in_sizes), list(plan.out_sizes), self._io, False)
-        blocks = y.view(g, in_g, g, out_g).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
+        blocks = y.view(in_g, g, out_g).transpose(0, 1)  # [G, in_g, out_g]
         idx = plan.in_index.to(y.device)
         sums = y.new_zeros(g, plan.n_in, out_g).index_add_(1, idx, blocks.abs())
         means = sums / torch.tensor(plan.in_sizes, device=y.device, dtype=y.dtype).view(1, -1, 1)

@@ -110,3 +110,20 @@ def test_zero_weight_tile_keeps_alpha_one() -> None:
     alpha = layer.analog_module.drift_alpha
     assert bool(torch.isfinite(alpha).all())
     assert bool((alpha[0, 1] == 1).all())
+
+
+def test_grouped_readout_is_mean_abs_weight_per_tile_column() -> None:
+    """With an ideal periphery the readout of each group's tiles is exactly mean |W| per column
+    (the readout drives all groups at once, so it must not mix them)."""
+    torch.manual_seed(0)
+    rc = ac.InferenceRPUConfig(forward=ac.IOParameters(is_perfect=True),
+                               drift_compensation=ac.PerColumnDriftCompensation(),
+                               mapping=ac.MappingParameter(max_input_size=50, max_output_size=5))
+    layer = ac.AnalogConv2d(64, 64, 3, groups=4, rpu_config=rc).eval()
+    layer.program_analog_weights()
+    arr = layer.analog_module
+    w = arr.current_weight
+    expected = torch.stack([
+        torch.stack([c.abs().mean(1) for c in torch.split(w[g], list(arr.plan.in_sizes), dim=1)])
+        for g in range(4)])
+    torch.testing.assert_close(arr.drift_baseline, expected)
