@@ -235,6 +235,13 @@ def post_update_step(arr: TileArray) -> None:
 
 
 # ------------------------------------------------------------------------- input range
+def _split_sum(values: Tensor, in_index: Tensor, n_in: int) -> Tensor:
+    """``[G, n_in]`` sums over the columns of each input split of ``values`` ``[G, in_g]`` (a
+    one-hot matmul rather than ``index_add_``, which inductor's CPU codegen mishandles)."""
+    onehot = torch.nn.functional.one_hot(in_index, n_in).to(values.dtype)
+    return values @ onehot
+
+
 class InputRangeClip(torch.autograd.Function):
     """``clamp(x, -r, r)`` per tile input split with aihwkit's input-range gradient:
     ``grad_x`` passes inside the range; ``grad_r = scale * (r if relative) * (sum over x >= r of
@@ -257,15 +264,14 @@ class InputRangeClip(torch.autograd.Function):
         inside = ~(upper | lower)
         grad_x = g * inside
         col = (g.clamp(max=0) * upper).sum(0) - (g.clamp(min=0) * lower).sum(0)
-        grad_r = r.new_zeros(groups, n_in).index_add_(1, in_index, col.view(groups, -1))
+        grad_r = _split_sum(col.view(groups, -1), in_index, n_in)
         if ctx.relative:
             grad_r = grad_r * r
         grad_r = grad_r * ctx.grad_scale
         if ctx.decay > 0:
-            counts = r.new_zeros(groups, n_in).index_add_(
-                1, in_index, inside.to(r.dtype).sum(0).view(groups, -1))
-            ones = torch.ones_like(in_index, dtype=r.dtype)
-            sizes = r.new_zeros(n_in).index_add_(0, in_index, ones)
+            inside_cols = inside.to(r.dtype).sum(0).view(groups, -1)
+            counts = _split_sum(inside_cols, in_index, n_in)
+            sizes = _split_sum(torch.ones_like(inside_cols), in_index, n_in)
             frac = counts / (sizes * x.shape[0])
             grad_r = grad_r + ctx.decay * r * (frac > ctx.min_pct).to(r.dtype)
         return grad_x, grad_r, None, None, None, None, None
@@ -276,8 +282,8 @@ def split_std(x: Tensor, plan: TilePlan) -> Tensor:
     n = x.shape[0]
     xg = x.detach().reshape(n, plan.groups, plan.in_features)
     idx = plan.in_index.to(x.device)
-    s1 = x.new_zeros(plan.groups, plan.n_in).index_add_(1, idx, xg.sum(0))
-    s2 = x.new_zeros(plan.groups, plan.n_in).index_add_(1, idx, (xg * xg).sum(0))
+    s1 = _split_sum(xg.sum(0), idx, plan.n_in)
+    s2 = _split_sum((xg * xg).sum(0), idx, plan.n_in)
     cnt = torch.tensor(plan.in_sizes, device=x.device, dtype=x.dtype) * n
     var = (s2 - s1 * s1 / cnt) / (cnt - 1).clamp_min(1)
     return var.clamp_min(0).sqrt()
