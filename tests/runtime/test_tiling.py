@@ -44,7 +44,7 @@ def test_plan_splits_both_sides(size: int, other: int) -> None:
     assert plan.in_features == size and plan.out_features == other
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(size=st.integers(1, 5000), max_size=st.integers(1, 1024))
 def test_balanced_split_properties(size: int, max_size: int) -> None:
     pieces = balanced_split(size, max_size)
