@@ -23,6 +23,8 @@ CONV_CASES = [
     {"padding": 1},
     {"padding": "same"},
     {"padding": "same", "kernel_size": 2, "dilation": 2},
+    {"padding": "same", "kernel_size": 4},  # odd total padding: the extra one on the right
+    {"padding": "same", "kernel_size": 4, "padding_mode": "reflect"},
     {"padding": "valid"},
     {"dilation": 2, "padding": 2},
     {"groups": 2},
@@ -128,3 +130,17 @@ def test_extra_repr_names_conv_arguments() -> None:
     for part in ("4, 8", "kernel_size=(3, 3)", "dilation=(2, 2)", "groups=2",
                  "padding_mode='reflect'", "bias=False", "tiles=2"):
         assert part in text
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_signature_is_torch_plus_rpu_config(ndim: int) -> None:
+    import inspect
+
+    torch_params = list(inspect.signature(DIGITAL[ndim]).parameters)
+    ours = list(inspect.signature(ANALOG[ndim]).parameters)
+    head = [p for p in torch_params if p not in ("device", "dtype")]
+    assert ours[:len(head)] == head
+    assert ours[len(head):len(head) + 2] == ["rpu_config", "tile_module_class"]
+    # positional use as with torch
+    layer = ANALOG[ndim](2, 4, 3, 1, 1, 1, 2, False, "circular", PERFECT)
+    assert layer.groups == 2 and layer.padding_mode == "circular" and layer.rpu_config is PERFECT

@@ -158,3 +158,16 @@ def test_dtype_device_kwargs_and_custom_tile_class() -> None:
     assert isinstance(layer.analog_module, MyArray)
     assert layer.analog_module.weight.dtype == torch.float64
     assert layer(torch.randn(1, 3, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_signature_and_unbatched_input() -> None:
+    import inspect
+
+    params = list(inspect.signature(ac.AnalogLinear).parameters)
+    assert params[:5] == ["in_features", "out_features", "bias", "rpu_config",
+                          "tile_module_class"]
+    layer = ac.AnalogLinear(5, 3, False, config(ac.IOParameters(is_perfect=True)))
+    x = torch.randn(5)
+    y = layer(x)
+    assert y.shape == (3,)
+    torch.testing.assert_close(y, layer.get_weights()[0] @ x)
