@@ -298,6 +298,15 @@ class TileArray(nn.Module):
         if isinstance(scales, Tensor) and scales.shape == self.mapping_scales.shape:
             self._scaled = bool((scales != 1).any())
 
+    def _apply(self, fn, recurse: bool = True):
+        # ``.half()`` / ``.to(dtype)`` would cast the drift time too (86400 s is inf in float16):
+        # it only follows the device.
+        t_inference = self.t_inference
+        out = super()._apply(fn, recurse)
+        if self.t_inference.dtype != torch.float64:
+            self.t_inference = t_inference.to(device=self.t_inference.device)
+        return out
+
     def extra_repr(self) -> str:
         p = self.plan
         return (f"groups={p.groups}, out_features={p.out_features}, in_features={p.in_features}, "

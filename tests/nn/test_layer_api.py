@@ -234,6 +234,17 @@ def test_to_dtype_and_device() -> None:
     assert layer.get_analog_tile_devices() == [torch.device("cpu")]
 
 
+def test_half_precision_keeps_drift_time() -> None:
+    layer = ac.AnalogLinear(8, 4).eval()
+    layer.drift_analog_weights(86400.0)  # not representable in float16
+    layer = layer.half()
+    arr = layer.analog_module
+    assert arr.current_weight.dtype == torch.float16
+    assert arr.t_inference.dtype == torch.float64 and float(arr.t_inference) == 86400.0
+    layer.realistic_read_write = True
+    assert bool(torch.isfinite(layer.get_weights()[0]).all())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda() -> None:
     layer = ac.AnalogConv2d(2, 4, 3, rpu_config=scaled_config(max_input_size=7)).cuda().eval()
