@@ -1,8 +1,8 @@
 """Shared pieces of the digits examples: the model, the data split, the checkpoint, accuracy.
 
 The dataset is scikit-learn's 8x8 handwritten digits (1797 images, shipped inside the
-scikit-learn package, no download). The split is fixed (``random_state=0``, stratified,
-25 % held out) so every script and test sees the same held-out images.
+scikit-learn package, no download; read from its CSV file directly). The split is fixed (seed 0,
+stratified, 25 % held out) so every script and test sees the same held-out images.
 
 Other example scripts (and the hardware-aware training example) import these names:
 ``DigitsNet``, ``load_digits_split``, ``CHECKPOINT``, ``evaluate``, ``load_pretrained``.
@@ -48,20 +48,39 @@ class DigitsNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+def _digits_csv() -> Path:
+    """scikit-learn's copy of the digits data (``sklearn/datasets/data/digits.csv.gz``), found
+    without importing scikit-learn (its import takes seconds)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the digits examples need scikit-learn: pip install scikit-learn")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"scikit-learn's digits data not found at {path}")
+    return path
+
+
 def load_digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(x_train, y_train, x_test, y_test)``: images ``[N, 1, 8, 8]`` float32 in [0, 1] and
-    int64 labels, from the fixed stratified split."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    int64 labels, from the fixed split: per class, a seeded permutation, the first
+    ``round(TEST_FRACTION * count)`` images held out (stratified)."""
+    import numpy as np
 
-    data = load_digits()
-    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(data.target, dtype=torch.int64)
-    idx = torch.arange(len(y)).numpy()
-    train_idx, test_idx = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED,
-                                           stratify=data.target)
-    train_idx, test_idx = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
-    return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+    data = np.loadtxt(_digits_csv(), delimiter=",", dtype=np.float32)  # 1797 x (64 + label)
+    x = torch.from_numpy(data[:, :64].copy()).reshape(-1, 1, 8, 8) / 16.0
+    y = torch.from_numpy(data[:, 64].astype(np.int64))
+    rng = np.random.RandomState(SPLIT_SEED)
+    test_idx = []
+    for label in range(10):
+        idx = np.flatnonzero(data[:, 64] == label)
+        test_idx.append(rng.permutation(idx)[:round(TEST_FRACTION * len(idx))])
+    test = np.zeros(len(y), dtype=bool)
+    test[np.concatenate(test_idx)] = True
+    train_i = torch.from_numpy(np.flatnonzero(~test))
+    test_i = torch.from_numpy(np.flatnonzero(test))
+    return x[train_i], y[train_i], x[test_i], y[test_i]
 
 
 @torch.no_grad()
