@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -153,6 +154,10 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
         raise TypeError(f"{verb}: specific_rpu_config_fun must be callable, got {config_fn!r}")
     layer_map = check_layer_map(DEFAULT_LAYER_MAP if layer_map is None else layer_map)
     layer_policy = LayerPolicy.coerce(policy, exclude)
+    if fold_batchnorm and model.training:
+        warnings.warn("fold_batchnorm=True folds the running statistics: the converted model "
+                      "computes inference-mode BatchNorm even in training mode", UserWarning,
+                      stacklevel=3)
     if not inplace:
         model = copy.deepcopy(model)
     log = ConversionLog(rpu_config.to_dict())

@@ -7,8 +7,6 @@ layer's weight and bias carry the affine transform.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import fx, nn
 
@@ -42,17 +40,9 @@ def fold_into(layer: nn.Module, bn: nn.Module) -> None:
     layer.bias.mul_(scale.to(layer.bias.dtype)).add_(shift.to(layer.bias.dtype))
 
 
-def _warn_training(model: nn.Module) -> None:
-    if model.training:
-        warnings.warn("fold_batchnorm=True folds the running statistics: the converted model "
-                      "computes inference-mode BatchNorm even in training mode", UserWarning,
-                      stacklevel=4)
-
-
 def fold_batchnorm_graph(gm: fx.GraphModule) -> list[tuple[str, str]]:
     """Fold every ``call_module`` layer whose only user is a foldable BatchNorm; the BatchNorm
     becomes ``nn.Identity``. Returns ``(layer, batchnorm)`` name pairs."""
-    _warn_training(gm)
     modules = dict(gm.named_modules())
     folded = []
     for node in gm.graph.nodes:

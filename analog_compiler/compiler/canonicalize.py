@@ -36,7 +36,7 @@ def is_transposed_conv1d(module: nn.Module) -> bool:
     2-D ``weight`` parameter ``[in, nf]``)."""
     if isinstance(module, nn.modules.conv._ConvNd | nn.Linear):
         return False
-    weight = getattr(module, "weight", None)
+    weight = module._parameters.get("weight")  # not getattr: FX tracing patches it
     if not isinstance(weight, nn.Parameter) or weight.dim() != 2:
         return False
     nf = getattr(module, "nf", None)

@@ -141,12 +141,18 @@ class PolicyResolver:
                 return True
         return False
 
-    def decide(self, names: Iterable[str], module_type: type) -> Decision:
-        """The decision for a layer known under ``names`` (first: its module name) whose
-        canonical (digital module) type is ``module_type``."""
+    def decide(self, names: Iterable[str], module_type: type,
+               canonical: type | None = None) -> Decision:
+        """The decision for a layer known under ``names`` (first: its module name) of type
+        ``module_type``; type rules follow its MRO, then the ``canonical`` module form (e.g.
+        ``nn.Linear`` for a GPT-2 ``Conv1D``)."""
         names = [n for n in names if n is not None]
         self.seen.extend(names)
-        if any(self.excluded(n, module_type) for n in names):
+        if any(self.excluded(n, module_type) or (canonical is not None and self.excluded(
+                n, canonical)) for n in names):
+            self.used_names.update(n for n in names if n in self.policy.names)
+            self.used_regex.update(p for p, c, _ in self._compiled
+                                   if any(c.fullmatch(n) for n in names))
             return Decision(None, "excluded", "exclude")
         for n in names:
             if n in self.policy.names:
@@ -156,7 +162,8 @@ class PolicyResolver:
             if any(compiled.fullmatch(n) for n in names):
                 self.used_regex.add(pattern)
                 return self._answer(value, f"regex {pattern!r}", "regex")
-        for base in module_type.__mro__:
+        mro = module_type.__mro__ + ((canonical,) if canonical is not None else ())
+        for base in mro:
             if base in self.policy.types:
                 return self._answer(self.policy.types[base], f"type {base.__name__}", "type")
         return Decision(self.global_config, "", "global")
@@ -171,10 +178,11 @@ class PolicyResolver:
         """Warn about regexes (and exact names) that matched no matrix layer."""
         regex = [p for p in self.policy.regex if p not in self.used_regex]
         if regex:
-            listed = ", ".join(map(repr, regex))
+            listed = ", ".join(f"'{p}'" for p in regex)
             warnings.warn(f"policy regex(es) matched no matrix layer: {listed}", UserWarning,
                           stacklevel=3)
         names = [n for n in self.policy.names if n not in self.used_names]
         if names:
-            warnings.warn(f"policy name(s) matched no matrix layer: {', '.join(map(repr, names))}",
-                          UserWarning, stacklevel=3)
+            listed = ", ".join(f"'{n}'" for n in names)
+            warnings.warn(f"policy name(s) matched no matrix layer: {listed}", UserWarning,
+                          stacklevel=3)

@@ -104,7 +104,7 @@ class ConversionContext:
                     self.record(name, source, f"unsupported: no analog layer for {source}")
                 return module
             canonical = hit[0]
-        decision = self.resolver.decide([name], canonical)
+        decision = self.resolver.decide([name], type(module), canonical)
         if decision.rpu_config is None:
             self.record(name, source, decision)
             return module

@@ -107,3 +107,92 @@ class FunctionalLinear(nn.Module):
         h = torch.addmm(self.b4, h, self.w4)
         c = F.conv2d(img, self.k, None, 1, 1)
         return {"vec": h, "img": c}
+
+
+class Encoder(nn.Module):
+    """Transformer encoder (no LSTM) built from nn.TransformerEncoderLayer + a classifier."""
+
+    def __init__(self, batch_first: bool = True, d: int = 16, heads: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, d)
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=40, dropout=0.0,
+                                           batch_first=batch_first)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=True)
+        self.cls = nn.Linear(d, 3)
+        self.batch_first = batch_first
+
+    def forward(self, tokens: torch.Tensor, pad_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embed(tokens)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        h = self.encoder(h, src_key_padding_mask=pad_mask)
+        if not self.batch_first:
+            h = h.transpose(0, 1)
+        if pad_mask is not None:  # the fused path zeroes padded positions: pool the rest only
+            keep = (~pad_mask).unsqueeze(-1).to(h.dtype)
+            return self.cls((h * keep).sum(1) / keep.sum(1))
+        return self.cls(h.mean(1))
+
+
+class TinyConv1D(nn.Module):
+    """The structure of transformers.pytorch_utils.Conv1D: weight [in, out], attribute nf."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.2)
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size_out = x.size()[:-1] + (self.nf,)
+        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return x.view(size_out)
+
+
+class GPT2Block(nn.Module):
+    """A GPT-2 style block: LayerNorm, causal attention via Conv1D c_attn/c_proj, Conv1D MLP."""
+
+    def __init__(self, d: int = 24, heads: int = 4, conv1d: type = TinyConv1D) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(d)
+        self.c_attn = conv1d(3 * d, d)
+        self.c_proj = conv1d(d, d)
+        self.ln_2 = nn.LayerNorm(d)
+        self.c_fc = conv1d(4 * d, d)
+        self.mlp_proj = conv1d(d, 4 * d)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, d = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(d, dim=2)
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(att.transpose(1, 2).reshape(b, t, d))
+        x = x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+        return x, att
+
+
+class DataDependent(nn.Module):
+    """Untraceable: Python control flow on tensor values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(8, 8)
+        self.b = nn.Linear(8, 8)
+        self.w = nn.Parameter(torch.randn(8, 8) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:
+            return self.a(x) @ self.w
+        return self.b(x)
+
+
+class WithUntraceableBranch(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, 8)
+        self.branch = DataDependent()
+        self.v = nn.Parameter(torch.randn(4, 8) * 0.3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.branch(self.inp(x)), self.v)

@@ -8,9 +8,14 @@ import pytest
 import torch
 from compiler_models import (
     MLP,
+    DataDependent,
     DepthwiseSeparable,
+    Encoder,
     FunctionalLinear,
+    GPT2Block,
     ResNetTiny,
+    TinyConv1D,
+    WithUntraceableBranch,
     randomize_batchnorm,
 )
 from torch import nn
@@ -129,3 +134,84 @@ def test_inference_config_runs(noise):
         rc.forward.is_perfect = True
     analog = ac.convert(MLP().eval(), rc)
     assert analog(torch.randn(3, 20)).shape == (3, 5)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_transformer_encoder_with_multihead_attention(ideal, batch_first):
+    model = Encoder(batch_first).eval()
+    tokens = torch.randint(0, 50, (2, 7))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    analog = ac.convert(model, ideal)
+    attn = analog.encoder.layers[0].self_attn
+    assert isinstance(attn, ac.AnalogMultiheadAttention)
+    assert all(isinstance(getattr(attn, p), ac.AnalogLinear)
+               for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
+    records = analog.analog_conversion_log.records
+    assert len(records) == 1 + 2 * 6 and all(r.status == "analog" for r in records)
+    assert {r.source_type for r in records} >= {"MultiheadAttention.in_proj",
+                                                "MultiheadAttention.out_proj"}
+    with torch.no_grad():
+        assert close(analog(tokens), model(tokens))
+        assert close(analog(tokens, mask), model(tokens, mask))
+    # 16 x 16 projections with 16 x 12 tiles: 1 x 2 tiles each; linear1 16->40: 1 x 4
+    assert attn.q_proj.analog_tile_count() == 2
+    assert analog.encoder.layers[0].linear1.analog_tile_count() == 4
+
+
+@pytest.mark.parametrize("which", ["tiny", "transformers"])
+def test_gpt2_block_with_transposed_conv1d(ideal, which):
+    if which == "transformers":
+        conv1d = pytest.importorskip("transformers.pytorch_utils").Conv1D
+    else:
+        conv1d = TinyConv1D
+    model = GPT2Block(conv1d=conv1d).eval()
+    x = torch.randn(2, 5, 24)
+    analog = ac.convert(model, ideal)
+    records = {r.name: r for r in analog.analog_conversion_log.records}
+    assert set(records) == {"c_attn", "c_proj", "c_fc", "mlp_proj"}
+    assert {r.source_type for r in records.values()} == {"Conv1D"}
+    assert type(analog) is GPT2Block  # module swap, no graph rewrite
+    out, att = analog(x)
+    ref_out, ref_att = model(x)
+    assert close(out, ref_out) and close(att, ref_att)
+    w, _ = analog.c_attn.get_weights()
+    assert torch.equal(w, model.c_attn.weight.detach().t())  # stored [out, in]
+    assert analog.c_fc.analog_tile_count() == 2 * 8  # in 24 / 16 -> 2, out 96 / 12 -> 8
+
+
+def test_untraceable_branch_falls_back_and_is_recorded(ideal):
+    model = WithUntraceableBranch()
+    x = torch.randn(3, 6)
+    analog = ac.convert(model, ideal)
+    log = analog.analog_conversion_log
+    assert set(log.fallbacks) == {"branch"} and "control flow" in log.fallbacks["branch"]
+    status = {r.name: (r.status, r.reason) for r in log.records}
+    assert status["inp"][0] == status["branch.a"][0] == status["branch.b"][0] == "analog"
+    assert status["v_linear"][0] == "analog"  # the root's own F.linear is still traced
+    assert status["branch.w"][0] == "digital" and status["branch.w"][1].startswith("untraceable")
+    assert isinstance(analog.branch, DataDependent)  # kept its Python code
+    for sign in (1, -1):  # both branches
+        assert close(analog(sign * x), model(sign * x))
+
+
+def test_linear_subclass_is_mapped(ideal):
+    class MyLinear(nn.Linear):
+        pass
+
+    model = nn.Sequential(MyLinear(8, 4), nn.ReLU(),
+                          nn.modules.linear.NonDynamicallyQuantizableLinear(4, 2))
+    analog = ac.convert(model, ideal)
+    assert isinstance(analog[0], ac.AnalogLinear) and isinstance(analog[2], ac.AnalogLinear)
+    x = torch.randn(5, 8)
+    assert close(analog(x), model(x))
+
+
+def test_unsupported_layers_are_reported(ideal):
+    model = nn.Sequential(nn.Conv1d(4, 6, 1), nn.ConvTranspose1d(6, 2, 3))
+    analog = ac.convert(model, ideal)
+    rec = {r.name: r for r in analog.analog_conversion_log.records}
+    assert rec["0"].status == "analog"
+    assert rec["1"].status == "digital" and rec["1"].reason.startswith("unsupported")
+    x = torch.randn(2, 4, 5)
+    assert close(analog(x), model(x))
