@@ -102,7 +102,8 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
             xs = _quantize(xp / (alpha * red), inp_step, inp_sto_round, gen)
             xs = xs.clamp(-inp_bound, inp_bound)
             if inp_noise > 0:
-                xs = xs + inp_noise * torch.randn(xs.shape, generator=gen, device=dev, dtype=xs.dtype)
+                xs = xs + inp_noise * torch.randn(xs.shape, generator=gen, device=dev,
+                                                  dtype=xs.dtype)
             xs5 = xs.unsqueeze(2)
             out = torch.matmul(xs5, wt)  # [G, n_in, n_out, N, To]
             if w_noise > 0 and w_noise_type == WN_ADDITIVE_CONSTANT:

@@ -25,8 +25,15 @@ from .config.enums import NoiseManagementType, WeightNoiseType
 from .errors import ModuleError
 from .ops import tile_forward
 from .programming import ChipSample, expand_row_values, per_row_absmax, per_tile_absmax
-from .reference import (NM_ABS_MAX, NM_AVERAGE_ABS_MAX, NM_CONSTANT, NM_NONE, WN_ADDITIVE_CONSTANT,
-                        WN_NONE, WN_PCM_READ)
+from .reference import (
+    NM_ABS_MAX,
+    NM_AVERAGE_ABS_MAX,
+    NM_CONSTANT,
+    NM_NONE,
+    WN_ADDITIVE_CONSTANT,
+    WN_NONE,
+    WN_PCM_READ,
+)
 from .tiling import TilePlan
 
 _NM_CODES = {NoiseManagementType.NONE: NM_NONE, NoiseManagementType.ABS_MAX: NM_ABS_MAX,

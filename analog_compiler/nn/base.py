@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..runtime import (FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray)
+from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray
 from .tiles import AnalogTile, tiles_of
 
 RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
@@ -73,7 +73,8 @@ class AnalogLayerBase(nn.Module):
         tiles then hold programmed, noisy weights. Resets any previous programming."""
         name = type(self).__name__
         if not isinstance(weight, Tensor):
-            raise TypeError(f"{name}.set_weights: weight must be a Tensor, got {type(weight).__name__}")
+            raise TypeError(f"{name}.set_weights: weight must be a Tensor, "
+                            f"got {type(weight).__name__}")
         if tuple(weight.shape) != self._weight_shape():
             raise ValueError(f"{name}.set_weights: weight has shape {tuple(weight.shape)}, "
                              f"expected {self._weight_shape()}")

@@ -45,7 +45,8 @@ class AnalogLinear(AnalogLayerBase):
         return weight.reshape(self.out_features, self.in_features)
 
     def _digital_template(self) -> nn.Linear:
-        return nn.Linear(self.in_features, self.out_features, bias=self.analog_module.bias is not None,
+        return nn.Linear(self.in_features, self.out_features,
+                         bias=self.analog_module.bias is not None,
                          device=self.analog_module.weight.device,
                          dtype=self.analog_module.weight.dtype)
 

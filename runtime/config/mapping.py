@@ -14,7 +14,7 @@ class MappingParameter(ConfigBase):
     digital_bias: bool = True
     """The bias is added digitally after the tiles (the only supported placement)."""
     weight_scaling_omega: float = 0.0
-    """> 0: weights are scaled so that max|W| (per tile, or per row) maps to omega; 0: no scaling."""
+    """> 0: weights are scaled so that max|W| (per tile, or per row) maps to omega; 0: none."""
     weight_scaling_columnwise: bool = False
     """Scale per output row (True) or one scale per tile (False)."""
     weight_scaling_lr_compensation: bool = False

@@ -37,7 +37,8 @@ class PCMLikeNoiseModel(ConfigBase):
     def __post_init__(self) -> None:
         self.prog_coeff = tuple(float(c) for c in self.prog_coeff)  # type: ignore[assignment]
         if len(self.prog_coeff) != 3:
-            raise ValueError(f"PCMLikeNoiseModel.prog_coeff must have 3 values, got {self.prog_coeff!r}")
+            raise ValueError("PCMLikeNoiseModel.prog_coeff must have 3 values, "
+                             f"got {self.prog_coeff!r}")
         for name in ("g_max", "t_read", "t_0"):
             check_number(self, name, positive=True)
         for name in ("prog_noise_scale", "read_noise_scale", "drift_scale"):
