@@ -7,6 +7,8 @@ weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,9 +151,11 @@ class AnalogLayerBase(nn.Module):
     def drift_analog_weights(self, t_inference: float = 0.0) -> None:
         """(Program and) drift the chip to ``t_inference`` seconds (eval mode only)."""
         self._check_eval("drift_analog_weights")
-        if not isinstance(t_inference, (int, float)) or t_inference < 0:
+        # Any real number (numpy scalars too); NaN / inf would silently zero the weights.
+        if (isinstance(t_inference, bool) or not isinstance(t_inference, numbers.Real)
+                or not math.isfinite(t_inference) or t_inference < 0):
             raise ValueError(f"{type(self).__name__}.drift_analog_weights: t_inference must be "
-                             f"a number >= 0 (seconds), got {t_inference!r}")
+                             f"a finite number >= 0 (seconds), got {t_inference!r}")
         self.analog_module.drift(float(t_inference))
 
     # ------------------------------------------------------------ tiles

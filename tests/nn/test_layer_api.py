@@ -71,6 +71,9 @@ def test_remap_weights() -> None:
     (lambda m: m.set_weights(torch.randn(4, 6), weight_scaling_omega=-1.0), ValueError, "omega"),
     (lambda m: m.drift_analog_weights(-1.0), ValueError, "t_inference"),
     (lambda m: m.drift_analog_weights("1h"), ValueError, "t_inference"),
+    (lambda m: m.drift_analog_weights(float("nan")), ValueError, "t_inference"),
+    (lambda m: m.drift_analog_weights(float("inf")), ValueError, "t_inference"),
+    (lambda m: m.drift_analog_weights(True), ValueError, "t_inference"),
 ])
 def test_bad_calls(call, exc: type, match: str) -> None:
     layer = ac.AnalogLinear(6, 4).eval()
@@ -85,6 +88,16 @@ def test_set_bias_on_layer_without_bias() -> None:
 
 
 # ------------------------------------------------------------------ program / drift
+def test_drift_accepts_numpy_scalars() -> None:
+    import numpy as np
+
+    layer = ac.AnalogLinear(4, 2).eval()
+    layer.drift_analog_weights(np.float32(60.0))
+    assert float(layer.analog_module.t_inference) == 60.0
+    layer.drift_analog_weights(0)
+    assert float(layer.analog_module.t_inference) == 0.0
+
+
 def test_program_and_drift_only_in_eval() -> None:
     layer = ac.AnalogLinear(6, 4)
     with pytest.raises(ac.ModuleError, match="training mode"):
