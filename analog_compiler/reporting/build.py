@@ -73,6 +73,27 @@ def read_log(model: nn.Module) -> ConversionLog | None:
     raise TypeError(f"model.{LOG_ATTRIBUTE} must be a ConversionLog, got {type(log).__name__}")
 
 
+def first_sentence(text: str, limit: int = 120) -> str:
+    """The first sentence of an error message, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    head = text.split(". ")[0].rstrip(".")
+    return head if len(head) <= limit else head[: limit - 3] + "..."
+
+
+def fallback_notes(fallbacks: dict[str, str], shown: int = 4) -> list[str]:
+    """One note per distinct trace error: which submodules were converted by module swap."""
+    groups: dict[str, list[str]] = {}
+    for name, error in fallbacks.items():
+        groups.setdefault(first_sentence(error), []).append(name or "(model)")
+    notes = []
+    for error, names in groups.items():
+        listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                             if len(names) > shown else "")
+        notes.append(f"converted by module swap, not traced ({len(names)} submodule(s): "
+                     f"{listed}): {error}")
+    return notes
+
+
 def _most_common_config(layers: dict[str, AnalogLayerBase]) -> dict[str, Any] | None:
     configs = [layer.rpu_config.to_json(sort_keys=True) for layer in layers.values()]
     if not configs:
@@ -201,8 +222,7 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
                      "most common layer config")
     rows = _build_rows(model, log, analog, global_config, notes)
     if log is not None:
-        notes += [f"{name} was converted by module swap (tracing failed: {err})"
-                  for name, err in log.fallbacks.items()]
+        notes += fallback_notes(log.fallbacks)
     counts = None
     if example_inputs is not None:
         digital = {r.name: m for r in rows if r.status != "analog"
@@ -221,7 +241,8 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
         notes.insert(0, NO_ANALOG_NOTE)
     return TileReport(rows=rows, totals=_totals(rows, counts), global_config=global_config,
                       capture=log.capture if log is not None else None,
-                      input_shape=counts.batch_shape if counts is not None else None, notes=notes)
+                      input_shape=counts.batch_shape if counts is not None else None, notes=notes,
+                      fallbacks=dict(log.fallbacks) if log is not None else {})
 
 
 def _module_or_none(model: nn.Module, name: str) -> nn.Module | None:

@@ -22,12 +22,25 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..runtime import TilePlan
 
 #: Digital modules whose matrix products the report lists one by one.
 DIGITAL_MATRIX_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _cpu_flash_attention_flops(query_shape: Any, key_shape: Any, value_shape: Any, *_args: Any,
+                               out_shape: Any = None, **_kwargs: Any) -> int:
+    """FLOPs of the CPU flash-attention kernel (missing from torch's flop registry)."""
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _extra_flop_formulas() -> dict[Any, Any]:
+    """Flop formulas for matrix ops torch's counter does not know (looked up defensively)."""
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {op: _cpu_flash_attention_flops} if op is not None else {}
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,8 @@ def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
     try:
         model.eval()
         with torch.random.fork_rng(devices=[]), torch.no_grad(), \
-                FlopCounterMode(display=False) as flops:
+                FlopCounterMode(display=False,
+                                                 custom_mapping=_extra_flop_formulas()) as flops:
             call_model(model, example_inputs)
     except Exception as exc:  # noqa: BLE001 - any model error becomes one clear message
         raise ValueError(f"report: the model failed on example_inputs: "

@@ -102,6 +102,8 @@ class TileReport:
     """Shape of the first tensor of ``example_inputs``; None for a static report."""
     notes: list[str] = field(default_factory=list)
     """Caveats and fallbacks, one sentence each."""
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    """Submodules that conversion could not trace and swapped instead: name -> trace error."""
 
     @property
     def analog_rows(self) -> list[LayerRow]:

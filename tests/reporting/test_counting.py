@@ -111,3 +111,18 @@ def test_vector_work_is_plan_arithmetic():
     assert work.macs == 2 * 1000 * 700
     assert work.tile_mvms == 2 * 2 * 2
     assert work.adc_conversions == 2 * 2 * 700
+
+
+def test_cpu_scaled_dot_product_attention_counts_as_digital():
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = ac.AnalogLinear(64, 64)
+
+        def forward(self, x):
+            q = self.qkv(x).view(2, 5, 4, 16).transpose(1, 2)
+            mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+
+    rep = ac.report(Attention(), torch.randn(2, 5, 64))
+    assert rep.totals.digital_macs == 2 * (2 * 4 * 5 * 5 * 16)  # scores and weighted values

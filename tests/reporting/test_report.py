@@ -112,7 +112,9 @@ def test_rows_from_conversion_log():
     assert mm.reason.startswith("unsupported") and mm.weight_shape is None
     assert head.reason == "policy" and head.weight_shape == (4, 32)
     assert rep.capture == "fx" and rep.global_config["mapping"]["weight_scaling_omega"] == 1.0
-    assert any("block was converted by module swap" in n for n in rep.notes)
+    assert "converted by module swap, not traced (1 submodule(s): block): symbolically traced " \
+        "variables cannot be used in control flow" in rep.notes
+    assert list(rep.fallbacks) == ["block"]
     text = str(rep)
     assert "policy" in text and "unsupported: both operands are activations" in text
     # the log's to_dict form is read the same way
@@ -167,3 +169,14 @@ def test_bad_arguments():
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1]}) == {"a.b": 1, "a.c.d": None,
                                                                    "e": [1]}
+
+
+def test_fallback_notes_are_grouped_and_short():
+    from analog_compiler.reporting.build import fallback_notes
+
+    err = "TraceError: Proxy object cannot be iterated. This can be attempted when ..."
+    notes = fallback_notes({f"enc.{i}": err for i in range(6)} | {"": "boom"})
+    assert notes == [
+        "converted by module swap, not traced (6 submodule(s): enc.0, enc.1, enc.2, enc.3 and 2 "
+        "more): TraceError: Proxy object cannot be iterated",
+        "converted by module swap, not traced (1 submodule(s): (model)): boom"]
