@@ -87,6 +87,9 @@ class AnalogLayerBase(nn.Module):
         if bias is not None:
             if arr.bias is None:
                 raise ValueError(f"{name}.set_weights: the layer has no bias (bias=False)")
+            if not isinstance(bias, Tensor):
+                raise TypeError(f"{name}.set_weights: bias must be a Tensor, "
+                                f"got {type(bias).__name__}")
             if bias.numel() != arr.bias.numel():
                 raise ValueError(f"{name}.set_weights: bias has {bias.numel()} values, "
                                  f"expected {arr.bias.numel()}")

@@ -68,6 +68,7 @@ def test_remap_weights() -> None:
     (lambda m: m.set_weights(torch.randn(3, 5)), ValueError, "shape"),
     (lambda m: m.set_weights([[1.0]]), TypeError, "Tensor"),
     (lambda m: m.set_weights(torch.randn(4, 6), torch.randn(3)), ValueError, "bias"),
+    (lambda m: m.set_weights(torch.randn(4, 6), [0.0] * 4), TypeError, "bias"),
     (lambda m: m.set_weights(torch.randn(4, 6), weight_scaling_omega=-1.0), ValueError, "omega"),
     (lambda m: m.drift_analog_weights(-1.0), ValueError, "t_inference"),
     (lambda m: m.drift_analog_weights("1h"), ValueError, "t_inference"),
