@@ -27,7 +27,7 @@ from torch import nn
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
-from .capture import check_example_inputs, propagate_shapes, trace
+from .capture import check_example_inputs, has_forward, propagate_shapes, trace
 from .layer_map import DEFAULT_LAYER_MAP, check_layer_map
 from .passes import (
     CANONICALIZE_FUNCTIONAL,
@@ -182,7 +182,7 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
     """Convert ``module`` (qualified name ``prefix``); returns what to put in its place."""
     if ctx.is_leaf(module):
         return ctx.map_module(module, prefix) if ctx.is_matrix_module(module) else module
-    gm, _ = trace(module, lambda m, qn: ctx.is_leaf(m))
+    gm, _ = trace(module, lambda m, qn: ctx.is_leaf(m)) if has_forward(module) else (None, "")
     if gm is not None and root and example_inputs is not None:
         propagate_shapes(gm, example_inputs)
     if gm is None:
@@ -192,6 +192,8 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
             new = _process(child, qualify(prefix, name), ctx, passes)
             if new is not child:
                 setattr(module, name, new)
+        if not has_forward(module):  # a container (nn.ModuleList): nothing of its own to trace
+            return module
         gm, error = trace(module, lambda m, qn: True)
         if gm is None:
             ctx.log.fallbacks[prefix] = error

@@ -33,7 +33,15 @@ class LeafTracer(fx.Tracer):
 def trace_error(exc: BaseException) -> str:
     """A one-line description of a tracing failure."""
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".strip()
+    first = lines[0] if lines else ""
+    if len(first) > 120 and ". " in first:
+        first = first[:first.index(". ") + 1]
+    return f"{type(exc).__name__}: {first}".strip()
+
+
+def has_forward(module: nn.Module) -> bool:
+    """Whether ``module`` defines a forward (containers such as ``nn.ModuleList`` do not)."""
+    return type(module).forward is not nn.Module.forward
 
 
 def trace(module: nn.Module, leaf_rule: LeafRule) -> tuple[fx.GraphModule | None, str]:
