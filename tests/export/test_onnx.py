@@ -143,3 +143,21 @@ def test_bad_path_and_arguments(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match="path"):
         export_onnx(analog, x, ro / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("keep_quantization", [False, True])
+def test_converted_transformer_block_onnx(tmp_path, keep_quantization):
+    torch.manual_seed(0)
+    block = nn.TransformerEncoderLayer(32, 4, dim_feedforward=48, dropout=0.0,
+                                       batch_first=True).eval()
+    x = torch.randn(2, 5, 32)
+    analog = ac.convert(block, rpu(max_in=20, out_noise=0.0)).eval()
+    ac.drift_analog_weights(analog, 3600.0)
+    res = export_onnx(analog, x, tmp_path / "block.onnx", keep_quantization=keep_quantization)
+    assert res.max_rel_diff <= 1e-4
+    (got,) = run_onnxruntime(res.path, [x])
+    with torch.no_grad():
+        want = (quantized_noise_free(analog) if keep_quantization else to_digital(analog))(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=_one_adc_step(analog, x)
+                               if keep_quantization else 1e-4)
+    assert run_onnxruntime(res.path, [torch.randn(3, 5, 32)])[0].shape == (3, 5, 32)
