@@ -19,6 +19,12 @@ Which weights come out:
   analog model's *noise-free* output (``out_noise = w_noise = 0``, no DAC/ADC quantization, no
   bound management) up to float rounding.
 
+Arrays trained hardware-aware with learned input ranges clip their inputs to ``+-r`` before
+the DAC; a plain layer cannot clip, so the digital model equals the analog noise-free output for
+inputs inside the learned ranges (``export_onnx(keep_quantization=True)`` keeps the clipping).
+Learned output scales are folded like the other scales. ``AnalogMultiheadAttention`` keeps its
+class with plain ``nn.Linear`` projections (its digital form, the same math).
+
 ``fold_scales=False`` returns the raw tile weights (as the crossbar holds them, normalised
 conductance units) without any digital output scale; the plain model's output then differs
 from the analog one row by row by those scales (exactly equal only when every scale is 1). The

@@ -35,6 +35,14 @@ def _one_adc_step(model: nn.Module, x: torch.Tensor) -> float:
                  * max(1.0, float(x.abs().max())) * 4)
 
 
+def _assert_within_adc_step(got: torch.Tensor, want: torch.Tensor, model: nn.Module,
+                            x: torch.Tensor) -> None:
+    """Every output within one ADC step, and almost all of them equal to float rounding."""
+    diff = (got - want).abs()
+    assert float(diff.max()) <= _one_adc_step(model, x)
+    assert float((diff <= 1e-5 + 1e-5 * want.abs()).float().mean()) >= 0.99
+
+
 def test_default_export_matches_to_digital_and_has_dynamic_batch(tmp_path):
     analog, x = analog_model("conv2d_grouped", rpu())
     ac.drift_analog_weights(analog, 3600.0)
@@ -55,8 +63,7 @@ def test_keep_quantization_emulation_matches_analog(kind):
     emulated = replace_with_emulation(quantized_noise_free(analog))
     assert not list(ac.analog_layers(emulated))
     with torch.no_grad():
-        torch.testing.assert_close(emulated(x), quantized_noise_free(analog)(x),
-                                   rtol=0, atol=_one_adc_step(analog, x))
+        _assert_within_adc_step(emulated(x), quantized_noise_free(analog)(x), analog, x)
 
 
 def test_keep_quantization_bound_management_and_input_ranges():
@@ -69,8 +76,7 @@ def test_keep_quantization_bound_management_and_input_ranges():
     with torch.no_grad():
         want = reference(x)
         assert not torch.allclose(none(x), want, atol=1e-3)  # BM matters here
-        torch.testing.assert_close(replace_with_emulation(reference)(x), want, rtol=0,
-                                   atol=_one_adc_step(analog, x))
+        _assert_within_adc_step(replace_with_emulation(reference)(x), want, analog, x)
 
 
 def ac_no_bm(model: nn.Module) -> nn.Module:
@@ -87,7 +93,7 @@ def test_keep_quantization_onnx_matches_analog(tmp_path):
     (got,) = run_onnxruntime(res.path, [x])
     with torch.no_grad():
         want = quantized_noise_free(analog)(x)
-    torch.testing.assert_close(got, want, rtol=0, atol=_one_adc_step(analog, x))
+    _assert_within_adc_step(got, want, analog, x)
 
 
 def test_metadata_round_trip(tmp_path):
@@ -158,6 +164,8 @@ def test_converted_transformer_block_onnx(tmp_path, keep_quantization):
     (got,) = run_onnxruntime(res.path, [x])
     with torch.no_grad():
         want = (quantized_noise_free(analog) if keep_quantization else to_digital(analog))(x)
-    torch.testing.assert_close(got, want, rtol=0, atol=_one_adc_step(analog, x)
-                               if keep_quantization else 1e-4)
+    if keep_quantization:
+        _assert_within_adc_step(got, want, analog, x)
+    else:
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert run_onnxruntime(res.path, [torch.randn(3, 5, 32)])[0].shape == (3, 5, 32)
