@@ -169,3 +169,22 @@ def test_converted_transformer_block_onnx(tmp_path, keep_quantization):
     else:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     assert run_onnxruntime(res.path, [torch.randn(3, 5, 32)])[0].shape == (3, 5, 32)
+
+
+def test_keep_quantization_hwa_input_ranges_and_learned_output_scales(tmp_path):
+    cfg = rpu(out_noise=0.0)
+    cfg = cfg.replace(
+        mapping=cfg.mapping.replace(learn_out_scaling=True, out_scaling_columnwise=True),
+        pre_post=ac.PrePostProcessingParameter(
+            input_range=ac.InputRangeParameter(enable=True, init_value=1.5,
+                                               init_from_data=0)))
+    analog, x = analog_model("linear", cfg)
+    with torch.no_grad():
+        for _, layer in ac.analog_layers(analog):
+            layer.analog_module.out_scaling_alpha.uniform_(0.5, 2.0)
+            layer.analog_module.input_range.uniform_(0.8, 2.0)
+    ac.drift_analog_weights(analog, 60.0)
+    res = export_onnx(analog, x, tmp_path / "hwa.onnx", keep_quantization=True)
+    (got,) = run_onnxruntime(res.path, [x])
+    with torch.no_grad():
+        _assert_within_adc_step(got, quantized_noise_free(analog)(x), analog, x)
