@@ -45,7 +45,7 @@ def extension_kwargs() -> dict:
         print(f"analog-compiler: building without the C++ kernels ({exc})", file=sys.stderr)
         return {}
     debug = os.environ.get("DEBUG", "0") == "1"
-    cxx = ["-O0", "-g"] if debug else ["-O3", "-march=native", "-fopenmp"]
+    cxx = ["-O0", "-g"] if debug else ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
     use_cuda = (torch.cuda.is_available() and os.environ.get("ANALOG_COMPILER_NO_CUDA") != "1"
                 and bool(glob.glob(os.path.join("csrc", "cuda", "*.cu"))))
     if use_cuda:

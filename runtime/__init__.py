@@ -4,11 +4,12 @@ Knows nothing about FX or graphs; imported by the compiler layer above it.
 """
 
 from . import ops
+from ._ext import backend
 from .config import *  # noqa: F403
 from .config import __all__ as _config_all
 from .errors import AnalogCompilerError, ModuleError
 from .tile_array import TileArray, kernel_io
 from .tiling import TilePlan, balanced_split
 
-__all__ = [*_config_all, "ops", "AnalogCompilerError", "ModuleError", "TileArray", "kernel_io", "TilePlan",
-           "balanced_split"]
+__all__ = [*_config_all, "ops", "backend", "AnalogCompilerError", "ModuleError", "TileArray",
+           "kernel_io", "TilePlan", "balanced_split"]

@@ -87,3 +87,9 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
     ``runtime.tile_array.kernel_io``)."""
     return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes, out_sizes,
                                          **io, need_mask=need_mask)
+
+
+# After the schemas: the compiled CPU/CUDA kernels (if built) register for them.
+from . import _ext  # noqa: E402
+
+_ext.load()

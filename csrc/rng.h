@@ -1,0 +1,269 @@
+// Counter-based random numbers for the analog kernels: Philox4x32-10 (Salmon et al., SC'11)
+// keyed by the op's seed, with the counter built from (element, vector, tile, round, stream), so a
+// value depends only on what it is drawn for, never on the thread that draws it. Normals come from
+// Box-Muller with branch-free polynomial log/sin/cos (float accuracy), written as loops over lanes
+// that the compiler vectorises.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace analog {
+
+constexpr int kLanes = 8;                // counters per Philox batch
+constexpr int kBlock = 4 * kLanes;       // values per batch: value (m * kLanes + l) is word m of
+                                         // lane l, the counter (c0 + l, c1, c2, c3)
+
+struct RngKey {
+  uint32_t k0, k1;
+};
+
+inline RngKey make_key(int64_t seed) {
+  const uint64_t s = static_cast<uint64_t>(seed);
+  return {static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32)};
+}
+
+// Philox4x32-10 of the counters (c0 + l, c1, c2, c3), l < kLanes; out[m][l] is word m of lane l.
+inline void philox_lanes(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
+                         uint32_t out[4][kLanes]) {
+  for (int l = 0; l < kLanes; ++l) {
+    uint32_t x0 = c0 + static_cast<uint32_t>(l), x1 = c1, x2 = c2, x3 = c3;
+    uint32_t ka = key.k0, kb = key.k1;
+    for (int r = 0; r < 10; ++r) {
+      const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * x0;
+      const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2;
+      x0 = static_cast<uint32_t>(p1 >> 32) ^ x1 ^ ka;
+      x2 = static_cast<uint32_t>(p0 >> 32) ^ x3 ^ kb;
+      x1 = static_cast<uint32_t>(p1);
+      x3 = static_cast<uint32_t>(p0);
+      ka += 0x9E3779B9u;
+      kb += 0xBB67AE85u;
+    }
+    out[0][l] = x0;
+    out[1][l] = x1;
+    out[2][l] = x2;
+    out[3][l] = x3;
+  }
+}
+
+// Uniform in (0, 1) from the top 24 bits (never 0, so log is finite).
+inline float open_uniform(uint32_t v) {
+  return (static_cast<float>(v >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+// Uniform in [0, 1).
+inline float half_open_uniform(uint32_t v) {
+  return static_cast<float>(v >> 8) * (1.0f / 16777216.0f);
+}
+
+// Natural log for x in (0, 1] (cephes logf polynomial, branch-free).
+inline float fast_log(float x) {
+  uint32_t i;
+  std::memcpy(&i, &x, 4);
+  float e = static_cast<float>(static_cast<int32_t>((i >> 23) & 0xffu) - 126);
+  const uint32_t mi = (i & 0x007fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
+  float m;
+  std::memcpy(&m, &mi, 4);
+  const bool small = m < 0.707106781186547524f;
+  e = small ? e - 1.0f : e;
+  const float t = (m - 1.0f) + (small ? m : 0.0f);
+  const float z = t * t;
+  float y = 7.0376836292e-2f;
+  y = y * t - 1.1514610310e-1f;
+  y = y * t + 1.1676998740e-1f;
+  y = y * t - 1.2420140846e-1f;
+  y = y * t + 1.4249322787e-1f;
+  y = y * t - 1.6668057665e-1f;
+  y = y * t + 2.0000714765e-1f;
+  y = y * t - 2.4999993993e-1f;
+  y = y * t + 3.3333331174e-1f;
+  y = y * t * z;
+  y += -2.12194440e-4f * e;
+  y += -0.5f * z;
+  return t + y + 0.693359375f * e;
+}
+
+// (r cos(theta), r sin(theta)) with theta uniform on a full turn, drawn from u in [0, 1): the
+// quadrant from 2 bits, the angle within it from a polynomial on [-pi/4, pi/4).
+inline void polar_pair(float r, float u, float& a, float& b) {
+  const float t4 = u * 4.0f;
+  const int q = static_cast<int>(t4);
+  const float ang = (t4 - static_cast<float>(q) - 0.5f) * 1.57079632679489662f;
+  const float z = ang * ang;
+  const float s = ang + ang * z * (-1.6666654611e-1f + z * (8.3321608736e-3f +
+                                                             z * -1.9515295891e-4f));
+  const float c = 1.0f - 0.5f * z + z * z * (4.166664568298827e-2f +
+                                             z * (-1.388731625493765e-3f +
+                                                  z * 2.443315711809948e-5f));
+  const bool swap = (q & 1) != 0;
+  const float sign = (q & 2) ? -1.0f : 1.0f;
+  a = r * (swap ? -s : c) * sign;
+  b = r * (swap ? c : s) * sign;
+}
+
+#if defined(__AVX2__)
+namespace simd {
+
+inline void mul_hilo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+inline void philox8(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
+                    __m256i w[4]) {
+  __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c0)),
+                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i x1 = _mm256_set1_epi32(static_cast<int>(c1));
+  __m256i x2 = _mm256_set1_epi32(static_cast<int>(c2));
+  __m256i x3 = _mm256_set1_epi32(static_cast<int>(c3));
+  const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+  uint32_t ka = key.k0, kb = key.k1;
+  for (int r = 0; r < 10; ++r) {
+    __m256i hi0, lo0, hi1, lo1;
+    mul_hilo(x0, m0, hi0, lo0);
+    mul_hilo(x2, m1, hi1, lo1);
+    x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(static_cast<int>(ka)));
+    x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(static_cast<int>(kb)));
+    x1 = lo1;
+    x3 = lo0;
+    ka += 0x9E3779B9u;
+    kb += 0xBB67AE85u;
+  }
+  w[0] = x0;
+  w[1] = x1;
+  w[2] = x2;
+  w[3] = x3;
+}
+
+inline __m256 top24(__m256i v) { return _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 8)); }
+
+inline __m256 log8(__m256 x) {
+  const __m256i i = _mm256_castps_si256(x);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+      _mm256_and_si256(_mm256_srli_epi32(i, 23), _mm256_set1_epi32(0xff)),
+      _mm256_set1_epi32(126)));
+  const __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
+      _mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
+  const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
+  e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
+  const __m256 t = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(small, m));
+  const __m256 z = _mm256_mul_ps(t, t);
+  static const float c[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
+                             -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
+                             2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
+  __m256 y = _mm256_set1_ps(c[0]);
+  for (int k = 1; k < 9; ++k) y = _mm256_add_ps(_mm256_mul_ps(y, t), _mm256_set1_ps(c[k]));
+  y = _mm256_mul_ps(_mm256_mul_ps(y, t), z);
+  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-2.12194440e-4f), e));
+  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-0.5f), z));
+  return _mm256_add_ps(_mm256_add_ps(t, y), _mm256_mul_ps(_mm256_set1_ps(0.693359375f), e));
+}
+
+inline void polar8(__m256 r, __m256i bits, __m256& a, __m256& b) {
+  const __m256 t4 = _mm256_mul_ps(_mm256_mul_ps(top24(bits), _mm256_set1_ps(1.0f / 16777216.0f)),
+                                  _mm256_set1_ps(4.0f));
+  const __m256i q = _mm256_cvttps_epi32(t4);
+  const __m256 ang = _mm256_mul_ps(
+      _mm256_sub_ps(_mm256_sub_ps(t4, _mm256_cvtepi32_ps(q)), _mm256_set1_ps(0.5f)),
+      _mm256_set1_ps(1.57079632679489662f));
+  const __m256 z = _mm256_mul_ps(ang, ang);
+  __m256 ps = _mm256_add_ps(_mm256_set1_ps(8.3321608736e-3f),
+                            _mm256_mul_ps(z, _mm256_set1_ps(-1.9515295891e-4f)));
+  ps = _mm256_add_ps(_mm256_set1_ps(-1.6666654611e-1f), _mm256_mul_ps(z, ps));
+  const __m256 s = _mm256_add_ps(ang, _mm256_mul_ps(_mm256_mul_ps(ang, z), ps));
+  __m256 pc = _mm256_add_ps(_mm256_set1_ps(-1.388731625493765e-3f),
+                            _mm256_mul_ps(z, _mm256_set1_ps(2.443315711809948e-5f)));
+  pc = _mm256_add_ps(_mm256_set1_ps(4.166664568298827e-2f), _mm256_mul_ps(z, pc));
+  const __m256 c = _mm256_add_ps(
+      _mm256_sub_ps(_mm256_set1_ps(1.0f), _mm256_mul_ps(_mm256_set1_ps(0.5f), z)),
+      _mm256_mul_ps(_mm256_mul_ps(z, z), pc));
+  const __m256 swap = _mm256_castsi256_ps(_mm256_cmpeq_epi32(
+      _mm256_and_si256(q, _mm256_set1_epi32(1)), _mm256_set1_epi32(1)));
+  const __m256 sign = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_and_si256(q, _mm256_set1_epi32(2)), 30));
+  const __m256 neg_s = _mm256_xor_ps(s, _mm256_set1_ps(-0.0f));
+  a = _mm256_xor_ps(_mm256_mul_ps(r, _mm256_blendv_ps(c, neg_s, swap)), sign);
+  b = _mm256_xor_ps(_mm256_mul_ps(r, _mm256_blendv_ps(s, c, swap)), sign);
+}
+
+inline __m256 radius8(__m256i bits) {
+  const __m256 u = _mm256_mul_ps(_mm256_add_ps(top24(bits), _mm256_set1_ps(0.5f)),
+                                 _mm256_set1_ps(1.0f / 16777216.0f));
+  return _mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), log8(u)));
+}
+
+}  // namespace simd
+#endif
+
+// One batch of kBlock standard normals (layout: see kBlock).
+inline void normal_block(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
+                         float* out) {
+#if defined(__AVX2__)
+  __m256i w[4];
+  simd::philox8(c0, c1, c2, c3, key, w);
+  __m256 a, b, c, d;
+  simd::polar8(simd::radius8(w[0]), w[1], a, b);
+  simd::polar8(simd::radius8(w[2]), w[3], c, d);
+  _mm256_storeu_ps(out, a);
+  _mm256_storeu_ps(out + kLanes, b);
+  _mm256_storeu_ps(out + 2 * kLanes, c);
+  _mm256_storeu_ps(out + 3 * kLanes, d);
+#else
+  uint32_t w[4][kLanes];
+  philox_lanes(c0, c1, c2, c3, key, w);
+  for (int l = 0; l < kLanes; ++l) {
+    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+               out[l], out[kLanes + l]);
+    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[2][l]))), half_open_uniform(w[3][l]),
+               out[2 * kLanes + l], out[3 * kLanes + l]);
+  }
+#endif
+}
+
+// One batch of kBlock uniforms in [0, 1).
+inline void uniform_block(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
+                          float* out) {
+  uint32_t w[4][kLanes];
+  philox_lanes(c0, c1, c2, c3, key, w);
+  for (int m = 0; m < 4; ++m)
+    for (int l = 0; l < kLanes; ++l) out[m * kLanes + l] = half_open_uniform(w[m][l]);
+}
+
+// count values of a stream: value k comes from batch k / kBlock (counters from
+// (k / kBlock) * kLanes), position k % kBlock.
+template <void (*Block)(uint32_t, uint32_t, uint32_t, uint32_t, RngKey, float*)>
+inline void fill_stream(float* out, int64_t count, uint32_t c1, uint32_t c2, uint32_t c3,
+                        RngKey key) {
+  float buf[kBlock];
+  for (int64_t base = 0; base < count; base += kBlock) {
+    const uint32_t c0 = static_cast<uint32_t>(base / kBlock * kLanes);
+    if (count - base >= kBlock) {
+      Block(c0, c1, c2, c3, key, out + base);
+    } else {
+      Block(c0, c1, c2, c3, key, buf);
+      std::memcpy(out + base, buf, static_cast<size_t>(count - base) * sizeof(float));
+    }
+  }
+}
+
+// count standard normals, keyed by (c1, c2, c3) and their position.
+inline void fill_normal(float* out, int64_t count, uint32_t c1, uint32_t c2, uint32_t c3,
+                        RngKey key) {
+  fill_stream<normal_block>(out, count, c1, c2, c3, key);
+}
+
+// count uniforms in [0, 1), keyed by (c1, c2, c3) and their position.
+inline void fill_uniform(float* out, int64_t count, uint32_t c1, uint32_t c2, uint32_t c3,
+                         RngKey key) {
+  fill_stream<uniform_block>(out, count, c1, c2, c3, key);
+}
+
+}  // namespace analog

@@ -1,0 +1,435 @@
+// Fused CPU forward of analog::tile_forward (semantics: runtime/reference.py).
+//
+// Phase 1, per input vector: noise management (alpha per group and input split) and the DAC of
+// the whole input, once. Phase 2, one task per (group, output split, block of vectors): per
+// input split a BLAS GEMM of the DAC'd block with the tile (plus |W| x^2 for PCM read noise),
+// then one pass over the output block (noise, ADC, clip test, rescale, output scales, partial-sum
+// accumulation). Vectors that clipped are gathered and redone with the input halved (bound
+// management) inside the task, round after round, on a smaller GEMM. Random numbers come from
+// Philox keyed by (element, vector, tile, round, stream): reproducible per seed, independent of
+// the number of threads.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "rng.h"
+#include "tile_kernels.h"
+
+namespace analog {
+namespace {
+
+enum { kNmNone = 0, kNmAbsMax = 1, kNmConstant = 2, kNmAverageAbsMax = 3 };
+enum { kWnNone = 0, kWnAdditive = 1, kWnPcmRead = 2 };
+enum { kOutNormal = 0, kOutUniform = 1, kInNormal = 2, kInUniform = 3 };
+
+struct Io {
+  bool perfect;
+  int64_t nm_type;
+  double nm_thres, inp_bound, inp_step;
+  bool inp_sto;
+  double inp_noise, out_bound, out_step;
+  bool out_sto;
+  double out_noise;
+  int64_t wn_type;
+  double w_noise;
+  int64_t bm_rounds;
+  bool pcm() const { return wn_type == kWnPcmRead && w_noise > 0; }
+  bool additive() const { return wn_type == kWnAdditive && w_noise > 0; }
+};
+
+inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }
+
+// DAC of one input segment: round(x / ar / step) * step, clip to +-inp_bound, + input noise.
+template <typename T>
+void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, uint32_t vec,
+             uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
+  const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
+  if (io.inp_step > 0 && io.inp_sto) {
+    fill_uniform(ubuf, len, vec, tile, stream(round, kInUniform), key);
+    for (int64_t k = 0; k < len; ++k)
+      out[k] = std::floor(x[k] / ar / step + static_cast<T>(ubuf[k])) * step;
+  } else if (io.inp_step > 0) {
+    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint(x[k] / ar / step) * step;
+  } else {
+    for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
+  }
+  for (int64_t k = 0; k < len; ++k) out[k] = std::min(std::max(out[k], -bound), bound);
+  if (io.inp_noise > 0) {
+    fill_normal(nbuf, len, vec, tile, stream(round, kInNormal), key);
+    const T s = static_cast<T>(io.inp_noise);
+    for (int64_t k = 0; k < len; ++k) out[k] += s * static_cast<T>(nbuf[k]);
+  }
+}
+
+template <typename T>
+T row_norm(const T* v, int64_t len) {
+  T acc = 0;
+  for (int64_t k = 0; k < len; ++k) acc += v[k] * v[k];
+  return std::sqrt(acc);
+}
+
+// Output pass of one vector of one tile, in place: read noise and output noise (one normal with
+// the summed variance), ADC, clip test. Writes keep = !clipped when asked; returns any clip.
+template <typename T>
+bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey key, uint32_t vec,
+             uint32_t tile, int64_t round, float* nbuf, float* ubuf, bool* keep) {
+  const T on = static_cast<T>(io.out_noise), wn = static_cast<T>(io.w_noise);
+  if (io.out_noise > 0 || io.pcm() || io.additive()) {
+    fill_normal(nbuf, len, vec, tile, stream(round, kOutNormal), key);
+    if (var != nullptr) {
+      for (int64_t k = 0; k < len; ++k) {
+        const T sw2 = wn * wn * std::max(var[k], T(0));
+        v[k] += std::sqrt(sw2 + on * on) * static_cast<T>(nbuf[k]);
+      }
+    } else {
+      const T sd = std::sqrt(add_std * add_std + on * on);
+      for (int64_t k = 0; k < len; ++k) v[k] += sd * static_cast<T>(nbuf[k]);
+    }
+  }
+  const T step = static_cast<T>(io.out_step);
+  if (io.out_step > 0 && io.out_sto) {
+    fill_uniform(ubuf, len, vec, tile, stream(round, kOutUniform), key);
+    for (int64_t k = 0; k < len; ++k)
+      v[k] = std::floor(v[k] / step + static_cast<T>(ubuf[k])) * step;
+  } else if (io.out_step > 0) {
+    for (int64_t k = 0; k < len; ++k) v[k] = std::nearbyint(v[k] / step) * step;
+  }
+  if (io.out_bound <= 0) {
+    if (keep != nullptr) std::fill(keep, keep + len, true);
+    return false;
+  }
+  const T bound = static_cast<T>(io.out_bound);
+  int hits = 0;
+  for (int64_t k = 0; k < len; ++k) {
+    const bool h = std::abs(v[k]) >= bound;
+    hits |= h;
+    v[k] = std::min(std::max(v[k], -bound), bound);
+  }
+  if (keep != nullptr)
+    for (int64_t k = 0; k < len; ++k) keep[k] = std::abs(v[k]) < bound;
+  return hits != 0;
+}
+
+// y (=|+=) (v * ar) * scale, or 0 for a vector whose noise-management alpha was 0.
+template <typename T>
+void accumulate(T* y, const T* v, int64_t len, T ar, const T* scale, bool first, bool zero) {
+  if (zero) {
+    if (first) std::fill(y, y + len, T(0));
+    return;
+  }
+  if (scale != nullptr) {
+    if (first)
+      for (int64_t k = 0; k < len; ++k) y[k] = v[k] * ar * scale[k];
+    else
+      for (int64_t k = 0; k < len; ++k) y[k] += v[k] * ar * scale[k];
+  } else {
+    if (first)
+      for (int64_t k = 0; k < len; ++k) y[k] = v[k] * ar;
+    else
+      for (int64_t k = 0; k < len; ++k) y[k] += v[k] * ar;
+  }
+}
+
+}  // namespace
+}  // namespace analog
+
+// Fortran BLAS, as exported by the BLAS that torch links (MKL or OpenBLAS); weak, so a torch
+// without them still loads this library and takes the ATen path below.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*) __attribute__((weak));
+}
+
+namespace analog {
+namespace {
+
+template <typename T>
+void gemm_aten(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+               int64_t ldb, T* c, int64_t ldc) {
+  const auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto at_ = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, opt);
+  auto bt = at::from_blob(const_cast<T*>(b), {n, k}, {ldb, 1}, opt);
+  auto ct = at::from_blob(c, {m, n}, {ldc, 1}, opt);
+  at::mm_out(ct, at_, bt.t());
+}
+
+// Row-major C[m, n] = A[m, k] @ B[n, k]^T (column-major BLAS: C^T = B^T' @ A^T).
+template <typename T>
+void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+             T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
+  const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
+  const int ildc = static_cast<int>(ldc);
+  const T one = 1, zero = 0;
+  if (k == 0) {
+    for (int64_t r = 0; r < m; ++r) std::fill(c + r * ldc, c + r * ldc + n, T(0));
+  } else if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_ != nullptr)
+      sgemm_("T", "N", &in, &im, &ik, &one, b, &ildb, a, &ilda, &zero, c, &ildc);
+    else
+      gemm_aten(m, n, k, a, lda, b, ldb, c, ldc);
+  } else {
+    if (dgemm_ != nullptr)
+      dgemm_("T", "N", &in, &im, &ik, &one, b, &ildb, a, &ilda, &zero, c, &ildc);
+    else
+      gemm_aten(m, n, k, a, lda, b, ldb, c, ldc);
+  }
+}
+
+struct Plan {
+  int64_t groups, out_g, in_g, n, n_in, n_out;
+  std::vector<int64_t> in_sizes, out_sizes, in_off, out_off;
+};
+
+template <typename T>
+void forward_impl(const Plan& p, const Io& io, RngKey key, const T* x, const T* w,
+                  const T* wabs, const T* scales, const T* bias, T* y, bool* mask) {
+  const int64_t G = p.groups, N = p.n, n_in = p.n_in, n_out = p.n_out;
+  const int64_t ldx = G * p.in_g, ldy = G * p.out_g;
+  const int64_t max_in = *std::max_element(p.in_sizes.begin(), p.in_sizes.end());
+  const int64_t max_out = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
+
+  // Phase 1: alpha per (group, input split, vector); the DAC'd input, its norm, its square.
+  std::vector<T> alpha(static_cast<size_t>(G * n_in * N), T(1));
+  std::vector<T> norms(io.additive() ? alpha.size() : 0);
+  std::vector<T> xq_buf, xq2_buf;
+  const T* xq = x;
+  if (!io.perfect) {
+    if (io.nm_type == kNmAbsMax || io.nm_type == kNmAverageAbsMax) {
+      const T thres = static_cast<T>(io.nm_thres);
+      at::parallel_for(0, N, 64, [&](int64_t b, int64_t e) {
+        for (int64_t v = b; v < e; ++v)
+          for (int64_t gi = 0; gi < G * n_in; ++gi) {
+            const T* row = x + v * ldx + (gi / n_in) * p.in_g + p.in_off[gi % n_in];
+            T m = 0;
+            for (int64_t k = 0; k < p.in_sizes[gi % n_in]; ++k) m = std::max(m, std::abs(row[k]));
+            if (io.nm_type == kNmAbsMax && io.nm_thres > 0) m = std::min(m, thres);
+            alpha[gi * N + v] = m;
+          }
+      });
+      if (io.nm_type == kNmAverageAbsMax)
+        for (int64_t gi = 0; gi < G * n_in; ++gi) {
+          double s = 0;
+          for (int64_t v = 0; v < N; ++v) s += alpha[gi * N + v];
+          std::fill(alpha.begin() + gi * N, alpha.begin() + (gi + 1) * N,
+                    static_cast<T>(s / static_cast<double>(N)));
+        }
+    } else if (io.nm_type == kNmConstant) {
+      std::fill(alpha.begin(), alpha.end(), static_cast<T>(io.nm_thres));
+    }
+    xq_buf.resize(static_cast<size_t>(N * ldx));
+    if (io.pcm()) xq2_buf.resize(xq_buf.size());
+    at::parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
+      std::vector<float> nbuf(max_in + 64), ubuf(max_in + 64);
+      for (int64_t v = b; v < e; ++v)
+        for (int64_t gi = 0; gi < G * n_in; ++gi) {
+          const int64_t off = v * ldx + (gi / n_in) * p.in_g + p.in_off[gi % n_in];
+          const int64_t len = p.in_sizes[gi % n_in];
+          const T a = alpha[gi * N + v] > 0 ? alpha[gi * N + v] : T(1);
+          dac_row(x + off, xq_buf.data() + off, len, a, io, key, static_cast<uint32_t>(v),
+                  static_cast<uint32_t>(gi), 0, nbuf.data(), ubuf.data());
+          if (io.additive()) norms[gi * N + v] = row_norm(xq_buf.data() + off, len);
+          if (io.pcm())
+            for (int64_t k = 0; k < len; ++k) xq2_buf[off + k] = xq_buf[off + k] * xq_buf[off + k];
+        }
+    });
+    xq = xq_buf.data();
+  }
+
+  // Phase 2: tasks over (group, output split, block of vectors); the block size depends on the
+  // shapes only (large blocks: BLAS packs each tile once per block), so results do not depend
+  // on the thread count.
+  int64_t rb = 256;
+  while (rb > 32 && G * n_out * ((N + rb - 1) / rb) < 4) rb /= 2;
+  const int64_t n_blocks = (N + rb - 1) / rb;
+  const T wn = static_cast<T>(io.w_noise);
+  at::parallel_for(0, G * n_out * n_blocks, 1, [&](int64_t tb, int64_t te) {
+    std::vector<T> ybuf(rb * max_out), vbuf(io.pcm() ? rb * max_out : 0);
+    std::vector<T> xr, xr2;
+    std::vector<float> nbuf(std::max(max_in, max_out) + 64), ubuf(nbuf.size());
+    std::vector<int64_t> act, redo, next;
+    for (int64_t t = tb; t < te; ++t) {
+      const int64_t g = t / (n_out * n_blocks), j = (t / n_blocks) % n_out, blk = t % n_blocks;
+      const int64_t n0 = blk * rb, m = std::min(N, n0 + rb) - n0;
+      const int64_t so = p.out_sizes[j], oo = p.out_off[j];
+      T* yb = y + n0 * ldy + g * p.out_g + oo;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const int64_t si = p.in_sizes[i], xo = g * p.in_g + p.in_off[i];
+        const int64_t gi = g * n_in + i, woff = (g * p.out_g + oo) * p.in_g + p.in_off[i];
+        const uint32_t tile = static_cast<uint32_t>(gi * n_out + j);
+        const T* sc = scales ? scales + gi * p.out_g + oo : nullptr;
+        // Vectors with alpha = 0 give 0: without a mask to fill, they skip the GEMM.
+        act.clear();
+        for (int64_t r = 0; r < m; ++r) {
+          if (mask == nullptr && !io.perfect && alpha[gi * N + n0 + r] <= 0) {
+            if (i == 0) std::fill(yb + r * ldy, yb + r * ldy + so, T(0));
+          } else {
+            act.push_back(n0 + r);
+          }
+        }
+        const int64_t na = static_cast<int64_t>(act.size());
+        const bool pcm = io.pcm() && !io.perfect;
+        const T* a1 = xq + n0 * ldx + xo;
+        const T* a2 = pcm ? xq2_buf.data() + n0 * ldx + xo : nullptr;
+        int64_t lda = ldx;
+        if (na < m) {  // gather the active vectors
+          xr.resize(na * si);
+          xr2.resize(pcm ? na * si : 0);
+          for (int64_t q = 0; q < na; ++q) {
+            std::copy_n(xq + act[q] * ldx + xo, si, xr.data() + q * si);
+            if (pcm) std::copy_n(xq2_buf.data() + act[q] * ldx + xo, si, xr2.data() + q * si);
+          }
+          a1 = xr.data();
+          a2 = xr2.data();
+          lda = si;
+        }
+        gemm_nt(na, so, si, a1, lda, w + woff, p.in_g, ybuf.data(), so);
+        if (pcm) gemm_nt(na, so, si, a2, lda, wabs + woff, p.in_g, vbuf.data(), so);
+        redo.clear();
+        for (int64_t q = 0; q < na; ++q) {
+          const int64_t v = act[q], r = v - n0;
+          T* yr = ybuf.data() + q * so;
+          bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
+          const T a = alpha[gi * N + v];
+          bool hit = false;
+          if (io.perfect) {
+            if (keep) std::fill(keep, keep + so, true);
+          } else {
+            hit = out_row(yr, pcm ? vbuf.data() + q * so : nullptr,
+                          io.additive() ? wn * norms[gi * N + v] : T(0), so, io, key,
+                          static_cast<uint32_t>(v), tile, 0, nbuf.data(), ubuf.data(), keep);
+          }
+          if (hit && io.bm_rounds > 0)
+            redo.push_back(v);
+          else
+            accumulate(yb + r * ldy, yr, so, a > 0 ? a : T(1), sc, i == 0, a <= 0);
+        }
+        // Bound management: redo only the vectors that clipped, input halved each round.
+        T red = 1;
+        for (int64_t round = 1; round <= io.bm_rounds && !redo.empty(); ++round) {
+          red *= 2;
+          const int64_t k = static_cast<int64_t>(redo.size());
+          xr.resize(k * si);
+          if (io.pcm()) xr2.resize(k * si);
+          for (int64_t q = 0; q < k; ++q) {
+            const T a = alpha[gi * N + redo[q]];
+            dac_row(x + redo[q] * ldx + xo, xr.data() + q * si, si, (a > 0 ? a : T(1)) * red,
+                    io, key, static_cast<uint32_t>(redo[q]), static_cast<uint32_t>(gi), round,
+                    nbuf.data(), ubuf.data());
+            if (io.pcm())
+              for (int64_t c = 0; c < si; ++c) xr2[q * si + c] = xr[q * si + c] * xr[q * si + c];
+          }
+          gemm_nt(k, so, si, xr.data(), si, w + woff, p.in_g, ybuf.data(), so);
+          if (io.pcm()) gemm_nt(k, so, si, xr2.data(), si, wabs + woff, p.in_g, vbuf.data(), so);
+          next.clear();
+          for (int64_t q = 0; q < k; ++q) {
+            const int64_t v = redo[q];
+            T* yr = ybuf.data() + q * so;
+            bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
+            const T add = io.additive() ? wn * row_norm(xr.data() + q * si, si) : T(0);
+            const bool hit = out_row(yr, io.pcm() ? vbuf.data() + q * so : nullptr, add, so, io,
+                                     key, static_cast<uint32_t>(v), tile, round, nbuf.data(),
+                                     ubuf.data(), keep);
+            const T a = alpha[gi * N + v];
+            if (hit && round < io.bm_rounds)
+              next.push_back(v);
+            else
+              accumulate(yb + (v - n0) * ldy, yr, so, (a > 0 ? a : T(1)) * red, sc, i == 0,
+                         a <= 0);
+          }
+          redo.swap(next);
+        }
+      }
+      if (bias != nullptr)
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t o = 0; o < so; ++o) yb[r * ldy + o] += bias[g * p.out_g + oo + o];
+    }
+  });
+}
+
+std::vector<int64_t> offsets(const std::vector<int64_t>& sizes) {
+  std::vector<int64_t> off(sizes.size(), 0);
+  for (size_t k = 1; k < sizes.size(); ++k) off[k] = off[k - 1] + sizes[k - 1];
+  return off;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
+    const at::Tensor& x_in, const at::Tensor& weight_in,
+    const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& bias_in,
+    const at::Tensor& seed, at::IntArrayRef in_sizes, at::IntArrayRef out_sizes,
+    bool is_perfect, int64_t nm_type, double nm_thres, double inp_bound, double inp_step,
+    bool inp_sto_round, double inp_noise, double out_bound, double out_step, bool out_sto_round,
+    double out_noise, int64_t w_noise_type, double w_noise, int64_t bm_rounds, bool need_mask) {
+  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_forward: weight must be [G, out_g, in_g]");
+  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  TORCH_CHECK(x_in.dim() == 2 && x_in.size(1) == G * in_g,
+              "analog::tile_forward: x must be [N, G * in_g]");
+  const int64_t N = x_in.size(0);
+  const int64_t n_in = static_cast<int64_t>(in_sizes.size());
+  const int64_t n_out = static_cast<int64_t>(out_sizes.size());
+  const bool has_scales = out_scales.has_value() && out_scales->defined();
+  const bool has_bias = bias_in.has_value() && bias_in->defined();
+  const auto empty_mask = x_in.new_empty({0}, x_in.options().dtype(at::kBool));
+
+  if (is_perfect && !has_scales) {  // fast path: one (batched) matrix product
+    at::Tensor y;
+    if (G == 1)
+      y = has_bias ? at::addmm(*bias_in, x_in, weight_in[0].t()) : at::mm(x_in, weight_in[0].t());
+    else
+      y = at::bmm(x_in.reshape({N, G, in_g}).transpose(0, 1), weight_in.transpose(1, 2))
+              .transpose(0, 1).reshape({N, G * out_g});
+    if (G != 1 && has_bias) y.add_(*bias_in);
+    auto mask = need_mask ? at::ones({G, n_in, N, out_g}, x_in.options().dtype(at::kBool))
+                          : empty_mask;
+    return {y, mask};
+  }
+
+  const auto dtype = x_in.scalar_type();
+  const auto work = (dtype == at::kFloat || dtype == at::kDouble) ? dtype : at::kFloat;
+  const auto x = x_in.detach().to(work).contiguous();
+  const auto weight = weight_in.detach().to(work).contiguous();
+  at::Tensor scales, bias, wabs;
+  if (has_scales) {
+    TORCH_CHECK(out_scales->numel() == G * n_in * out_g,
+                "analog::tile_forward: out_scales must be [G, n_in, out_g]");
+    scales = out_scales->detach().to(work).contiguous();
+  }
+  if (has_bias) bias = bias_in->detach().to(work).contiguous();
+  if (!is_perfect && w_noise_type == kWnPcmRead && w_noise > 0) wabs = weight.abs();
+
+  Plan p{G, out_g, in_g, N, n_in, n_out, in_sizes.vec(), out_sizes.vec(), {}, {}};
+  p.in_off = offsets(p.in_sizes);
+  p.out_off = offsets(p.out_sizes);
+  TORCH_CHECK(n_in > 0 && n_out > 0 && p.in_off.back() + p.in_sizes.back() == in_g &&
+                  p.out_off.back() + p.out_sizes.back() == out_g,
+              "analog::tile_forward: in_sizes/out_sizes must split the weight's columns/rows");
+  Io io{is_perfect, nm_type, nm_thres, inp_bound, inp_step, inp_sto_round, inp_noise,
+        out_bound, out_step, out_sto_round, out_noise, w_noise_type, w_noise, bm_rounds};
+  const RngKey key = make_key(seed.item<int64_t>());
+
+  auto y = at::empty({N, G * out_g}, x.options());
+  auto mask = need_mask ? at::empty({G, n_in, N, out_g}, x.options().dtype(at::kBool))
+                        : empty_mask;
+  if (N > 0) {
+    AT_DISPATCH_FLOATING_TYPES(work, "analog_tile_forward", [&] {
+      forward_impl<scalar_t>(p, io, key, x.data_ptr<scalar_t>(), weight.data_ptr<scalar_t>(),
+                             wabs.defined() ? wabs.data_ptr<scalar_t>() : nullptr,
+                             has_scales ? scales.data_ptr<scalar_t>() : nullptr,
+                             has_bias ? bias.data_ptr<scalar_t>() : nullptr,
+                             y.data_ptr<scalar_t>(), need_mask ? mask.data_ptr<bool>() : nullptr);
+    });
+  }
+  return {y.to(dtype), mask};
+}
+
+}  // namespace analog

@@ -1,0 +1,25 @@
+// CPU kernels of the analog op library (schemas in runtime/ops.py; semantics in
+// runtime/reference.py, which these kernels must match).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+namespace analog {
+
+std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& out_scales,
+    const std::optional<at::Tensor>& bias, const at::Tensor& seed, at::IntArrayRef in_sizes,
+    at::IntArrayRef out_sizes, bool is_perfect, int64_t nm_type, double nm_thres,
+    double inp_bound, double inp_step, bool inp_sto_round, double inp_noise, double out_bound,
+    double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
+    int64_t bm_rounds, bool need_mask);
+
+std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
+    const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
+    const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& mask,
+    at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, bool need_input_grad,
+    bool need_weight_grad);
+
+}  // namespace analog

@@ -1,0 +1,99 @@
+"""Loading of the compiled kernels and ``analog_compiler.runtime.backend()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from analog_compiler.runtime import _ext, backend
+
+import analog_compiler as ac
+
+HAS_BUILD = any(f.startswith("_C.") for f in os.listdir(os.path.dirname(ac.__file__)))
+needs_build = pytest.mark.skipif(not HAS_BUILD or not _ext.is_loaded(),
+                                 reason="analog_compiler._C is not built or not loaded here")
+
+
+def run_python(code: str, **env: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object."""
+    full_env = {k: v for k, v in os.environ.items() if k != "ANALOG_COMPILER_NO_EXT"}
+    full_env.update(env)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_backend_names_every_op_and_device() -> None:
+    b = backend()
+    assert set(b) == {"tile_forward", "tile_backward"}
+    for per_device in b.values():
+        assert set(per_device) == {"cpu", "cuda"}
+        assert per_device["cpu"] in ("cpp", "reference")
+        assert per_device["cuda"] in ("cuda", "reference")
+    assert ac.runtime.backend is backend
+
+
+@needs_build
+def test_loaded_extension_serves_cpu() -> None:
+    assert _ext.is_loaded() and _ext.load_error() is None
+    assert backend()["tile_forward"]["cpu"] == "cpp"
+    assert backend()["tile_backward"]["cpu"] == "cpp"
+    if not torch.cuda.is_available():
+        assert backend()["tile_forward"]["cuda"] == "reference"
+
+
+PROBE = """
+    import json, warnings
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        {prelude}
+        import torch
+        import analog_compiler as ac
+        from analog_compiler.runtime import _ext
+        y, _ = torch.ops.analog.tile_forward(
+            torch.ones(2, 4), torch.ones(1, 3, 4), None, None, torch.tensor(0), [4], [3],
+            False, 1, 0.0, 1.0, 0.0, False, 0.0, 12.0, 0.0, False, 0.0, 0, 0.0, 0, False)
+    print(json.dumps({{"backend": ac.runtime.backend(), "loaded": _ext.is_loaded(),
+                      "error": _ext.load_error(), "y": y.tolist(),
+                      "warnings": [str(w.message) for w in caught
+                                   if "analog_compiler._C" in str(w.message)]}}))
+"""
+
+
+def test_no_ext_env_keeps_the_reference_silently() -> None:
+    r = run_python(PROBE.format(prelude="pass"), ANALOG_COMPILER_NO_EXT="1")
+    assert r["backend"]["tile_forward"] == {"cpu": "reference", "cuda": "reference"}
+    assert not r["loaded"] and "ANALOG_COMPILER_NO_EXT" in r["error"]
+    assert r["warnings"] == []
+    assert r["y"] == [[4.0] * 3] * 2
+
+
+def test_failed_load_warns_once_and_keeps_the_reference() -> None:
+    prelude = "import sys; sys.modules['analog_compiler._C'] = None"
+    r = run_python(PROBE.format(prelude=prelude))
+    assert r["backend"]["tile_forward"]["cpu"] == "reference"
+    assert len(r["warnings"]) == 1 and "reference" in r["warnings"][0]
+    assert r["y"] == [[4.0] * 3] * 2
+
+
+@needs_build
+@pytest.mark.parametrize("first", ["library", "schemas"])
+def test_load_order_does_not_matter(first: str) -> None:
+    """The C++ library registers kernels only: it may load before the Python schemas exist."""
+    prelude = "pass"
+    if first == "library":  # dlopen the library before the package (and its schemas) exists
+        prelude = ("import glob, os, importlib.util, torch; "
+                   "spec = importlib.util.find_spec('analog_compiler'); "
+                   "torch.ops.load_library(glob.glob(os.path.join("
+                   "os.path.dirname(spec.origin), '_C.*'))[0]); "
+                   "assert 'analog_compiler' not in __import__('sys').modules")
+    r = run_python(PROBE.format(prelude=prelude))
+    assert r["backend"]["tile_forward"]["cpu"] == "cpp"
+    assert r["loaded"] and r["warnings"] == []
+    assert r["y"] == [[4.0] * 3] * 2
