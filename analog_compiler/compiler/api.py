@@ -24,7 +24,7 @@ from typing import Any
 
 from torch import nn
 
-from ..conversion_log import LOG_ATTRIBUTE, ConversionLog
+from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
 from .capture import check_example_inputs, has_forward, propagate_shapes, trace
@@ -171,6 +171,7 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     else:
         log.capture = "fx"
     converted = _sweep(converted, root_name, ctx)
+    _order_records(converted, root_name, log)
     disable_fused_transformer_paths(converted)
     ctx.resolver.warn_unused()
     object.__setattr__(converted, LOG_ATTRIBUTE, log)
@@ -228,6 +229,22 @@ def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Modul
             set_submodule(model, name, new)
             swapped.append(name)
     return model
+
+
+def _order_records(model: nn.Module, root_name: str, log: ConversionLog) -> None:
+    """Sort the records in module order (the order of ``named_modules``, which follows the
+    definition and, for most models, the execution order); a record that names no module (a
+    parameter, ``attn.in_proj``) follows its closest named parent."""
+    index = {qualify(root_name, n): i for i, n in enumerate(n for n, _ in model.named_modules())}
+
+    def key(item: tuple[int, LayerRecord]) -> tuple[int, int]:
+        pos, record = item
+        name = record.name
+        while name not in index and "." in name:
+            name = name.rpartition(".")[0]
+        return index.get(name, len(index)), pos
+
+    log.records[:] = [r for _, r in sorted(enumerate(log.records), key=key)]
 
 
 # ---------------------------------------------------------------------- analog root

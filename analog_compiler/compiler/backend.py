@@ -11,17 +11,21 @@ on parameter ``w``). The analog layers are built once, at compile time, from the
 values then (inference use: later weight updates are not seen). The converted graph runs
 eagerly.
 
-``nn.MultiheadAttention`` projections reach Dynamo as slices of the packed ``in_proj_weight``;
-they are reported as digital: ``convert`` the model first (it maps them), then
-``torch.compile`` the converted model with any backend.
+``nn.MultiheadAttention`` reaches Dynamo as one ``F.multi_head_attention_forward`` call on its
+parameters; it becomes an ``AnalogMultiheadAttention`` (sequence-first, as at that level) named
+after the attention module. Other uses of a matrix parameter that is not a direct product are
+recorded as digital.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog
@@ -71,7 +75,8 @@ def _module_of_call(node: fx.Node) -> tuple[str, type] | None:
     return source_to_name(path) if path.startswith("L[") else path, cls
 
 
-def _canonicalize_dynamo(params: dict[fx.Node, tuple[str, Tensor]]) -> Callable:
+def _canonicalize_dynamo(params: dict[fx.Node, tuple[str, Tensor]], handled: set[str]
+                         ) -> Callable:
     def run(gm: fx.GraphModule, ctx: ConversionContext, prefix: str) -> bool:
         changed = False
         built: dict[str, str] = {}
@@ -103,8 +108,87 @@ def _canonicalize_dynamo(params: dict[fx.Node, tuple[str, Tensor]]) -> Callable:
                 ctx.record(name, source, Decision(cfg), cfg)
             rewrite_site(gm.graph, site, target)
             changed = True
-        handled = {site.weight_name for site in find_sites(gm.graph, params.get)} | seen
+        handled.update(seen)
         _record_other_parameter_uses(gm, params, ctx, handled)
+        return changed
+    return run
+
+
+_MHA_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
+_MHA_CALL_KWARGS = ("key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+                    "is_causal")
+
+
+def _attention_module(node: fx.Node, params: dict[fx.Node, tuple[str, Tensor]]
+                      ) -> tuple[nn.MultiheadAttention | None, dict[str, Any], list[str]]:
+    """The ``nn.MultiheadAttention`` (sequence-first) that a ``multi_head_attention_forward``
+    call computes, its bound arguments and its parameter names; None if its weights are not
+    all parameters or its settings are computed at run time."""
+    bound = _MHA_SIGNATURE.bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+
+    def value(key: str) -> Tensor | None:
+        item = a[key]
+        return None if item is None else params.get(item, (None, None))[1]
+
+    names = [params[a[k]][0] for k in ("in_proj_weight", "out_proj_weight", "q_proj_weight",
+                                       "k_proj_weight", "v_proj_weight")
+             if isinstance(a[k], fx.Node) and a[k] in params]
+    weights = ("q_proj_weight", "k_proj_weight", "v_proj_weight") if a[
+        "use_separate_proj_weight"] else ("in_proj_weight",)
+    tensors = ("in_proj_bias", "bias_k", "bias_v", "out_proj_weight", "out_proj_bias") + weights
+    if any(a[k] is not None and value(k) is None for k in tensors) or value(
+            "out_proj_weight") is None or any(value(k) is None for k in weights):
+        return None, a, names
+    settings = ("embed_dim_to_check", "num_heads", "add_zero_attn", "dropout_p", "training",
+                "use_separate_proj_weight")
+    if any(isinstance(a[k], fx.Node) for k in settings) or a["static_k"] is not None or a[
+            "static_v"] is not None:
+        return None, a, names
+    ref = value("out_proj_weight")
+    kdim = value("k_proj_weight").shape[1] if a["use_separate_proj_weight"] else None
+    vdim = value("v_proj_weight").shape[1] if a["use_separate_proj_weight"] else None
+    mha = nn.MultiheadAttention(a["embed_dim_to_check"], a["num_heads"], a["dropout_p"],
+                                value("in_proj_bias") is not None, value("bias_k") is not None,
+                                a["add_zero_attn"], kdim, vdim, False, device=ref.device,
+                                dtype=ref.dtype)
+    with torch.no_grad():
+        for key in ("in_proj_bias", "bias_k", "bias_v") + weights:
+            if value(key) is not None:
+                getattr(mha, key).copy_(value(key))
+        mha.out_proj.weight.copy_(ref)
+        if mha.out_proj.bias is not None and value("out_proj_bias") is not None:
+            mha.out_proj.bias.copy_(value("out_proj_bias"))
+    return mha.train(bool(a["training"])), a, names
+
+
+def _map_attention_dynamo(params: dict[fx.Node, tuple[str, Tensor]], handled: set[str]
+                          ) -> Callable:
+    def run(gm: fx.GraphModule, ctx: ConversionContext, prefix: str) -> bool:
+        changed = False
+        for node in list(gm.graph.nodes):
+            if node.op != "call_function" or node.target is not F.multi_head_attention_forward:
+                continue
+            mha, args, names = _attention_module(node, params)
+            called = _module_of_call(node)
+            name = called[0] if called else (names[0].rpartition(".")[0] if names else node.name)
+            handled.update(names)
+            if mha is None:
+                ctx.record(f"{name}.in_proj", "MultiheadAttention.in_proj", "unsupported: "
+                           "attention weights or settings are not parameters/constants")
+                continue
+            new = ctx.map_module(mha, name)
+            if new is mha:
+                continue
+            gm.add_submodule(name, new)
+            with gm.graph.inserting_before(node):
+                call = gm.graph.call_module(name, (args["query"], args["key"], args["value"]),
+                                            {k: args[k] for k in _MHA_CALL_KWARGS})
+            call.meta.update(node.meta)
+            node.replace_all_uses_with(call)
+            gm.graph.erase_node(node)
+            changed = True
         return changed
     return run
 
@@ -122,8 +206,8 @@ def _record_other_parameter_uses(gm: fx.GraphModule, params: dict[fx.Node, tuple
         if name in handled:
             continue
         ctx.record(name, "parameter", f"unsupported: used through {', '.join(ops)} (not a "
-                   "direct matrix product in the compiled graph; convert() the model first "
-                   "for nn.MultiheadAttention)")
+                   "direct matrix product in the compiled graph, e.g. a fused kernel; "
+                   "convert() the model before torch.compile to map it)")
 
 
 def analog_backend(gm: fx.GraphModule, example_inputs: Sequence[Any],
@@ -145,7 +229,10 @@ def analog_backend(gm: fx.GraphModule, example_inputs: Sequence[Any],
     ctx = ConversionContext(rpu_config, PolicyResolver(policy, rpu_config), layer_map, log,
                             options.get("tile_module_class"))
     params = _placeholder_params(gm, example_inputs)
-    run_pipeline(gm, ctx, "", [GraphPass("canonicalize_dynamo", _canonicalize_dynamo(params))])
+    handled: set[str] = set()
+    run_pipeline(gm, ctx, "", [
+        GraphPass("map_attention", _map_attention_dynamo(params, handled)),
+        GraphPass("canonicalize_functional", _canonicalize_dynamo(params, handled))])
     object.__setattr__(gm, LOG_ATTRIBUTE, log)
     _last_log[:] = [log]
     return gm.forward

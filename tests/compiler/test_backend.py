@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from compiler_models import MLP, FunctionalLinear, GPT2Block, ResNetTiny, randomize_batchnorm
+from compiler_models import (
+    MLP,
+    Encoder,
+    FunctionalLinear,
+    GPT2Block,
+    ResNetTiny,
+    randomize_batchnorm,
+)
 from torch import nn
 
 import analog_compiler as ac
@@ -72,7 +79,7 @@ def test_backend_equals_convert(name, config, ideal):
     assert {r.name for r in log.records if r.status == "analog"} == converted
 
 
-def test_backend_policy_and_mha_reported(ideal):
+def test_backend_policy_and_bad_options(ideal):
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8)).eval()
     compiled = torch.compile(model, backend="analog",
                              options={"rpu_config": ideal, "policy": {"2": None}})
@@ -91,3 +98,18 @@ def test_converted_model_compiles_fullgraph_with_inductor():
     compiled = torch.compile(analog, fullgraph=True)  # a graph break would raise
     with torch.no_grad():
         assert torch.allclose(compiled(x), analog(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_backend_maps_multihead_attention(ideal, batch_first):
+    model = Encoder(batch_first).eval()
+    tokens = torch.randint(0, 50, (2, 7))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    compiled = torch.compile(model, backend="analog", options={"rpu_config": ideal})
+    out = compiled(tokens, mask)  # grad mode: no fused encoder-layer kernel
+    records = {(r.name, r.status) for r in last_conversion_log().records}
+    assert records == {(r.name, r.status) for r in ac.convert(model, ideal)
+                       .analog_conversion_log.records}
+    assert ("encoder.layers.1.self_attn.q_proj", "analog") in records
+    assert torch.allclose(out, model(tokens, mask), atol=1e-5, rtol=1e-5)
