@@ -229,7 +229,8 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
         TypeError: bad ``model``/``example_inputs``/``path`` types.
         ValueError: no analog layers, negative ``t_inference``, ``path`` is a directory.
         FileNotFoundError / PermissionError: ``path``'s directory is missing / not writable.
-        ExportVerificationError: onnxruntime disagrees with PyTorch.
+        ExportVerificationError: onnxruntime disagrees with PyTorch (the file is left in
+            place, with its metadata, for inspection).
     """
     check_model(model, "export_onnx")
     if exporter not in EXPORTERS:
