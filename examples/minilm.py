@@ -69,6 +69,13 @@ def load_minilm() -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
+def minilm_model() -> nn.Module:
+    """The digital model alone: a factory for the command line, e.g.
+    ``analog-compiler report examples/minilm.py:minilm_model --input-shape 1,16 --input-dtype
+    int64 --plot minilm.png``."""
+    return load_minilm()[0]
+
+
 def tokenize(tokenizer: Any, sentences: list[str]) -> dict[str, Tensor]:
     """Padded token batch (``input_ids``, ``attention_mask``, ...) as plain tensors."""
     return dict(tokenizer(sentences, padding=True, truncation=True, return_tensors="pt"))

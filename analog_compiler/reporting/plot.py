@@ -23,7 +23,7 @@ def tile_utilization(row: LayerRow) -> list[list[float]]:
     return [[o * i / (rows * cols) for i in row.in_sizes] for o in row.out_sizes]
 
 
-def _short(name: str, limit: int = 34) -> str:
+def _short(name: str, limit: int = 40) -> str:
     return name if len(name) <= limit else "..." + name[-(limit - 3):]
 
 
@@ -89,8 +89,8 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
     else:
         ncols = columns or min(6, len(layers))
         nrows = math.ceil(len(layers) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.2, 3.0 * nrows + 0.9),
-                                 squeeze=False)
+        height = 3.0 * nrows + 0.9
+        fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.2, height), squeeze=False)
         for ax, row in zip(axes.flat, layers):
             _draw_layer(ax, row, cmap, norm)
         for ax in list(axes.flat)[len(layers):]:
@@ -98,7 +98,7 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
         fig.suptitle("Tile mapping: one cell per physical crossbar, coloured by the fraction it "
                      "uses (dashed: the used block)\n" + head,
                      fontsize=10)
-        fig.tight_layout(rect=(0, 0, 0.92, 1))
+        fig.tight_layout(rect=(0, 0, 0.92, 1 - 0.75 / height))  # room for the title
         cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
         bar.set_label("tile utilization", fontsize=8)

@@ -128,6 +128,26 @@ class TileReport:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TileReport:
+        """Inverse of ``to_dict`` (also of ``json.loads(to_json())``): e.g. to re-plot a saved
+        report."""
+        derived = {"grid", "in_splits", "out_splits"}
+        tuples = {"weight_shape", "in_sizes", "out_sizes", "tile_shape"}
+        rows = [LayerRow(**{k: tuple(v) if k in tuples and v is not None else v
+                            for k, v in row.items() if k not in derived})
+                for row in data.get("rows", [])]
+        shape = data.get("input_shape")
+        return cls(rows=rows, totals=ReportTotals(**data.get("totals", {})),
+                   global_config=data.get("global_config"), capture=data.get("capture"),
+                   input_shape=tuple(shape) if shape is not None else None,
+                   notes=list(data.get("notes", [])), fallbacks=dict(data.get("fallbacks", {})))
+
+    @classmethod
+    def from_json(cls, text: str) -> TileReport:
+        """Inverse of ``to_json``."""
+        return cls.from_dict(json.loads(text))
+
     # ---------------------------------------------------------------- human-readable
     def _cells(self, row: LayerRow) -> list[str]:
         shape = "x".join(map(str, row.weight_shape)) if row.weight_shape else "-"

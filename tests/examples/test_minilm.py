@@ -69,3 +69,13 @@ def test_default_config_at_t0(minilm):
     cos = ex.cosine(ex.embed(analog, batch), reference)
     assert torch.isfinite(cos).all()
     assert cos.mean() > DEFAULT_T0_FLOOR
+
+
+def test_command_line_on_minilm(tmp_path, capsys):
+    from analog_compiler.cli import main
+
+    out = tmp_path / "minilm.json"
+    assert main(["report", f"{EXAMPLE}:minilm_model", "--json", str(out)]) == 0
+    rep = ac.TileReport.from_json(out.read_text())
+    assert len(rep.analog_rows) == 37 and rep.totals.tiles == 61
+    assert "encoder.layer.5.output.dense" in capsys.readouterr().out

@@ -151,6 +151,8 @@ def test_machine_readable_forms():
     assert data["rows"][0]["grid"] == "1x1" and data["rows"][0]["tile_shape"] == [512, 512]
     assert data["totals"]["analog_macs"] == 10 * (16 * 32 + 32 * 32)
     assert data["input_shape"] == [2, 5, 16]
+    back = ac.TileReport.from_json(rep.to_json())
+    assert back == rep and str(back) == str(rep)
     md = rep.to_markdown()
     assert md.count("\n| ") == 1 + 4  # header + one line per row
     assert "| fc1 | AnalogLinear |" in md
