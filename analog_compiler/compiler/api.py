@@ -1,13 +1,15 @@
 """``convert`` and ``convert_to_analog``: the one-call conversion of a digital model.
 
-Conversion, per module (starting at the root):
+Conversion, per module, bottom-up (children before their parent):
 
-1. capture: trace the module with ``torch.fx`` (matrix modules and analog layers are leaves);
-2. if that fails, convert each child the same way, then trace the module's own forward with
-   every child as a leaf; if even that fails, the module keeps its code (module swap of its
-   children) and the failure is recorded in ``ConversionLog.fallbacks``;
-3. on a graph, run the passes: BatchNorm folding (optional), functional -> module
-   canonicalization, module mapping.
+1. capture: trace the module's own ``forward`` with ``torch.fx``, every submodule a leaf
+   (one ``call_module`` node under its qualified name);
+2. on that graph, run the passes: BatchNorm folding (optional), functional -> module
+   canonicalization, mapping of the called matrix modules;
+3. if the module's code cannot be traced, it keeps its code, its submodules are still converted
+   (module swap) and the failure is recorded in ``ConversionLog.fallbacks``;
+4. a final sweep maps matrix modules no graph showed (never called, or inside leaves such as
+   ``nn.TransformerEncoderLayer``).
 
 A module is replaced by its ``GraphModule`` only when its graph had to change (a functional
 product became an analog layer); otherwise the original module object stays, with its class,
@@ -165,7 +167,9 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
                             tile_module_class, config_fn, verbose)
     passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
     with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
-        converted = _process(model, root_name, ctx, passes, example_inputs, root=True)
+        if example_inputs is not None:
+            _check_inputs(model, ctx, example_inputs)
+        converted = _process(model, root_name, ctx, passes)
     if converted is model:
         log.capture = "module-swap" if root_name in log.fallbacks else "fx"
     else:
@@ -178,31 +182,27 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     return converted
 
 
-def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: list,
-             example_inputs: Any = None, root: bool = False) -> nn.Module:
-    """Convert ``module`` (qualified name ``prefix``); returns what to put in its place."""
+def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: list) -> nn.Module:
+    """Convert ``module`` (qualified name ``prefix``) bottom-up; returns what to put in its
+    place. Each module's own code is traced with every submodule as a leaf, so a graph (and a
+    ``GraphModule`` replacing a module) covers exactly one module's ``forward``."""
     if ctx.is_leaf(module):
         return ctx.map_module(module, prefix) if ctx.is_matrix_module(module) else module
-    gm, _ = trace(module, lambda m, qn: ctx.is_leaf(m)) if has_forward(module) else (None, "")
-    if gm is not None and root and example_inputs is not None:
-        propagate_shapes(gm, example_inputs)
-    if gm is None:
-        if root and example_inputs is not None:
-            check_example_inputs(module, example_inputs)
-        for name, child in list(module.named_children()):
+    for name, child in list(module.named_children()):
+        if not ctx.is_leaf(child):  # leaf layers are mapped by the parent's graph or the sweep
             new = _process(child, qualify(prefix, name), ctx, passes)
             if new is not child:
                 setattr(module, name, new)
-        if not has_forward(module):  # a container (nn.ModuleList): nothing of its own to trace
-            return module
-        gm, error = trace(module, lambda m, qn: True)
-        if gm is None:
-            ctx.log.fallbacks[prefix] = error
-            for pname in direct_matrix_parameters(module):
-                ctx.record(qualify(prefix, pname), "parameter",
-                           f"untraceable: {error} (its use in {type(module).__name__}.forward "
-                           "is unknown)")
-            return module
+    if not has_forward(module):  # a container (nn.ModuleList): nothing of its own to trace
+        return module
+    gm, error = trace(module, lambda m, qn: True)
+    if gm is None:
+        ctx.log.fallbacks[prefix] = error
+        for pname in direct_matrix_parameters(module):
+            ctx.record(qualify(prefix, pname), "parameter",
+                       f"untraceable: {error} (its use in {type(module).__name__}.forward "
+                       "is unknown)")
+        return module
     changed = run_pipeline(gm, ctx, prefix, passes)
     if changed.get(CANONICALIZE_FUNCTIONAL.name):
         return gm
@@ -210,6 +210,16 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
         if getattr(module, name, None) is not child:
             setattr(module, name, child)
     return module
+
+
+def _check_inputs(model: nn.Module, ctx: ConversionContext, example_inputs: Any) -> None:
+    """Shape propagation over the whole traced model (a ``ValueError`` naming the inputs and
+    the failing node), or one plain run where the model cannot be traced."""
+    gm, _ = trace(model, lambda m, qn: ctx.is_leaf(m)) if has_forward(model) else (None, "")
+    if gm is not None:
+        propagate_shapes(gm, example_inputs)
+    else:
+        check_example_inputs(model, example_inputs)
 
 
 def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Module:
