@@ -203,13 +203,28 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
                        f"untraceable: {error} (its use in {type(module).__name__}.forward "
                        "is unknown)")
         return module
-    changed = run_pipeline(gm, ctx, prefix, passes)
+    optional = _optional_args_in_use(gm)
+    if optional:
+        ctx.keep_functional = (f"untraceable: {type(module).__name__}.forward uses the optional "
+                               f"argument(s) {', '.join(optional)} (default None); one graph "
+                               "cannot serve both cases")
+    try:
+        changed = run_pipeline(gm, ctx, prefix, passes)
+    finally:
+        ctx.keep_functional = ""
     if changed.get(CANONICALIZE_FUNCTIONAL.name):
         return gm
     for name, child in gm.named_children():  # swaps of direct children: keep the original
         if getattr(module, name, None) is not child:
             setattr(module, name, child)
     return module
+
+
+def _optional_args_in_use(gm: nn.Module) -> list[str]:
+    """Inputs with default ``None`` that the traced code uses: tracing took the "given" branch
+    of any ``if arg is not None``, so the graph would fail (or differ) when they are None."""
+    return [n.target for n in gm.graph.nodes
+            if n.op == "placeholder" and n.args and n.args[0] is None and n.users]
 
 
 def _check_inputs(model: nn.Module, ctx: ConversionContext, example_inputs: Any) -> None:

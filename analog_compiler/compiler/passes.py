@@ -97,8 +97,9 @@ def canonicalize_functional_pass(gm: fx.GraphModule, ctx: ConversionContext, pre
         suffix = "linear" if site.canonical is nn.Linear else "conv"
         planned = qualify(owner_name, f"{pname}_{suffix}")
         full = qualify(prefix, planned)
-        if site.reason:
-            ctx.record(qualify(prefix, site.weight_name), site.source_type, site.reason)
+        if site.reason or ctx.keep_functional:
+            ctx.record(qualify(prefix, site.weight_name), site.source_type,
+                       site.reason or ctx.keep_functional)
             continue
         decision = ctx.resolver.decide([full, qualify(prefix, site.weight_name)], site.canonical)
         if decision.rpu_config is None:

@@ -37,6 +37,9 @@ class ConversionContext:
     """aihwkit's ``specific_rpu_config_fun(name, module, rpu_config) -> rpu_config``."""
     verbose: bool = False
     recorded: set[str] = field(default_factory=set)
+    keep_functional: str = ""
+    """Non-empty while the current graph must not be rewritten: the reason its functional
+    products stay digital."""
 
     # ------------------------------------------------------------------ classification
     def is_matrix_module(self, module: nn.Module) -> bool:

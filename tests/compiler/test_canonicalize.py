@@ -114,3 +114,52 @@ def test_functional_conv_with_stride_groups_and_string_padding():
     assert analog.k2_conv.padding == "same"
     x = torch.randn(2, 4, 9, 9)
     assert torch.allclose(analog(x), model(x), atol=1e-4, rtol=1e-5)
+
+
+def test_graph_module_replaces_only_the_owner_of_the_functional_product():
+    class MyLinear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 6))
+            self.bias = nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return F.linear(x, self.weight, self.bias)
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = MyLinear()
+
+        def forward(self, x, scale=None):
+            y = self.inner(x)
+            return y if scale is None else y * scale
+
+    model = Outer()
+    analog = ac.convert(model, IDEAL)
+    assert type(analog) is Outer  # the root keeps its code: its optional argument still works
+    assert isinstance(analog.inner.weight_linear, ac.AnalogLinear)
+    assert status(analog)["inner.weight_linear"][:2] == ("F.linear", "analog")
+    x = torch.randn(2, 6)
+    assert torch.allclose(analog(x), model(x), atol=1e-5)
+    assert torch.allclose(analog(x, 2.0), model(x, 2.0), atol=1e-5)
+
+
+def test_functional_product_next_to_optional_argument_stays_digital():
+    class Opt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 6))
+
+        def forward(self, x, mask=None):
+            y = F.linear(x, self.w)
+            if mask is not None:
+                y = y * mask
+            return y
+
+    model = Opt()
+    analog = ac.convert(model, IDEAL)
+    source, state, reason = status(analog)["w"]
+    assert state == "digital" and "optional argument(s) mask" in reason
+    x = torch.randn(2, 6)
+    assert torch.equal(analog(x), model(x)) and type(analog) is Opt
