@@ -120,11 +120,13 @@ def _analog_row(name: str, layer: AnalogLayerBase, record: LayerRecord | None,
 
 
 def _digital_row(model: nn.Module, name: str, source_type: str, reason: str) -> LayerRow:
-    try:
-        module = model.get_submodule(name) if name else model
-    except AttributeError:
-        module = None
+    module = _module_or_none(model, name)
     weight = getattr(module, "weight", None) if module is not None else None
+    if module is None:  # a raw parameter used in a product that stayed digital
+        try:
+            weight = model.get_parameter(name)
+        except AttributeError:
+            weight = None
     shape = tuple(weight.shape) if weight is not None and hasattr(weight, "shape") else None
     return LayerRow(name=name, layer_type=source_type, status="digital", weight_shape=shape,
                     reason=reason)
@@ -246,6 +248,7 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
 
 
 def _module_or_none(model: nn.Module, name: str) -> nn.Module | None:
+    """The submodule called ``name`` (the model itself for ``""``), or None."""
     try:
         return model.get_submodule(name)
     except AttributeError:

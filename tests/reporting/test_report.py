@@ -82,10 +82,11 @@ def _logged_model() -> nn.Module:
             self.fc1 = ac.AnalogLinear(16, 32, rpu_config=rc(weight_scaling_omega=1.0))
             self.proj = ac.AnalogLinear(32, 32, rpu_config=ac.FloatingPointRPUConfig())
             self.head = nn.Linear(32, 4)
+            self.scale = nn.Parameter(torch.ones(4, 4))
 
         def forward(self, x):
             h = self.proj(self.fc1(x))
-            return self.head(h @ h.transpose(-1, -2) @ h)
+            return self.head(h @ h.transpose(-1, -2) @ h) @ self.scale
 
     net = Net()
     log = ConversionLog(rpu_config=rc(weight_scaling_omega=1.0).to_dict(), capture="fx", records=[
@@ -93,6 +94,7 @@ def _logged_model() -> nn.Module:
         LayerRecord("proj", "Conv1D", "analog", rpu_config=ac.FloatingPointRPUConfig().to_dict()),
         LayerRecord("matmul_1", "matmul", "digital", "unsupported: both operands are activations"),
         LayerRecord("head", "Linear", "digital", "policy"),
+        LayerRecord("scale", "parameter", "digital", "untraceable: control flow"),
     ], fallbacks={"block": "symbolically traced variables cannot be used in control flow"})
     setattr(net, LOG_ATTRIBUTE, log)
     return net
@@ -102,8 +104,10 @@ def test_rows_from_conversion_log():
     net = _logged_model()
     rep = ac.report(net)
     assert [(r.name, r.status) for r in rep.rows] == [
-        ("fc1", "analog"), ("proj", "analog"), ("matmul_1", "digital"), ("head", "digital")]
-    fc1, proj, mm, head = rep.rows
+        ("fc1", "analog"), ("proj", "analog"), ("matmul_1", "digital"), ("head", "digital"),
+        ("scale", "digital")]
+    fc1, proj, mm, head, scale = rep.rows
+    assert scale.weight_shape == (4, 4)
     assert fc1.layer_type == "AnalogLinear" and fc1.config_diff == {}
     assert proj.layer_type == "AnalogLinear <- Conv1D"
     assert proj.config_diff["type"] == {"global": "InferenceRPUConfig",
@@ -119,7 +123,7 @@ def test_rows_from_conversion_log():
     assert "policy" in text and "unsupported: both operands are activations" in text
     # the log's to_dict form is read the same way
     setattr(net, LOG_ATTRIBUTE, net.analog_conversion_log.to_dict())
-    assert [r.name for r in ac.report(net).rows] == ["fc1", "proj", "matmul_1", "head"]
+    assert [r.name for r in ac.report(net).rows] == ["fc1", "proj", "matmul_1", "head", "scale"]
 
 
 def test_log_inconsistencies_are_reported_not_silent():
@@ -147,14 +151,14 @@ def test_machine_readable_forms():
     rep = ac.report(_logged_model(), torch.randn(2, 5, 16))
     data = json.loads(rep.to_json())
     assert data == json.loads(json.dumps(rep.to_dict()))
-    assert [r["name"] for r in data["rows"]] == ["fc1", "proj", "matmul_1", "head"]
+    assert [r["name"] for r in data["rows"]] == ["fc1", "proj", "matmul_1", "head", "scale"]
     assert data["rows"][0]["grid"] == "1x1" and data["rows"][0]["tile_shape"] == [512, 512]
     assert data["totals"]["analog_macs"] == 10 * (16 * 32 + 32 * 32)
     assert data["input_shape"] == [2, 5, 16]
     back = ac.TileReport.from_json(rep.to_json())
     assert back == rep and str(back) == str(rep)
     md = rep.to_markdown()
-    assert md.count("\n| ") == 1 + 4  # header + one line per row
+    assert md.count("\n| ") == 1 + 5  # header + one line per row
     assert "| fc1 | AnalogLinear |" in md
 
 
