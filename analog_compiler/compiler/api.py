@@ -301,6 +301,19 @@ class AnalogContainerMixin:
         for _, layer in self.analog_layers():
             yield from layer.analog_tiles()
 
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        """Pickle (``torch.save``, ``copy.deepcopy``) as the original class, re-classed on
+        load: the generated class itself cannot be found by name."""
+        base = next(c for c in type(self).__mro__[1:] if c is not AnalogContainerMixin
+                    and not issubclass(c, AnalogContainerMixin))
+        return _rebuild_container, (base, self.__dict__)
+
+
+def _rebuild_container(base: type, state: dict[str, Any]) -> nn.Module:
+    obj = base.__new__(base)
+    obj.__dict__.update(state)
+    return ensure_analog_container(obj)
+
 
 _CONTAINER_CLASSES: dict[type, type] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import io
 import re
 import warnings
 
@@ -128,6 +130,14 @@ def test_convert_to_analog_aihwkit_arguments():
     assert "head.analog_module.weight" in keys  # no wrapper prefix
     model.eval()
     model.drift_analog_weights(10.0)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert type(loaded).__name__ == "AnalogNet" and loaded.analog_tile_count() == 6
+    x = torch.randn(2, 8)
+    assert torch.equal(loaded.head.get_weights()[0], model.head.get_weights()[0])
+    assert torch.allclose(loaded(x), model(x))
+    assert copy.deepcopy(model).analog_tile_count() == 6
     plain = ac.convert_to_analog(Net(), cfg(9), ensure_analog_root=False)
     assert type(plain) is Net
     with pytest.raises(TypeError, match="specific_rpu_config_fun"):
