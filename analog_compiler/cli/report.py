@@ -32,8 +32,9 @@ def register(subparsers: Any) -> None:
         description="Convert a model (unless it is analog already) and print its tile report.")
     p.add_argument("target", metavar="MODULE:FACTORY",
                    help="importable module or .py path, and a callable in it returning a model")
-    p.add_argument("--input-shape", metavar="N,C,...", type=parse_shape,
-                   help="shape of a random example input (enables MAC/MVM/ADC counts)")
+    p.add_argument("--input-shape", metavar="N,C,...", type=parse_shape, action="append",
+                   help="shape of a random example input (enables MAC/MVM/ADC counts); repeat "
+                        "it for a model with several positional inputs")
     p.add_argument("--input-dtype", choices=sorted(DTYPES), default="float32",
                    help="dtype of the example input (int64: random token ids in [0, 100))")
     p.add_argument("--config", metavar="CFG.json", type=Path,
@@ -130,14 +131,25 @@ def load_config(path: Path) -> Any:
         raise CLIError(f"config {path}: {exc}") from None
 
 
-def example_input(shape: tuple[int, ...] | None, dtype: str) -> torch.Tensor | None:
-    """A seeded random example input of ``shape`` (None without a shape)."""
+def example_input(shape: tuple[int, ...] | None, dtype: str,
+                  generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """A seeded random example input of ``shape`` (None without a shape); used by ``export``
+    too."""
     if shape is None:
         return None
-    gen = torch.Generator().manual_seed(0)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     if DTYPES[dtype].is_floating_point:
         return torch.randn(shape, generator=gen, dtype=DTYPES[dtype])
     return torch.randint(0, 100, shape, generator=gen, dtype=DTYPES[dtype])
+
+
+def example_inputs(shapes: list[tuple[int, ...]] | None,
+                   dtype: str) -> tuple[torch.Tensor, ...] | None:
+    """Seeded random example inputs, one per shape (None without shapes)."""
+    if not shapes:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    return tuple(example_input(s, dtype, gen) for s in shapes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config) if args.config is not None else None
     model = load_model(args.target).eval()
-    x = example_input(args.input_shape, args.input_dtype)
+    x = example_inputs(args.input_shape, args.input_dtype)
     if any(True for _ in ac.analog_layers(model)):
         if config is not None:
             print("analog-compiler report: note: the model is analog already; --config is "
@@ -157,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError("the model is digital and analog_compiler.convert is not available "
                            "in this installation")
         rpu_config = config if config is not None else ac.InferenceRPUConfig()
-        model = _exec(lambda: convert(model, rpu_config, example_inputs=None if x is None
-                                      else (x,)), "converting the model")
+        model = _exec(lambda: convert(model, rpu_config, example_inputs=x),
+                      "converting the model")
     rep = ac.report(model, x)  # a failing forward is a one-line ValueError already
     print(rep.to_markdown() if args.markdown else str(rep))
     if args.json is not None:

@@ -31,6 +31,15 @@ MODELS = textwrap.dedent("""
     def not_a_model():
         return 42
 
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 4)
+            self.conv = nn.Conv2d(2, 4, 3)
+
+        def forward(self, x, img):
+            return self.fc(x).sum() + self.conv(img).sum()
+
     NOT_CALLABLE = 3
 """)
 
@@ -78,6 +87,14 @@ def test_digital_model_is_converted(models, tmp_path, capsys):
         return
     assert code == 0, err
     assert "AnalogLinear" in out and "4x1" in out  # 512 inputs on 128-input tiles
+
+
+@pytest.mark.skipif(not hasattr(ac, "convert"), reason="analog_compiler.convert is missing")
+def test_several_inputs(models, capsys):
+    code, out, err = run_cli(capsys, "report", "cli_models:TwoInputs", "--input-shape", "3,6",
+                             "--input-shape", "2,2,5,5")
+    assert code == 0, err
+    assert "per forward of input 3x6" in out and "analog share 100.0%" in out
 
 
 def test_config_is_ignored_for_analog_models(models, tmp_path, capsys):
