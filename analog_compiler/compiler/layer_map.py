@@ -33,9 +33,15 @@ UNSUPPORTED_MATRIX_LAYERS: tuple[type, ...] = (
 
 
 def lookup(layer_map: LayerMap, module_type: type) -> tuple[type, type] | None:
-    """``(key, analog class)`` for the most specific key in ``module_type``'s MRO, or None."""
+    """``(key, analog class)`` for the most specific key in ``module_type``'s MRO, or None.
+
+    A subclass that overrides ``forward`` (e.g. a LoRA ``nn.Linear``) is not the key's layer:
+    None, so its code is traced and the products in it are mapped one by one."""
     for base in module_type.__mro__:
         if base in layer_map:
+            if base is not module_type and getattr(module_type, "forward", None) is not getattr(
+                    base, "forward", None):
+                return None
             return base, layer_map[base]
     return None
 

@@ -215,3 +215,22 @@ def test_unsupported_layers_are_reported(ideal):
     assert rec["1"].status == "digital" and rec["1"].reason.startswith("unsupported")
     x = torch.randn(2, 4, 5)
     assert close(analog(x), model(x))
+
+
+def test_linear_subclass_with_its_own_forward_is_traced(ideal):
+    class LoRALinear(nn.Linear):
+        def __init__(self, d_in, d_out, rank=2):
+            super().__init__(d_in, d_out)
+            self.lora_a = nn.Linear(d_in, rank, bias=False)
+            self.lora_b = nn.Linear(rank, d_out, bias=False)
+
+        def forward(self, x):
+            return super().forward(x) + self.lora_b(self.lora_a(x))
+
+    model = nn.Sequential(LoRALinear(8, 6))
+    analog = ac.convert(model, ideal)
+    names = {r.name: (r.source_type, r.status) for r in analog.analog_conversion_log.records}
+    assert names == {"0.weight_linear": ("F.linear", "analog"), "0.lora_a": ("Linear", "analog"),
+                     "0.lora_b": ("Linear", "analog")}
+    x = torch.randn(3, 8)
+    assert close(analog(x), model(x))  # the LoRA branch is kept
