@@ -35,6 +35,7 @@ from .passes import (
     CANONICALIZE_FUNCTIONAL,
     FOLD_BATCHNORM,
     MAP_MODULES,
+    PassError,
     disable_fused_transformer_paths,
     qualify,
     run_pipeline,
@@ -210,6 +211,9 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
                                "cannot serve both cases")
     try:
         changed = run_pipeline(gm, ctx, prefix, passes)
+    except PassError as exc:  # never an FX traceback: keep the module's code, say why
+        ctx.log.fallbacks[prefix] = str(exc)
+        return module
     finally:
         ctx.keep_functional = ""
     if changed.get(CANONICALIZE_FUNCTIONAL.name):

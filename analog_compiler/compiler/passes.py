@@ -15,7 +15,7 @@ from torch import Tensor, fx, nn
 from ..runtime import AnalogCompilerError
 from .batchnorm import fold_batchnorm_graph
 from .canonicalize import find_sites, rewrite_site
-from .policy import Decision
+from .policy import Decision, UserConfigError
 from .rewrite import ConversionContext, set_submodule
 
 PassFn = Callable[[fx.GraphModule, ConversionContext, str], bool]
@@ -46,8 +46,8 @@ def run_pipeline(gm: fx.GraphModule, ctx: ConversionContext, prefix: str,
             if changed[p.name]:
                 gm.graph.lint()
                 gm.recompile()
-        except (AnalogCompilerError, TypeError, ValueError):
-            raise  # errors a user can cause are already clear
+        except (PassError, UserConfigError):
+            raise  # already clear
         except Exception as exc:
             raise PassError(f"pass {p.name!r} failed on {prefix or type(gm).__name__!r}: "
                             f"{type(exc).__name__}: {exc}") from exc

@@ -29,14 +29,19 @@ RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
 RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig
 
 
+class UserConfigError(TypeError):
+    """A config the user supplied (directly or through a callback) is wrong; conversion passes
+    let it through unchanged instead of falling back."""
+
+
 def check_rpu_config(value: Any, where: str, *, allow_none: bool = False) -> None:
     """``TypeError`` naming ``where`` unless ``value`` is an RPU config (or None if allowed)."""
     if value is None and allow_none:
         return
     if not isinstance(value, RPU_CONFIG_TYPES):
         extra = " or None (keep digital)" if allow_none else ""
-        raise TypeError(f"{where} must be an InferenceRPUConfig or FloatingPointRPUConfig{extra}, "
-                        f"got {type(value).__name__}")
+        raise UserConfigError(f"{where} must be an InferenceRPUConfig or "
+                              f"FloatingPointRPUConfig{extra}, got {type(value).__name__}")
 
 
 @dataclass

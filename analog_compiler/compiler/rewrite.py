@@ -19,7 +19,7 @@ from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
 from .canonicalize import is_transposed_conv1d, transposed_conv1d_to_linear
 from .layer_map import UNSUPPORTED_MATRIX_LAYERS, lookup
-from .policy import Decision, PolicyResolver, RPUConfig, check_rpu_config
+from .policy import Decision, PolicyResolver, RPUConfig, UserConfigError, check_rpu_config
 
 ConfigFn = Callable[[str, nn.Module, RPUConfig], RPUConfig]
 
@@ -78,7 +78,11 @@ class ConversionContext:
         """The decided config, passed through ``config_fn`` when given."""
         cfg = decision.rpu_config
         if self.config_fn is not None:
-            cfg = self.config_fn(name, module, copy.deepcopy(cfg))
+            try:
+                cfg = self.config_fn(name, module, copy.deepcopy(cfg))
+            except Exception as exc:
+                raise UserConfigError(f"specific_rpu_config_fun({name!r}) raised "
+                                      f"{type(exc).__name__}: {exc}") from exc
             check_rpu_config(cfg, f"specific_rpu_config_fun({name!r}) return value")
         return cfg
 

@@ -46,3 +46,28 @@ def test_bad_layer_map():
         ac.convert(MLP(), IDEAL, layer_map=[1])
     with pytest.raises(TypeError, match="from_digital"):
         ac.convert(MLP(), IDEAL, layer_map={torch.nn.Linear: int})
+
+
+def test_a_failing_pass_falls_back_and_is_recorded(monkeypatch):
+    import analog_compiler.compiler.passes as passes
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(passes, "find_sites", broken)
+    model = MLP()
+    analog = ac.convert(model, IDEAL)
+    log = analog.analog_conversion_log
+    assert "pass 'canonicalize_functional' failed" in log.fallbacks[""] and "boom" in \
+        log.fallbacks[""]
+    assert isinstance(analog.fc1, ac.AnalogLinear)  # the sweep still swaps the layers
+    x = torch.randn(2, 20)
+    assert torch.allclose(analog(x), model(x), atol=1e-5)
+
+
+def test_config_callback_errors_propagate():
+    def bad(name, module, rpu_config):
+        raise KeyError(name)
+
+    with pytest.raises(TypeError, match=r"specific_rpu_config_fun\('fc1'\) raised KeyError"):
+        ac.convert_to_analog(MLP(), IDEAL, specific_rpu_config_fun=bad)
