@@ -78,7 +78,8 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
         exclude: qualified names (whole subtrees) or module types to keep digital.
         fold_batchnorm: fold ``conv/linear -> BatchNorm`` pairs (running statistics) before
             mapping; the BatchNorm becomes ``nn.Identity``.
-        inplace: convert ``model`` itself instead of a deep copy.
+        inplace: convert ``model`` itself instead of a deep copy (use the returned object:
+            it is ``model`` unless the root itself is a layer or its code was rewritten).
 
     What is mapped: ``nn.Linear`` (and subclasses), ``nn.Conv1d/2d/3d``, GPT-2 style
     ``Conv1D`` (weight ``[in, out]``: becomes an ``AnalogLinear`` with the transposed weight),

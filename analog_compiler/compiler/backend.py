@@ -79,7 +79,7 @@ def _canonicalize_dynamo(params: dict[fx.Node, tuple[str, Tensor]], handled: set
                          ) -> Callable:
     def run(gm: fx.GraphModule, ctx: ConversionContext, prefix: str) -> bool:
         changed = False
-        built: dict[str, str] = {}
+        built: dict[tuple, str] = {}
         seen: set[str] = set()
         for site in find_sites(gm.graph, params.get):
             seen.add(site.weight_name)
@@ -99,13 +99,22 @@ def _canonicalize_dynamo(params: dict[fx.Node, tuple[str, Tensor]], handled: set
             if decision.rpu_config is None:
                 ctx.record(name, source, decision)
                 continue
-            target = built.get(name)
+            digital = site.build()
+            key = (tuple(params[n][0] for n in site.param_nodes), source, repr(digital))
+            target = built.get(key)
             if target is None:
-                digital = site.build()
                 cfg = ctx.layer_config(decision, name, digital)
-                gm.add_submodule(name, ctx.build_analog(digital, cfg))
-                target = built[name] = name
-                ctx.record(name, source, Decision(cfg), cfg)
+                try:
+                    analog = ctx.build_analog(digital, cfg)
+                except (TypeError, ValueError) as exc:
+                    ctx.record(name, source, f"unsupported: {exc}")
+                    continue
+                target, i = name, 1
+                while target in built.values():  # same weight, other bias or settings
+                    target, i = f"{name}_{i}", i + 1
+                gm.add_submodule(target, analog)
+                built[key] = target
+                ctx.record(target, source, Decision(cfg), cfg)
             rewrite_site(gm.graph, site, target)
             changed = True
         handled.update(seen)

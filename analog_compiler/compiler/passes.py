@@ -106,7 +106,7 @@ def canonicalize_functional_pass(gm: fx.GraphModule, ctx: ConversionContext, pre
             ctx.record(full, site.source_type, decision)
             continue
         digital = site.build()
-        key = (site.weight_name, site.source_type, repr(digital))
+        key = (tuple(str(n.target) for n in site.param_nodes), site.source_type, repr(digital))
         target = built.get(key)
         if target is None:
             owner = gm.get_submodule(owner_name) if owner_name else gm

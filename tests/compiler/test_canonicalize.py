@@ -163,3 +163,24 @@ def test_functional_product_next_to_optional_argument_stays_digital():
     assert state == "digital" and "optional argument(s) mask" in reason
     x = torch.randn(2, 6)
     assert torch.equal(analog(x), model(x)) and type(analog) is Opt
+
+
+def test_same_weight_with_two_biases_gets_two_layers():
+    class TwoBiases(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(4, 4))
+            self.b1 = nn.Parameter(torch.randn(4))
+            self.b2 = nn.Parameter(torch.randn(4))
+
+        def forward(self, x):
+            return F.linear(F.linear(x, self.w, self.b1), self.w, self.b2)
+
+    model = TwoBiases()
+    analog = ac.convert(model, IDEAL)
+    assert set(status(analog)) == {"w_linear", "w_linear_1"}
+    x = torch.randn(2, 4)
+    assert torch.allclose(analog(x), model(x), atol=1e-5)
+    compiled = torch.compile(model, backend="analog", options={"rpu_config": IDEAL})
+    assert torch.allclose(compiled(x), model(x), atol=1e-5)
+    torch._dynamo.reset()
