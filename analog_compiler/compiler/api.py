@@ -245,19 +245,19 @@ def _check_inputs(model: nn.Module, ctx: ConversionContext, example_inputs: Any)
 def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Module:
     """Map matrix modules no graph showed (inside leaf modules such as
     ``nn.TransformerEncoderLayer``, or never called)."""
-    swapped: list[str] = []
+    owned: list[str] = []  # a matrix layer's submodules belong to it (MHA's out_proj)
     for name, module in list(model.named_modules()):
-        if any(name.startswith(s + ".") for s in swapped):
+        if any(name.startswith(s + ".") for s in owned) or not ctx.is_matrix_module(module):
             continue
+        owned.append(name)
         full = qualify(root_name, name)
-        if full in ctx.recorded or not ctx.is_matrix_module(module):
+        if full in ctx.recorded or any(r.startswith(full + ".") for r in ctx.recorded):
             continue
         new = ctx.map_module(module, full)
         if new is not module:
             if not name:
                 return new
             set_submodule(model, name, new)
-            swapped.append(name)
     return model
 
 

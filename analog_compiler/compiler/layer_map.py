@@ -29,6 +29,7 @@ DEFAULT_LAYER_MAP: dict[type, type] = {
 #: Matrix layers that have no analog counterpart: reported as digital with this reason.
 UNSUPPORTED_MATRIX_LAYERS: tuple[type, ...] = (
     nn.Bilinear, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.RNNBase,
+    nn.RNNCellBase, nn.MultiheadAttention,  # the last only when a layer map leaves it out
 )
 
 

@@ -234,3 +234,26 @@ def test_linear_subclass_with_its_own_forward_is_traced(ideal):
                      "0.lora_b": ("Linear", "analog")}
     x = torch.randn(3, 8)
     assert close(analog(x), model(x))  # the LoRA branch is kept
+
+
+def test_recurrent_layers_and_unmapped_attention_are_reported(ideal):
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+            self.attn = nn.MultiheadAttention(6, 2, batch_first=True)
+            self.out = nn.Linear(6, 2)
+
+        def forward(self, x):
+            h, _ = self.lstm(x)
+            return self.out(self.attn(h, h, h)[0])
+
+    layer_map = {k: v for k, v in ac.DEFAULT_LAYER_MAP.items() if k is not nn.MultiheadAttention}
+    model = Rec()
+    analog = ac.convert(model, ideal, layer_map=layer_map)
+    rec = {r.name: (r.status, r.reason) for r in analog.analog_conversion_log.records}
+    assert rec["lstm"] == ("digital", "unsupported: no analog layer for LSTM")
+    assert rec["attn"] == ("digital", "unsupported: no analog layer for MultiheadAttention")
+    assert rec["out"] == ("analog", "")
+    x = torch.randn(2, 3, 4)
+    assert close(analog(x), model(x))
