@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from compiler_models import Encoder
 from torch import nn
 
 import analog_compiler as ac
@@ -86,3 +87,16 @@ def test_attention_kept_digital_by_type_policy():
     rec = {r.name: r for r in analog.analog_conversion_log.records}
     assert set(rec) == {"0.in_proj", "0.out_proj"}
     assert all(r.status == "digital" and "policy" in r.reason for r in rec.values())
+
+
+def test_encoder_with_digital_attention_and_analog_feedforward_avoids_fused_path():
+    model = Encoder(batch_first=True).eval()
+    analog = ac.convert(model, IDEAL, policy={nn.MultiheadAttention: None})
+    assert isinstance(analog.encoder.layers[0].self_attn, nn.MultiheadAttention)
+    assert isinstance(analog.encoder.layers[0].linear1, ac.AnalogLinear)
+    tokens = torch.randint(0, 50, (2, 7))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    with torch.no_grad():  # eval + no_grad: where the fused kernel would read linear1.weight
+        assert close(analog(tokens, mask), model(tokens, mask))
+        assert close(analog(tokens), model(tokens))
