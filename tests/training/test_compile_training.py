@@ -1,5 +1,6 @@
-"""torch.compile(fullgraph=True) of the HWA training forward and backward, with learned input
-ranges (initialised from data inside the compiled graph) and learned output scales."""
+"""torch.compile(fullgraph=True) of the HWA training forward and backward of a converted model,
+with learned input ranges (initialised from data inside the compiled graph) and learned output
+scales."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def _model() -> torch.nn.Module:
         pre_post=ac.PrePostProcessingParameter(ac.InputRangeParameter(enable=True,
                                                                       init_from_data=1)))
     torch.manual_seed(0)
-    return torch.nn.Sequential(ac.AnalogLinear(12, 6, rpu_config=rc), torch.nn.ReLU(),
-                               ac.AnalogLinear(6, 3, rpu_config=rc)).train()
+    digital = torch.nn.Sequential(torch.nn.Linear(12, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    model = ac.convert(digital, rc).train()
+    assert isinstance(model[0], ac.AnalogLinear)
+    return model
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
