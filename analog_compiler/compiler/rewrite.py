@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from torch import nn
 
@@ -98,14 +97,13 @@ class ConversionContext:
         """The module to put at ``name`` in place of ``module`` (``module`` itself if it stays
         digital); every matrix layer gets a record."""
         source = type(module).__name__
-        if isinstance(module, nn.MultiheadAttention) and \
-                issubclass(self.layer_map.get(nn.MultiheadAttention, object),
-                           AnalogMultiheadAttention):
+        hit = lookup(self.layer_map, type(module))
+        if hit is not None and hit[0] is nn.MultiheadAttention and isinstance(hit[1], type) \
+                and issubclass(hit[1], AnalogMultiheadAttention):
             return self._map_attention(module, name)
         if is_transposed_conv1d(module):
             canonical: type = nn.Linear
         else:
-            hit = lookup(self.layer_map, type(module))
             if hit is None:
                 if isinstance(module, UNSUPPORTED_MATRIX_LAYERS):
                     self.record(name, source, f"unsupported: no analog layer for {source}")
@@ -164,7 +162,3 @@ def direct_matrix_parameters(module: nn.Module) -> list[str]:
     """Names of ``module``'s own (not its children's) parameters with two or more dimensions."""
     return [n for n, p in module.named_parameters(recurse=False) if p is not None and p.dim() >= 2]
 
-
-def describe(obj: Any) -> str:
-    """Short printable name of a node target."""
-    return getattr(obj, "__name__", None) or str(obj)
