@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 LeafRule = Callable[[nn.Module, str], bool]
 
@@ -94,17 +94,30 @@ def describe_inputs(example_inputs: Any) -> str:
                      else f"{k}: {type(v).__name__}" for k, v in items)
 
 
-class _ShapeProp(ShapeProp):
-    """ShapeProp that remembers the node it failed on."""
+class _ShapeProp(fx.Interpreter):
+    """Runs the graph, annotating ``meta['tensor_meta']`` (as ``ShapeProp``, without its printed
+    traceback) and remembering the node it failed on."""
 
     failed: fx.Node | None = None
 
     def run_node(self, n: fx.Node) -> Any:
         try:
-            return super().run_node(n)
+            result = super().run_node(n)
         except Exception:
             self.failed = self.failed or n
             raise
+        found = []
+
+        def meta(r: Any) -> Any:
+            if isinstance(r, torch.Tensor):
+                found.append(True)
+                return _extract_tensor_metadata(r)
+            return r
+
+        annotated = fx.node.map_aggregate(result, meta)
+        if found:
+            n.meta["tensor_meta"] = annotated
+        return result
 
 
 def propagate_shapes(gm: fx.GraphModule, example_inputs: Any) -> None:
@@ -117,7 +130,7 @@ def propagate_shapes(gm: fx.GraphModule, example_inputs: Any) -> None:
     prop = _ShapeProp(gm)
     try:
         with torch.no_grad():
-            prop.propagate(*ordered)
+            prop.run(*ordered)
     except Exception as exc:  # noqa: BLE001 - reported as a ValueError
         where = ""
         if prop.failed is not None:
