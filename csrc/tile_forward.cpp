@@ -197,15 +197,12 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const T* x, const T* 
   const int64_t max_in = *std::max_element(p.in_sizes.begin(), p.in_sizes.end());
   const int64_t max_out = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
 
-  // Phase 1: alpha per (group, input split, vector); the DAC'd input, its norm, its square.
+  // Phase 1: alpha per (group, input split, vector).
   std::vector<T> alpha(static_cast<size_t>(G * n_in * N), T(1));
-  std::vector<T> norms(io.additive() ? alpha.size() : 0);
-  std::vector<T> xq_buf, xq2_buf;
-  const T* xq = x;
   if (!io.perfect) {
     if (io.nm_type == kNmAbsMax || io.nm_type == kNmAverageAbsMax) {
       const T thres = static_cast<T>(io.nm_thres);
-      at::parallel_for(0, N, 64, [&](int64_t b, int64_t e) {
+      at::parallel_for(0, N, 256, [&](int64_t b, int64_t e) {
         for (int64_t v = b; v < e; ++v)
           for (int64_t gi = 0; gi < G * n_in; ++gi) {
             const T* row = x + v * ldx + (gi / n_in) * p.in_g + p.in_off[gi % n_in];
@@ -225,34 +222,25 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const T* x, const T* 
     } else if (io.nm_type == kNmConstant) {
       std::fill(alpha.begin(), alpha.end(), static_cast<T>(io.nm_thres));
     }
-    xq_buf.resize(static_cast<size_t>(N * ldx));
-    if (io.pcm()) xq2_buf.resize(xq_buf.size());
-    at::parallel_for(0, N, 16, [&](int64_t b, int64_t e) {
-      std::vector<float> nbuf(max_in + 64), ubuf(max_in + 64);
-      for (int64_t v = b; v < e; ++v)
-        for (int64_t gi = 0; gi < G * n_in; ++gi) {
-          const int64_t off = v * ldx + (gi / n_in) * p.in_g + p.in_off[gi % n_in];
-          const int64_t len = p.in_sizes[gi % n_in];
-          const T a = alpha[gi * N + v] > 0 ? alpha[gi * N + v] : T(1);
-          dac_row(x + off, xq_buf.data() + off, len, a, io, key, static_cast<uint32_t>(v),
-                  static_cast<uint32_t>(gi), 0, nbuf.data(), ubuf.data());
-          if (io.additive()) norms[gi * N + v] = row_norm(xq_buf.data() + off, len);
-          if (io.pcm())
-            for (int64_t k = 0; k < len; ++k) xq2_buf[off + k] = xq_buf[off + k] * xq_buf[off + k];
-        }
-    });
-    xq = xq_buf.data();
   }
 
   // Phase 2: tasks over (group, output split, block of vectors); the block size depends on the
   // shapes only (large blocks: BLAS packs each tile once per block), so results do not depend
-  // on the thread count.
+  // on the thread count. Small problems run inline (no thread wake-up for batch-1 latency).
   int64_t rb = 256;
   while (rb > 32 && G * n_out * ((N + rb - 1) / rb) < 4) rb /= 2;
-  const int64_t n_blocks = (N + rb - 1) / rb;
+  const int64_t n_blocks = (N + rb - 1) / rb, n_tasks = G * n_out * n_blocks;
+  const int64_t macs = N * ldx * p.out_g;
+  const int64_t grain = macs < (int64_t{1} << 22) ? n_tasks : 1;
   const T wn = static_cast<T>(io.w_noise);
-  at::parallel_for(0, G * n_out * n_blocks, 1, [&](int64_t tb, int64_t te) {
+  // The only nonzero column of a DAC'd vector (-1: none) or kDense: one-hot vectors (readouts
+  // such as drift compensation's identity) read one weight column instead of a GEMM.
+  constexpr int32_t kDense = -2;
+  at::parallel_for(0, n_tasks, grain, [&](int64_t tb, int64_t te) {
     std::vector<T> ybuf(rb * max_out), vbuf(io.pcm() ? rb * max_out : 0);
+    std::vector<T> xb(io.perfect ? 0 : rb * max_in), xb2(io.pcm() ? rb * max_in : 0);
+    std::vector<T> norms(rb);
+    std::vector<int32_t> onehot(rb, kDense);
     std::vector<T> xr, xr2;
     std::vector<float> nbuf(std::max(max_in, max_out) + 64), ubuf(nbuf.size());
     std::vector<int64_t> act, redo, next;
@@ -266,36 +254,69 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const T* x, const T* 
         const int64_t gi = g * n_in + i, woff = (g * p.out_g + oo) * p.in_g + p.in_off[i];
         const uint32_t tile = static_cast<uint32_t>(gi * n_out + j);
         const T* sc = scales ? scales + gi * p.out_g + oo : nullptr;
+        const bool pcm = io.pcm() && !io.perfect;
+        // DAC of the block (keyed by vector and split: the same for every output split).
         // Vectors with alpha = 0 give 0: without a mask to fill, they skip the GEMM.
         act.clear();
         for (int64_t r = 0; r < m; ++r) {
-          if (mask == nullptr && !io.perfect && alpha[gi * N + n0 + r] <= 0) {
-            if (i == 0) std::fill(yb + r * ldy, yb + r * ldy + so, T(0));
-          } else {
-            act.push_back(n0 + r);
+          const int64_t v = n0 + r;
+          if (io.perfect) {
+            act.push_back(r);
+            continue;
           }
+          const T a = alpha[gi * N + v];
+          if (mask == nullptr && a <= 0) {
+            if (i == 0) std::fill(yb + r * ldy, yb + r * ldy + so, T(0));
+            continue;
+          }
+          act.push_back(r);
+          T* xq = xb.data() + r * si;
+          dac_row(x + v * ldx + xo, xq, si, a > 0 ? a : T(1), io, key, static_cast<uint32_t>(v),
+                  static_cast<uint32_t>(gi), 0, nbuf.data(), ubuf.data());
+          if (io.additive()) norms[r] = row_norm(xq, si);
+          if (pcm)
+            for (int64_t k = 0; k < si; ++k) xb2[r * si + k] = xq[k] * xq[k];
+          int32_t nz = -1;
+          for (int64_t k = 0; k < si && nz != kDense; ++k)
+            if (xq[k] != T(0)) nz = nz == -1 ? static_cast<int32_t>(k) : kDense;
+          onehot[r] = nz;
         }
+        if (io.perfect) std::fill(onehot.begin(), onehot.end(), kDense);
+        // Dense vectors first (GEMM), then one-hot ones (a scaled weight column).
+        std::stable_partition(act.begin(), act.end(),
+                              [&](int64_t r) { return onehot[r] == kDense; });
         const int64_t na = static_cast<int64_t>(act.size());
-        const bool pcm = io.pcm() && !io.perfect;
-        const T* a1 = xq + n0 * ldx + xo;
-        const T* a2 = pcm ? xq2_buf.data() + n0 * ldx + xo : nullptr;
-        int64_t lda = ldx;
-        if (na < m) {  // gather the active vectors
-          xr.resize(na * si);
-          xr2.resize(pcm ? na * si : 0);
-          for (int64_t q = 0; q < na; ++q) {
-            std::copy_n(xq + act[q] * ldx + xo, si, xr.data() + q * si);
-            if (pcm) std::copy_n(xq2_buf.data() + act[q] * ldx + xo, si, xr2.data() + q * si);
+        int64_t nd = 0;
+        while (nd < na && onehot[act[nd]] == kDense) ++nd;
+        const T* a1 = io.perfect ? x + n0 * ldx + xo : xb.data();
+        const T* a2 = xb2.data();
+        const int64_t lda = io.perfect ? ldx : si;
+        if (nd < m) {  // gather the dense vectors
+          xr.resize(nd * si);
+          xr2.resize(pcm ? nd * si : 0);
+          for (int64_t q = 0; q < nd; ++q) {
+            std::copy_n(a1 + act[q] * lda, si, xr.data() + q * si);
+            if (pcm) std::copy_n(a2 + act[q] * lda, si, xr2.data() + q * si);
           }
           a1 = xr.data();
           a2 = xr2.data();
-          lda = si;
         }
-        gemm_nt(na, so, si, a1, lda, w + woff, p.in_g, ybuf.data(), so);
-        if (pcm) gemm_nt(na, so, si, a2, lda, wabs + woff, p.in_g, vbuf.data(), so);
+        gemm_nt(nd, so, si, a1, nd < m ? si : lda, w + woff, p.in_g, ybuf.data(), so);
+        if (pcm) gemm_nt(nd, so, si, a2, nd < m ? si : lda, wabs + woff, p.in_g, vbuf.data(), so);
+        // One-hot vectors: weight row by weight row (contiguous reads), one column each.
+        for (int64_t o = 0; o < so && nd < na; ++o) {
+          const T* wrow = w + woff + o * p.in_g;
+          const T* arow = pcm ? wabs + woff + o * p.in_g : nullptr;
+          for (int64_t q = nd; q < na; ++q) {
+            const int32_t k = onehot[act[q]];
+            const T xk = k < 0 ? T(0) : xb[act[q] * si + k];
+            ybuf[q * so + o] = k < 0 ? T(0) : xk * wrow[k];
+            if (pcm) vbuf[q * so + o] = k < 0 ? T(0) : (xk * xk) * arow[k];
+          }
+        }
         redo.clear();
         for (int64_t q = 0; q < na; ++q) {
-          const int64_t v = act[q], r = v - n0;
+          const int64_t r = act[q], v = n0 + r;
           T* yr = ybuf.data() + q * so;
           bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
           const T a = alpha[gi * N + v];
@@ -304,7 +325,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const T* x, const T* 
             if (keep) std::fill(keep, keep + so, true);
           } else {
             hit = out_row(yr, pcm ? vbuf.data() + q * so : nullptr,
-                          io.additive() ? wn * norms[gi * N + v] : T(0), so, io, key,
+                          io.additive() ? wn * norms[r] : T(0), so, io, key,
                           static_cast<uint32_t>(v), tile, 0, nbuf.data(), ubuf.data(), keep);
           }
           if (hit && io.bm_rounds > 0)
