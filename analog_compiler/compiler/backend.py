@@ -209,6 +209,8 @@ def _record_other_parameter_uses(gm: fx.GraphModule, params: dict[fx.Node, tuple
     for node, (name, value) in params.items():
         if value.dim() < 2 or not node.users:
             continue
+        if all(str(u.target).startswith("analog.") for u in node.users):
+            continue  # already an analog layer's tile weights
         ops = sorted({getattr(u.target, "__name__", str(u.target)) for u in node.users})
         if ops in (["embedding"],):
             continue

@@ -113,3 +113,11 @@ def test_backend_maps_multihead_attention(ideal, batch_first):
                        .analog_conversion_log.records}
     assert ("encoder.layers.1.self_attn.q_proj", "analog") in records
     assert torch.allclose(out, model(tokens, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_backend_on_an_already_converted_model(ideal):
+    analog = ac.convert(MLP().eval(), ideal)
+    compiled = torch.compile(analog, backend="analog", options={"rpu_config": ideal})
+    x = torch.randn(2, 20)
+    assert torch.allclose(compiled(x), analog(x), atol=1e-6)
+    assert last_conversion_log().records == []  # nothing digital left to map or report
