@@ -53,7 +53,8 @@ def source_to_name(source: str) -> str:
 
 def _placeholder_params(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> dict[fx.Node, tuple[
         str, Tensor]]:
-    """Placeholders fed with an ``nn.Parameter``: node -> (qualified name, parameter)."""
+    """Placeholders fed with an ``nn.Parameter`` (and ``get_attr`` parameters): node ->
+    (qualified name, parameter)."""
     out = {}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     for node, value in zip(placeholders, example_inputs):
@@ -63,6 +64,12 @@ def _placeholder_params(gm: fx.GraphModule, example_inputs: Sequence[Any]) -> di
             name = source_to_name(source() if callable(source) else source) if source \
                 else node.name
             out[node] = (name, value)
+    for node in gm.graph.nodes:  # older Dynamo settings: parameters as attributes of the graph
+        if node.op == "get_attr":
+            try:
+                out[node] = (node.target, gm.get_parameter(node.target))
+            except AttributeError:
+                pass
     return out
 
 
