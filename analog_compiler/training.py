@@ -14,7 +14,11 @@ The weight modifier, input ranges and learned output scales act inside the analo
 ``DistributedDataParallel`` seed every rank differently (``torch.manual_seed(base + rank)``):
 the analog noise (modifier, read and output noise) is drawn from torch's default generator, so
 differently seeded ranks draw independent noise while DDP keeps the parameters equal; the
-input-range initialisation from data is averaged over the ranks.
+input-range initialisation from data (the first ``init_from_data`` training forwards) is
+averaged over the ranks with an all-reduce, so every rank must run those forwards together (as
+DDP training does), and ranges stay equal. ``learn_out_scaling`` and learned input ranges are
+ordinary parameters; clip/remap run on every rank on identical weights. A checkpoint saved on
+rank 0 (``model.module.state_dict()``) is tensors plus JSON-able configs and loads anywhere.
 """
 
 from __future__ import annotations

@@ -100,6 +100,24 @@ def sync_hwa_parameters(arr: TileArray) -> None:
         arr._parameters.pop("out_scaling_alpha", None)
 
 
+def reset_out_scaling(arr: TileArray) -> None:
+    """Set the learned output scales to 1 (``set_weights`` folds every scale into the new
+    weights and mapping scales, as aihwkit's ``set_scales`` does)."""
+    alpha = arr._parameters.get("out_scaling_alpha")
+    if alpha is not None:
+        with torch.no_grad():
+            alpha.fill_(1.0)
+
+
+def apply_out_scaling(arr: TileArray, weight: Tensor) -> Tensor:
+    """``weight`` ``[G, out_g, in_g]`` times the learned output scales (detached), if any."""
+    alpha = arr._parameters.get("out_scaling_alpha")
+    if alpha is None:
+        return weight
+    groups, out_g = weight.shape[:2]
+    return weight * alpha.detach().expand(groups * out_g).view(groups, out_g, 1)
+
+
 # ------------------------------------------------------------------------- weight modifier
 def _amax(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter) -> Tensor | float:
     if not mod.rel_to_actual_wmax:

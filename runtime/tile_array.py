@@ -160,6 +160,7 @@ class TileArray(nn.Module):
                 self.mapping_scales.fill_(1.0)
                 self.weight.copy_(w)
                 self._scaled = False
+        hwa.reset_out_scaling(self)  # HWA: learned output scales back to 1 (aihwkit)
         self.reset_programming()
 
     def logical_weights(self, apply_weight_scaling: bool = True, current: bool = False) -> Tensor:
@@ -169,6 +170,8 @@ class TileArray(nn.Module):
         w = w.detach()
         if apply_weight_scaling and self.uses_mapping_scales:
             w = w * expand_row_values(self.mapping_scales, self.plan)
+        if apply_weight_scaling:
+            w = hwa.apply_out_scaling(self, w)  # HWA: learned output scales
         return w.clone()
 
     def effective_weights(self, current: bool = True) -> Tensor:
@@ -181,9 +184,7 @@ class TileArray(nn.Module):
         w = w.detach()
         if scales is not None:
             w = w * expand_row_values(scales, self.plan)
-        alpha = self._parameters.get("out_scaling_alpha")  # HWA: learned output scales
-        if alpha is not None:
-            w = w * alpha.detach().expand(w.shape[0] * w.shape[1]).view(*w.shape[:2], 1)
+        w = hwa.apply_out_scaling(self, w)  # HWA: learned output scales
         return w.clone()
 
     # ------------------------------------------------------------------ chip state

@@ -34,9 +34,9 @@ def test_forward_and_gradients(columnwise: bool, omega: float) -> None:
     torch.manual_seed(0)
     layer = ac.AnalogLinear(5, 3, rpu_config=_rc(columnwise, omega))
     arr = layer.analog_module
+    w, b = layer.get_weights()  # alpha = 1 here; get_weights includes the learned scales
     with torch.no_grad():
         arr.out_scaling_alpha.copy_(torch.tensor([0.5, 2.0, 3.0][: arr.out_scaling_alpha.numel()]))
-    w, b = layer.get_weights()
     x = torch.randn(7, 5)
     alpha = arr.out_scaling_alpha.detach()
     torch.testing.assert_close(layer(x), alpha * (x @ w.T) + b)
@@ -73,3 +73,19 @@ def test_to_digital_and_checkpoint_include_the_scales() -> None:
     fresh = ac.AnalogLinear(5, 3)
     fresh.load_state_dict(layer.state_dict())
     torch.testing.assert_close(fresh.eval()(x), layer(x))
+
+
+def test_get_set_weights_round_trip_folds_the_scales() -> None:
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(5, 3, rpu_config=_rc(True, omega=1.0)).eval()
+    with torch.no_grad():
+        layer.analog_module.out_scaling_alpha.copy_(torch.tensor([0.5, 2.0, 3.0]))
+    x = torch.randn(4, 5)
+    y = layer(x)
+    w, b = layer.get_weights()
+    torch.testing.assert_close(x @ w.T + b, y)
+    layer.set_weights(w, b)  # folds the scales into the weights, scales back to 1
+    torch.testing.assert_close(layer.analog_module.out_scaling_alpha.detach(), torch.ones(3))
+    torch.testing.assert_close(layer(x), y)
+    layer.remap_weights(1.0)
+    torch.testing.assert_close(layer(x), y)
