@@ -11,7 +11,10 @@ The forward of an array with any HWA feature enabled (``hwa_active``) is ``hwa_f
    gradient to ``r``), divided by ``r`` into the DAC and the tile outputs are multiplied by
    ``r`` again (as digital output scales of the op, so one op call still does the layer);
 3. outputs: with ``mapping.learn_out_scaling`` the op's output is multiplied by the learned
-   ``out_scaling_alpha`` (one value, or one per output column), then the bias is added.
+   ``out_scaling_alpha`` (one value, or one per output column), then the bias is added. The
+   learned scales start at 1 on top of the fixed mapping scales (aihwkit folds the mapping
+   scales into the learned ones: the same function, another parametrisation); ``get_weights``
+   includes them and ``set_weights`` folds them back to 1.
 
 Clipping, remapping and keeping the ranges positive happen after each optimizer step
 (``post_update_step``), attached by ``analog_compiler.training.attach_hwa_hooks``.
