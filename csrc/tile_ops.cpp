@@ -2,6 +2,7 @@
 // init of analog_compiler._C. The schemas are defined in Python (runtime/ops.py); this library
 // only registers implementations, so it may load before or after them.
 #include <Python.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <vector>
@@ -52,11 +53,50 @@ std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
   return {need_input_grad ? gx.reshape({N, G * in_g}) : gx, gw};
 }
 
+// im2col of a padded [N, C, H, W] input: row (n, oh, ow), column (c, i, j) =
+// x[n, c, oh * sh + i * dh, ow * sw + j * dw]. Rows are written contiguously, in parallel over
+// (n, oh), each row in order (contiguous writes; the reads of one output line stay in cache);
+// a plain copy, so equal to the reference bit for bit.
+at::Tensor im2col2d_cpu(const at::Tensor& x_in, at::IntArrayRef kernel, at::IntArrayRef dilation,
+                        at::IntArrayRef stride) {
+  TORCH_CHECK(x_in.dim() == 4 && kernel.size() == 2 && dilation.size() == 2 &&
+                  stride.size() == 2,
+              "analog::im2col2d: expects x [N, C, H, W] and 2-element kernel/dilation/stride");
+  const auto x = x_in.contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t kh = kernel[0], kw = kernel[1], dh = dilation[0], dw = dilation[1];
+  const int64_t sh = stride[0], sw = stride[1];
+  const int64_t Ho = (H - dh * (kh - 1) - 1) / sh + 1, Wo = (W - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(Ho > 0 && Wo > 0, "analog::im2col2d: kernel larger than the padded input");
+  auto out = at::empty({N * Ho * Wo, C * kh * kw}, x.options());
+  const int64_t K = C * kh * kw;
+  AT_DISPATCH_ALL_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "analog_im2col2d", [&] {
+    const scalar_t* src = x.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    at::parallel_for(0, N * Ho, 4, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t n = t / Ho, oh = t % Ho;
+        const scalar_t* base = src + n * C * H * W + oh * sh * W;
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          scalar_t* row = dst + (t * Wo + ow) * K;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < kh; ++i) {
+              const scalar_t* s = base + (c * H + i * dh) * W + ow * sw;
+              for (int64_t j = 0; j < kw; ++j) *row++ = s[j * dw];
+            }
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace analog
 
 TORCH_LIBRARY_IMPL(analog, CPU, m) {
   m.impl("tile_forward", &analog::tile_forward_cpu);
   m.impl("tile_backward", &analog::tile_backward_cpu);
+  m.impl("im2col2d", &analog::im2col2d_cpu);
 }
 
 extern "C" {

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray
+from ..runtime.im2col import im2col2d
 from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -119,6 +120,7 @@ class _AnalogConvNd(AnalogLayerBase):
         if any(pads):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pads, mode=mode)
+        x_padded = x
         for d in range(n):
             span = self.dilation[d] * (self.kernel_size[d] - 1) + 1
             x = x.unfold(2 + d, span, self.stride[d])
@@ -126,8 +128,11 @@ class _AnalogConvNd(AnalogLayerBase):
                 x = x[..., :: self.dilation[d]]
         # x: [N, C, *out_spatial, *kernel] -> rows [N * L, C * K] (channel-major like weights)
         batch, out_spatial = x.shape[0], x.shape[2:2 + n]
-        perm = [0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n)]
-        rows = x.permute(perm).reshape(-1, self.in_channels * math.prod(self.kernel_size))
+        if n == 2:  # the same rows from analog::im2col2d (a C++ kernel where built)
+            rows = im2col2d(x_padded, self.kernel_size, self.dilation, self.stride)
+        else:
+            perm = [0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n)]
+            rows = x.permute(perm).reshape(-1, self.in_channels * math.prod(self.kernel_size))
         y = self.analog_module(rows)
         y = y.view(batch, *out_spatial, self.out_channels)
         y = y.permute(0, n + 1, *range(1, n + 1)).contiguous()

@@ -347,3 +347,41 @@ def test_compiled_layer_runs_the_cpp_kernel(monkeypatch: pytest.MonkeyPatch) -> 
         ref = reference.tile_forward(*args, **arr._io, need_mask=False)[0]
     assert torch.equal(compiled, cpp) and torch.equal(eager, cpp)
     assert not torch.equal(cpp, ref)
+
+
+# ---------------------------------------------------------------- im2col2d
+IM2COL_CASES = [((2, 5, 9, 8), (3, 3), (1, 1), (1, 1)), ((1, 3, 11, 12), (3, 2), (2, 1), (2, 3)),
+                ((3, 4, 6, 6), (1, 1), (1, 1), (1, 1)), ((2, 2, 7, 9), (2, 3), (1, 2), (3, 1))]
+
+
+@pytest.mark.parametrize("shape, kernel, dilation, stride", IM2COL_CASES)
+def test_im2col2d_matches_reference(shape, kernel, dilation, stride) -> None:
+    from analog_compiler.runtime import im2col
+
+    x = torch.randn(shape)
+    args = (x, list(kernel), list(dilation), list(stride))
+    assert torch.equal(torch.ops.analog.im2col2d(*args), im2col.im2col2d_reference(*args))
+    xd = x.double().requires_grad_()
+    torch.library.opcheck(torch.ops.analog.im2col2d.default, (xd, *args[1:]))
+    torch.autograd.gradcheck(lambda t: im2col.im2col2d(t, *args[1:]), (xd,))
+
+
+def test_analog_conv2d_rows_unchanged() -> None:
+    """AnalogConv2d through the C++ im2col equals the unfold formulation."""
+    from analog_compiler.runtime import im2col
+
+    rc = ac.InferenceRPUConfig()
+    rc.forward.is_perfect = True
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, stride=2, dilation=1)
+    layer = ac.AnalogConv2d.from_digital(conv, rc).eval()
+    x = torch.randn(2, 4, 9, 9)
+    rows = im2col.im2col2d_reference(torch.nn.functional.pad(x, (1, 1, 1, 1)), [3, 3], [1, 1],
+                                     [2, 2])
+    arr = layer.analog_module
+    ref = reference.tile_forward(rows, arr.weight, None, arr.bias, torch.tensor(0),
+                                 list(arr.plan.in_sizes), list(arr.plan.out_sizes), **arr._io,
+                                 need_mask=False)[0]
+    with torch.no_grad():
+        y = layer(x)
+    torch.testing.assert_close(y, ref.view(2, 5, 5, 6).permute(0, 3, 1, 2))
+    torch.testing.assert_close(y, conv(x), rtol=1e-5, atol=1e-5)
