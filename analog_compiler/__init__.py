@@ -1,35 +1,47 @@
-"""analog-compiler: compile pretrained PyTorch models onto simulated analog crossbar tiles."""
+"""analog-compiler: compile pretrained PyTorch models onto simulated analog crossbar tiles.
 
+Everything a user needs is importable from here: the configs (dataclasses with aihwkit's names),
+the analog layers, the one-call ``convert``, ``report``, the chip verbs (program / drift),
+hardware-aware training helpers, and the way back out (``to_digital``, ``export_onnx``).
+Importing the package also registers the ``torch.compile`` backend ``"analog"``.
+"""
+
+from .chip import analog_layers, drift_analog_weights, program_analog_weights
+from .compiler import DEFAULT_LAYER_MAP, LayerPolicy, convert, convert_to_analog
+from .export import export_onnx, to_digital
+from .nn import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogConv3d,
+    AnalogLayerBase,
+    AnalogLinear,
+    AnalogTile,
+)
+from .nn.attention import AnalogMultiheadAttention
+from .reporting import TileReport, report
 from .runtime import (
     AnalogCompilerError,
     BoundManagementType,
     FloatingPointRPUConfig,
     GlobalDriftCompensation,
     InferenceRPUConfig,
+    InputRangeParameter,
     IOParameters,
     MappingParameter,
     ModuleError,
     NoiseManagementType,
     PCMLikeNoiseModel,
     PerColumnDriftCompensation,
-    TilePlan,
-    WeightNoiseType,
-)
-from .runtime import (  # hardware-aware training configs
-    InputRangeParameter,
     PrePostProcessingParameter,
+    TilePlan,
     WeightClipParameter,
     WeightClipType,
     WeightModifierParameter,
     WeightModifierType,
+    WeightNoiseType,
     WeightRemapParameter,
     WeightRemapType,
 )
-
-from .chip import analog_layers, drift_analog_weights, program_analog_weights
-from .nn.attention import AnalogMultiheadAttention
-from .compiler import DEFAULT_LAYER_MAP, LayerPolicy, convert, convert_to_analog
-from .nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLayerBase, AnalogLinear, AnalogTile
 from .training import (
     StandardHWATrainingPreset,
     StandardIOParameters,
@@ -37,7 +49,27 @@ from .training import (
     calibrate_input_ranges,
     post_update_step,
 )
-from .reporting import TileReport, report
-from .export import export_onnx, to_digital
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # configs
+    "InferenceRPUConfig", "FloatingPointRPUConfig", "IOParameters", "MappingParameter",
+    "PCMLikeNoiseModel", "GlobalDriftCompensation", "PerColumnDriftCompensation",
+    "WeightNoiseType", "BoundManagementType", "NoiseManagementType", "TilePlan",
+    "WeightModifierParameter", "WeightModifierType", "WeightClipParameter", "WeightClipType",
+    "WeightRemapParameter", "WeightRemapType", "PrePostProcessingParameter",
+    "InputRangeParameter",
+    # errors
+    "AnalogCompilerError", "ModuleError",
+    # layers
+    "AnalogLayerBase", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogConv3d",
+    "AnalogMultiheadAttention", "AnalogTile",
+    # verbs
+    "convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy", "report", "TileReport",
+    "analog_layers", "program_analog_weights", "drift_analog_weights", "to_digital",
+    "export_onnx",
+    # hardware-aware training
+    "StandardHWATrainingPreset", "StandardIOParameters", "attach_hwa_hooks",
+    "calibrate_input_ranges", "post_update_step",
+]
