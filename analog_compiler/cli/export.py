@@ -10,12 +10,11 @@ kept). Unprogrammed layers are programmed on a copy (``--seed``), drifted to ``-
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from . import CLIError
-from .report import DTYPES, _exec, example_input, load_config, load_model, parse_shape
+from .common import DTYPES, example_input, load_analog_model, parse_shape
 
 
 def _seconds(text: str) -> float:
@@ -68,17 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} is a directory; give a file name such as {out / 'model.onnx'}")
     if not out.parent.is_dir():
         raise CLIError(f"--out {out}: directory {out.parent} does not exist")
-    config = load_config(args.config) if args.config is not None else None
-    model = load_model(args.target).eval()
     x = example_input(args.input_shape, args.input_dtype)
-    if any(True for _ in ac.analog_layers(model)):
-        if config is not None:
-            print("analog-compiler export: note: the model is analog already; --config is "
-                  "ignored", file=sys.stderr)
-    else:
-        rpu_config = config if config is not None else ac.InferenceRPUConfig()
-        model = _exec(lambda: ac.convert(model, rpu_config, example_inputs=(x,)),
-                      "converting the model").eval()
+    model = load_analog_model(args, "export", (x,))
     res = ac.export_onnx(model, (x,), out, realistic=not args.exact,
                          t_inference=args.t_inference, keep_quantization=args.keep_quantization,
                          verify=not args.no_verify, seed=args.seed)
