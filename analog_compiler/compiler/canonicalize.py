@@ -111,15 +111,19 @@ def _param(node: object, param_of: ParamOf) -> tuple[str, Tensor, bool, Node] | 
     return None
 
 
-def _linear_builder(weight: Tensor, bias: Tensor | None) -> Callable[[], nn.Linear]:
-    def build() -> nn.Linear:
-        layer = nn.Linear(weight.shape[1], weight.shape[0], bias is not None,
-                          device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(weight.detach())
-            if bias is not None:
-                layer.bias.copy_(bias.detach())
-        return layer
+def _with_params(layer: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:
+    """``layer`` holding copies of ``weight`` and ``bias``."""
+    with torch.no_grad():
+        layer.weight.copy_(weight.detach())
+        if bias is not None:
+            layer.bias.copy_(bias.detach())
+    return layer
+
+
+def _linear_builder(weight: Tensor, bias: Tensor | None) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        return _with_params(nn.Linear(weight.shape[1], weight.shape[0], bias is not None,
+                                      device=weight.device, dtype=weight.dtype), weight, bias)
     return build
 
 
@@ -131,11 +135,7 @@ def _conv_builder(ndim: int, weight: Tensor, bias: Tensor | None,
                                    tuple(weight.shape[2:]), hyper["stride"], hyper["padding"],
                                    hyper["dilation"], groups, bias is not None,
                                    device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(weight.detach())
-            if bias is not None:
-                layer.bias.copy_(bias.detach())
-        return layer
+        return _with_params(layer, weight, bias)
     return build
 
 

@@ -140,6 +140,24 @@ class AnalogLayerBase(nn.Module):
     def _digital_template(self) -> nn.Module:
         raise NotImplementedError
 
+    def _adopt_digital(self, module: nn.Module) -> AnalogLayerBase:
+        """Take ``module``'s weights, bias and train/eval mode exactly (``from_digital``)."""
+        bias = getattr(module, "bias", None)
+        self.set_weights(module.weight.detach(), None if bias is None else bias.detach(),
+                         force_exact=True)
+        return self.train(module.training)
+
+    def _digital_copy(self, realistic: bool) -> nn.Module:
+        """The digital twin of this layer (``to_digital``): exact targets, or with
+        ``realistic`` the chip's current weights with every digital output scale folded in."""
+        arr = self.analog_module
+        digital = self._digital_template()
+        with torch.no_grad():
+            digital.weight.copy_(self._from_array_layout(arr.effective_weights(current=realistic)))
+            if digital.bias is not None:
+                digital.bias.copy_(arr.bias.detach())
+        return digital.train(self.training)
+
     # ------------------------------------------------------------ chip
     def _check_eval(self, verb: str) -> None:
         if self.training:

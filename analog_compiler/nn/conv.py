@@ -151,20 +151,12 @@ class _AnalogConvNd(AnalogLayerBase):
                     module.padding, module.dilation, module.groups, module.bias is not None,
                     module.padding_mode, rpu_config, tile_module_class,
                     device=module.weight.device, dtype=module.weight.dtype)
-        layer.set_weights(module.weight.detach(),
-                          None if module.bias is None else module.bias.detach(), force_exact=True)
-        return layer.train(module.training)
+        return layer._adopt_digital(module)
 
     @classmethod
     def to_digital(cls, module: _AnalogConvNd, realistic: bool = False) -> nn.Module:
         """The digital convolution with the layer's weights (see ``AnalogLinear.to_digital``)."""
-        arr = module.analog_module
-        digital = module._digital_template()
-        with torch.no_grad():
-            digital.weight.copy_(module._from_array_layout(arr.effective_weights(current=realistic)))
-            if digital.bias is not None:
-                digital.bias.copy_(arr.bias.detach())
-        return digital.train(module.training)
+        return module._digital_copy(realistic)
 
     def _digital_extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

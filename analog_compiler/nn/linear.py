@@ -69,22 +69,13 @@ class AnalogLinear(AnalogLayerBase):
                             f"{type(module).__name__}")
         layer = cls(module.in_features, module.out_features, module.bias is not None, rpu_config,
                     tile_module_class, device=module.weight.device, dtype=module.weight.dtype)
-        layer.set_weights(module.weight.detach(),
-                          None if module.bias is None else module.bias.detach(), force_exact=True)
-        return layer.train(module.training)
+        return layer._adopt_digital(module)
 
     @classmethod
     def to_digital(cls, module: AnalogLinear, realistic: bool = False) -> nn.Linear:
         """An ``nn.Linear`` with the layer's weights: the exact targets, or with ``realistic``
         the chip's current weights with every digital output scale folded in."""
-        arr = module.analog_module
-        digital = module._digital_template()
-        w = arr.effective_weights(current=realistic)
-        with torch.no_grad():
-            digital.weight.copy_(module._from_array_layout(w))
-            if digital.bias is not None:
-                digital.bias.copy_(arr.bias.detach())
-        return digital.train(module.training)
+        return module._digital_copy(realistic)
 
     def _digital_extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
