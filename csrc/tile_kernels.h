@@ -22,4 +22,10 @@ std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
     at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, bool need_input_grad,
     bool need_weight_grad);
 
+at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
+                        at::IntArrayRef out_sizes, const at::Tensor& seed, double t_inference,
+                        bool read_noise, const at::Tensor& read_seed, double g_max,
+                        at::ArrayRef<double> prog_coeff, double t_read, double t_0,
+                        double prog_noise_scale, double read_noise_scale, double drift_scale);
+
 }  // namespace analog

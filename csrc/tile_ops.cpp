@@ -97,6 +97,7 @@ TORCH_LIBRARY_IMPL(analog, CPU, m) {
   m.impl("tile_forward", &analog::tile_forward_cpu);
   m.impl("tile_backward", &analog::tile_backward_cpu);
   m.impl("im2col2d", &analog::im2col2d_cpu);
+  m.impl("pcm_chip", &analog::pcm_chip_cpu);
 }
 
 extern "C" {

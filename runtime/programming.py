@@ -6,6 +6,10 @@ Programming noise and drift exponents are drawn from a generator seeded with the
 *program seed*, so the chip is defined by (target weights, seed): it can be rebuilt at any drift
 time without storing per-device state, which keeps an analog layer at two weight-sized tensors
 (target and current weights) however often it is drifted.
+
+``ChipSample`` (torch generators) is the reference kernel of ``analog::pcm_chip``
+(``runtime/chip_ops.py``), which the tile arrays call; the C++ kernel of that op computes the
+same chip statistics in one fused pass per weight, from its own Philox streams.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class ChipSample:
         gen.manual_seed(int(seed))
         w = weight.detach().float()
         amax = expand_tile_values(per_tile_absmax(w, plan), plan)
-        self.scale = model.g_max / amax.clamp_min(torch.finfo(torch.float32).tiny)
+        # (an all-zero tile gets a finite scale: g_max / tiny would overflow to inf -> NaN)
+        self.scale = model.g_max / amax.clamp_min(1e-30)
         g_target = [(w * self.scale).clamp(0, model.g_max), (-w * self.scale).clamp(0, model.g_max)]
 
         def draw() -> Tensor:
@@ -69,11 +74,15 @@ class ChipSample:
         """Weights right after programming (no drift, no read noise)."""
         return ((self.g_prog[0] - self.g_prog[1]) / self.scale).to(self.dtype)
 
-    def at(self, t_inference: float, generator: torch.Generator | None = None) -> Tensor:
-        """Weights read at ``t_inference`` seconds: drifted, with fresh 1/f read noise."""
+    def at(self, t_inference: float, generator: torch.Generator | None = None,
+           read_noise: bool = True) -> Tensor:
+        """Weights read at ``t_inference`` seconds: drifted, with fresh 1/f read noise (unless
+        ``read_noise`` is False)."""
         gs = []
         for g_p, nu in zip(self.g_prog, self.nu):
             g_d = self.model.apply_drift(g_p, nu, t_inference)
-            xi = torch.randn(g_p.shape, generator=generator, dtype=g_p.dtype, device="cpu")
-            gs.append(self.model.apply_read_noise(g_d, g_p, t_inference, xi.to(g_p.device)))
+            if read_noise:
+                xi = torch.randn(g_p.shape, generator=generator, dtype=g_p.dtype, device="cpu")
+                g_d = self.model.apply_read_noise(g_d, g_p, t_inference, xi.to(g_p.device))
+            gs.append(g_d)
         return ((gs[0] - gs[1]) / self.scale).to(self.dtype)

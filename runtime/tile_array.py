@@ -20,11 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from . import hwa
+from .chip_ops import pcm_chip
 from .config import FloatingPointRPUConfig, InferenceRPUConfig, IOParameters
 from .config.enums import NoiseManagementType, WeightNoiseType
 from .errors import ModuleError
 from .ops import tile_forward
-from .programming import ChipSample, expand_row_values, per_row_absmax, per_tile_absmax
+from .programming import expand_row_values, per_row_absmax, per_tile_absmax
 from .reference import (
     NM_ABS_MAX,
     NM_AVERAGE_ABS_MAX,
@@ -195,19 +196,23 @@ class TileArray(nn.Module):
         self.drift_alpha.fill_(1.0)
         self.drift_baseline.fill_(1.0)
 
-    def _chip(self) -> ChipSample | None:
+    def read_chip(self, t_inference: float, read_noise: bool = True) -> Tensor | None:
+        """The programmed chip's weights (``weight``, ``program_seed``) at ``t_inference`` s,
+        with fresh read noise (seeded from torch's default generator) unless ``read_noise`` is
+        False; None without a noise model. One ``analog::pcm_chip`` call."""
         model = self.rpu_config.noise_model
         if model is None:
             return None
-        return ChipSample(self.weight, self.plan, model, int(self.program_seed))
+        return pcm_chip(self.weight, self.plan, model, self.program_seed, t_inference,
+                        new_seed() if read_noise else None)
 
     @torch.no_grad()
     def program(self, seed: int | None = None) -> None:
         """Program a new chip sample: programming noise and drift exponents (seeded), then the
         drift-compensation baseline from an identity readout."""
         self.program_seed.fill_(int(new_seed()) if seed is None else int(seed))
-        chip = self._chip()
-        self.current_weight = (chip.programmed() if chip else self.weight.detach()).clone()
+        chip = self.read_chip(0.0, read_noise=False)
+        self.current_weight = chip if chip is not None else self.weight.detach().clone()
         self.t_inference.fill_(0.0)
         self.drift_alpha.fill_(1.0)
         if self.rpu_config.drift_compensation is not None:
@@ -219,9 +224,9 @@ class TileArray(nn.Module):
         fresh read noise; updates the drift-compensation factors."""
         if not self.is_programmed:
             self.program()
-        chip = self._chip()
+        chip = self.read_chip(float(t_inference))
         if chip is not None:
-            self.current_weight.copy_(chip.at(float(t_inference)))
+            self.current_weight.copy_(chip)
         self.t_inference.fill_(float(t_inference))
         if self.rpu_config.drift_compensation is not None:
             now = self._readout()
@@ -232,18 +237,20 @@ class TileArray(nn.Module):
         """Mean |output| of an identity readout through the analog forward, per tile and row
         (``[G, n_in, out_g]``), reduced as the drift compensation prescribes."""
         plan = self.plan
-        g, out_g, in_g = self.weight.shape
-        # Row k drives input k of every group at once (groups are separate tiles): in_g rows
-        # instead of a (G * in_g)^2 identity, which grouped convolutions cannot afford.
-        eye = torch.eye(in_g, device=self.weight.device, dtype=self.weight.dtype).repeat(1, g)
-        y, _ = tile_forward(eye, self.current_weight, None, None, new_seed(),
-                            list(plan.in_sizes), list(plan.out_sizes), self._io, False)
-        blocks = y.view(in_g, g, out_g).transpose(0, 1)  # [G, in_g, out_g]
-        idx = plan.in_index.to(y.device)
-        sums = y.new_zeros(g, plan.n_in, out_g).index_add_(1, idx, blocks.abs())
-        means = sums / torch.tensor(plan.in_sizes, device=y.device, dtype=y.dtype).view(1, -1, 1)
-        return self.rpu_config.drift_compensation.reduce(means, plan.out_index.to(y.device),
-                                                         plan.n_out)
+        g, out_g, _ = self.weight.shape
+        w = self.current_weight
+        means = []
+        # One readout per input split, through that split's tiles only (as each tile reads out
+        # its own identity). Row k drives input k of every group at once (groups are separate
+        # tiles): rows instead of a (G * size)^2 identity, which grouped convolutions cannot
+        # afford.
+        for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
+            eye = torch.eye(size, device=w.device, dtype=w.dtype).repeat(1, g)
+            y, _ = tile_forward(eye, w[:, :, off:off + size].contiguous(), None, None, new_seed(),
+                                [size], list(plan.out_sizes), self._io, False)
+            means.append(y.view(size, g, out_g).abs().mean(0))  # [G, out_g]
+        return self.rpu_config.drift_compensation.reduce(
+            torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)
 
     # ------------------------------------------------------------------ checkpoints
     #: Set by the layers' ``load_state_dict`` for the duration of one load.

@@ -110,8 +110,8 @@ class AnalogLayerBase(nn.Module):
             if not arr.is_programmed:
                 arr.program()
             t = max(float(arr.t_inference), 0.0)
-            chip = arr._chip()
-            w = chip.at(t) if chip is not None else arr.current_weight
+            chip = arr.read_chip(t)
+            w = chip if chip is not None else arr.current_weight
             if apply_weight_scaling and arr.uses_mapping_scales:
                 from ..runtime.programming import expand_row_values
 

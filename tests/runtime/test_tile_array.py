@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from analog_compiler.runtime import TileArray
-from analog_compiler.runtime.programming import ChipSample
+from analog_compiler.runtime.chip_ops import pcm_chip
+from analog_compiler.runtime.tile_array import new_seed
 
 import analog_compiler as ac
 
@@ -122,12 +123,14 @@ def test_program_and_drift_semantics() -> None:
     d2 = arr.current_weight.clone()
     assert int(arr.program_seed) == 7 and float(arr.t_inference) == 3600.0
     assert not torch.equal(d1, d2)  # read noise redrawn at every drift
-    # ... around the same programmed chip (weights, seed 7), read noise from torch's RNG
-    chip = ChipSample(arr.weight, arr.plan, arr.rpu_config.noise_model, 7)
+    # ... around the same programmed chip (weights, seed 7), read noise seeded from torch's RNG
     torch.manual_seed(9)
     arr.drift(3600.0)
     torch.manual_seed(9)
-    torch.testing.assert_close(arr.current_weight, chip.at(3600.0), rtol=0, atol=0)
+    chip = pcm_chip(arr.weight, arr.plan, arr.rpu_config.noise_model, 7, 3600.0, new_seed())
+    torch.testing.assert_close(arr.current_weight, chip, rtol=0, atol=0)
+    quiet = pcm_chip(arr.weight, arr.plan, arr.rpu_config.noise_model, 7, 0.0)
+    assert torch.equal(quiet, prog)  # program() reads the chip without read noise
     arr.program(seed=8)
     assert not torch.equal(arr.current_weight, prog)  # a new chip
     arr.program(seed=7)

@@ -1,0 +1,272 @@
+// CPU kernel of analog::pcm_chip (schema and reference in runtime/chip_ops.py): the weights of
+// a PCM chip, re-derived from (target weights, program seed) in one fused pass per weight.
+//
+// Per tile: s = g_max / max|W_tile|. Per weight: targets G+ = clamp(W s, 0, g_max) and
+// G- = clamp(-W s, 0, g_max); programming noise, drift exponent nu, drift to t and 1/f read
+// noise (runtime/config/noise.py PCMLikeNoiseModel); the result is (G+ - G-) / s.
+// Randoms: element e draws its four programming normals (G+ noise, G- noise, G+ nu, G- nu) from
+// the Philox counter (e, stream 0) under the program seed, and its two read normals from the
+// batch of 16 elements that holds it (counters (e / 16) * 8 + lane, stream 1) under the read
+// seed, so the chip is the same at every call and no value depends on the computing thread.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "rng.h"
+#include "tile_kernels.h"
+
+namespace analog {
+namespace {
+
+constexpr int kChunk = 2 * kLanes;  // elements per inner step: two programming batches, one read
+
+// e^x for x <= 0 (float accuracy; underflows to 0 below -87), branch-free so loops vectorise.
+inline float fast_exp(float x) {
+  x = std::max(x, -87.0f);
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
+struct Params {
+  float g_max, c0, c1, c2, prog_scale, read_scale, drift_scale;
+  float log_drift;   // log((t + t_0) / t_0), 0 without drift
+  float read_sigma;  // sqrt(log((t + t_0 + t_read) / (2 t_read)))
+  bool drift, read;
+};
+
+// One device: target conductance g (uS) and its normals -> conductance read at t.
+inline float device(float g, float xi_p, float xi_nu, float xi_r, const Params& p) {
+  const float r = g / p.g_max;
+  const float sigma = (p.c0 + p.c1 * r + p.c2 * r * r) * (p.g_max / 25.0f);
+  const float g_p = std::max(g + p.prog_scale * sigma * xi_p, 0.0f);
+  float g_d = g_p;
+  if (p.drift) {
+    const float lg = fast_log(std::max(r, 1e-7f));
+    const float mu = std::min(std::max(-0.0155f * lg + 0.0244f, 0.049f), 0.1f);
+    const float sd = std::min(std::max(-0.0125f * lg - 0.0059f, 0.008f), 0.045f);
+    const float nu = p.drift_scale * std::fabs(mu + sd * xi_nu);
+    g_d = g_p * fast_exp(-nu * p.log_drift);
+  }
+  if (p.read) {
+    // (g_p / g_max)^0.65, with 0 for g_p = 0 (the max with 1e-3 below takes over)
+    const float rp = g_p / p.g_max;
+    const float pw = rp > 0.0f ? fast_exp(0.65f * fast_log(std::max(rp, 1e-30f))) : 0.0f;
+    const float q = std::min(0.0088f / std::max(pw, 1e-3f), 0.2f);
+    g_d = std::max(g_d + std::fabs(g_d) * p.read_scale * q * p.read_sigma * xi_r, 0.0f);
+  }
+  return g_d;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// fast_exp on 8 lanes.
+inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
+                                 _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
+  static const float c[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+  __m256 q = _mm256_set1_ps(c[0]);
+  for (int k = 1; k < 6; ++k) q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(c[k]));
+  q = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(q, r), r, r), _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(q, _mm256_castsi256_ps(bits));
+}
+
+inline __m256 clamp8(__m256 x, float lo, float hi) {
+  return _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+}
+
+// device() on 8 lanes.
+inline __m256 device8(__m256 g, __m256 xi_p, __m256 xi_nu, __m256 xi_r, const Params& p) {
+  const __m256 zero = _mm256_setzero_ps(), abs_mask = _mm256_castsi256_ps(
+      _mm256_set1_epi32(0x7fffffff));
+  const __m256 r = _mm256_mul_ps(g, _mm256_set1_ps(1.0f / p.g_max));
+  const __m256 poly = _mm256_fmadd_ps(
+      _mm256_fmadd_ps(_mm256_set1_ps(p.c2), r, _mm256_set1_ps(p.c1)), r, _mm256_set1_ps(p.c0));
+  const __m256 sigma = _mm256_mul_ps(poly, _mm256_set1_ps(p.prog_scale * p.g_max / 25.0f));
+  const __m256 g_p = _mm256_max_ps(_mm256_fmadd_ps(sigma, xi_p, g), zero);
+  __m256 g_d = g_p;
+  if (p.drift) {
+    const __m256 lg = simd::log8(_mm256_max_ps(r, _mm256_set1_ps(1e-7f)));
+    const __m256 mu = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0155f), lg,
+                                             _mm256_set1_ps(0.0244f)), 0.049f, 0.1f);
+    const __m256 sd = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0125f), lg,
+                                             _mm256_set1_ps(-0.0059f)), 0.008f, 0.045f);
+    const __m256 nu = _mm256_and_ps(_mm256_fmadd_ps(sd, xi_nu, mu), abs_mask);
+    g_d = _mm256_mul_ps(g_p, exp8(_mm256_mul_ps(nu, _mm256_set1_ps(-p.drift_scale *
+                                                                  p.log_drift))));
+  }
+  if (p.read) {
+    const __m256 rp = _mm256_max_ps(_mm256_mul_ps(g_p, _mm256_set1_ps(1.0f / p.g_max)),
+                                    _mm256_set1_ps(1e-30f));
+    const __m256 pw = exp8(_mm256_mul_ps(_mm256_set1_ps(0.65f), simd::log8(rp)));
+    const __m256 q = _mm256_min_ps(_mm256_div_ps(_mm256_set1_ps(0.0088f),
+                                                 _mm256_max_ps(pw, _mm256_set1_ps(1e-3f))),
+                                   _mm256_set1_ps(0.2f));
+    const __m256 k = _mm256_mul_ps(q, _mm256_set1_ps(p.read_scale * p.read_sigma));
+    g_d = _mm256_max_ps(_mm256_fmadd_ps(_mm256_mul_ps(_mm256_and_ps(g_d, abs_mask), k), xi_r,
+                                        g_d), zero);
+  }
+  return g_d;
+}
+#endif
+
+// max |x[k]| over n contiguous values.
+inline float absmax(const float* x, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] = std::max(acc[l], std::fabs(x[k + l]));
+  float m = 0.0f;
+  for (; k < n; ++k) m = std::max(m, std::fabs(x[k]));
+  for (int l = 0; l < kLanes; ++l) m = std::max(m, acc[l]);
+  return m;
+}
+
+}  // namespace
+
+at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
+                        at::IntArrayRef out_sizes, const at::Tensor& seed, double t_inference,
+                        bool read_noise, const at::Tensor& read_seed, double g_max,
+                        at::ArrayRef<double> prog_coeff, double t_read, double t_0,
+                        double prog_noise_scale, double read_noise_scale, double drift_scale) {
+  TORCH_CHECK(weight.dim() == 3, "analog::pcm_chip: weight must be [G, out_g, in_g]");
+  TORCH_CHECK(prog_coeff.size() == 3, "analog::pcm_chip: prog_coeff must have 3 values");
+  const int64_t G = weight.size(0), O = weight.size(1), I = weight.size(2);
+  const int64_t n_in = static_cast<int64_t>(in_sizes.size());
+  const int64_t n_out = static_cast<int64_t>(out_sizes.size());
+  int64_t sum_in = 0, sum_out = 0;
+  for (auto s : in_sizes) sum_in += s;
+  for (auto s : out_sizes) sum_out += s;
+  TORCH_CHECK(sum_in == I && sum_out == O, "analog::pcm_chip: tile sizes do not cover weight");
+  const auto w = weight.to(at::kFloat).contiguous();
+  auto out = at::empty({G, O, I}, w.options());
+  const int64_t rows = G * O, total = rows * I;
+  if (total == 0) return out.to(weight.scalar_type());
+  const float* src = w.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+
+  std::vector<int32_t> col_split(I), row_split(O);
+  std::vector<int64_t> col_end(I), in_off(n_in + 1, 0);
+  for (int64_t i = 0, c = 0; i < n_in; ++i) {
+    in_off[i + 1] = in_off[i] + in_sizes[i];
+    for (int64_t k = 0; k < in_sizes[i]; ++k, ++c) {
+      col_split[c] = static_cast<int32_t>(i);
+      col_end[c] = in_off[i + 1];
+    }
+  }
+  for (int64_t j = 0, r = 0; j < n_out; ++j)
+    for (int64_t k = 0; k < out_sizes[j]; ++k) row_split[r++] = static_cast<int32_t>(j);
+
+  // max|W| per (row, input split), then per tile; the per-tile scale s
+  std::vector<float> row_max(static_cast<size_t>(rows * n_in), 0.0f);
+  at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      for (int64_t i = 0; i < n_in; ++i)
+        row_max[r * n_in + i] = absmax(src + r * I + in_off[i], in_sizes[i]);
+    }
+  });
+  std::vector<float> scale(static_cast<size_t>(G * n_out * n_in), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* s = scale.data() + ((r / O) * n_out + row_split[r % O]) * n_in;
+    for (int64_t i = 0; i < n_in; ++i) s[i] = std::max(s[i], row_max[r * n_in + i]);
+  }
+  for (auto& s : scale)
+    s = static_cast<float>(g_max) / std::max(s, 1e-30f);  // finite for an all-zero tile
+
+  Params p{};
+  p.g_max = static_cast<float>(g_max);
+  p.c0 = static_cast<float>(prog_coeff[0]);
+  p.c1 = static_cast<float>(prog_coeff[1]);
+  p.c2 = static_cast<float>(prog_coeff[2]);
+  p.prog_scale = static_cast<float>(prog_noise_scale);
+  p.read_scale = static_cast<float>(read_noise_scale);
+  p.drift_scale = static_cast<float>(drift_scale);
+  p.drift = t_inference > 0.0;
+  p.log_drift = p.drift ? static_cast<float>(std::log((t_inference + t_0) / t_0)) : 0.0f;
+  p.read = read_noise;
+  p.read_sigma = static_cast<float>(
+      std::sqrt(std::log((t_inference + t_0 + t_read) / (2.0 * t_read))));
+  const RngKey key = make_key(seed.item<int64_t>());
+  const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
+
+  // Parallel over chunks of kChunk consecutive elements (flat index): the element index alone
+  // picks the counters, so chunks may go to any thread.
+  const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  at::parallel_for(0, n_chunks, 256, [&](int64_t b, int64_t e) {
+    float xp[2][kBlock], xr[kBlock], gw[kChunk], gs[kChunk], tail[kChunk];
+    std::fill(xr, xr + kBlock, 0.0f);
+    for (int64_t ch = b; ch < e; ++ch) {
+      const int64_t e0 = ch * kChunk;
+      const int64_t n = std::min<int64_t>(kChunk, total - e0);
+      for (int h = 0; h < 2; ++h) {
+        const uint64_t c = static_cast<uint64_t>(e0 + h * kLanes);
+        normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0u, 0u, key,
+                     xp[h]);
+      }
+      if (p.read) {
+        const uint64_t c = static_cast<uint64_t>(ch) * kLanes;
+        normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 1u, 0u, rkey, xr);
+      }
+      // the tile scale of each element, run by run (a run stays in one tile row)
+      int64_t r = e0 / I, col = e0 % I;
+      for (int64_t k = 0; k < n;) {
+        const float sv = scale[((r / O) * n_out + row_split[r % O]) * n_in + col_split[col]];
+        const int64_t run = std::min<int64_t>(n - k, col_end[col] - col);
+        for (int64_t j = 0; j < run; ++j) gs[k + j] = sv;
+        k += run;
+        col += run;
+        if (col == I) col = 0, ++r;
+      }
+      std::memcpy(gw, src + e0, static_cast<size_t>(n) * sizeof(float));
+      for (int64_t k = n; k < kChunk; ++k) gw[k] = 0.0f, gs[k] = 1.0f;
+      float* res = n == kChunk ? dst + e0 : tail;
+      // element k: batch h = k / 8, lane l = k % 8; normals: word m of lane l is xp[h][m*8+l]
+#if defined(__AVX2__) && defined(__FMA__)
+      for (int h = 0; h < 2; ++h) {
+        const __m256 wt = _mm256_loadu_ps(gw + h * kLanes), st = _mm256_loadu_ps(gs + h * kLanes);
+        const __m256 gt = _mm256_mul_ps(wt, st);
+        const __m256 gp = clamp8(gt, 0.0f, p.g_max);
+        const __m256 gm = clamp8(_mm256_sub_ps(_mm256_setzero_ps(), gt), 0.0f, p.g_max);
+        const __m256 a = device8(gp, _mm256_loadu_ps(xp[h]), _mm256_loadu_ps(xp[h] + 2 * kLanes),
+                                 _mm256_loadu_ps(xr + h * kLanes), p);
+        const __m256 c = device8(gm, _mm256_loadu_ps(xp[h] + kLanes),
+                                 _mm256_loadu_ps(xp[h] + 3 * kLanes),
+                                 _mm256_loadu_ps(xr + kChunk + h * kLanes), p);
+        _mm256_storeu_ps(res + h * kLanes, _mm256_div_ps(_mm256_sub_ps(a, c), st));
+      }
+#else
+      for (int k = 0; k < kChunk; ++k) {
+        const int h = k / kLanes, l = k % kLanes;
+        const float gt = gw[k] * gs[k];
+        const float gp = std::min(std::max(gt, 0.0f), p.g_max);
+        const float gm = std::min(std::max(-gt, 0.0f), p.g_max);
+        const float a = device(gp, xp[h][l], xp[h][2 * kLanes + l], xr[k], p);
+        const float c = device(gm, xp[h][kLanes + l], xp[h][3 * kLanes + l], xr[kChunk + k], p);
+        res[k] = (a - c) / gs[k];
+      }
+#endif
+      if (n < kChunk) std::memcpy(dst + e0, tail, static_cast<size_t>(n) * sizeof(float));
+    }
+  });
+  return out.scalar_type() == weight.scalar_type() ? out : out.to(weight.scalar_type());
+}
+
+}  // namespace analog

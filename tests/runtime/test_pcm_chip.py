@@ -1,0 +1,221 @@
+"""``analog::pcm_chip``: the C++ kernel and the reference kernel against the PCM formulas.
+
+Both implementations draw their own random streams (Philox keyed by seed and element in C++,
+torch generators in the reference), so they are compared through statistics with tolerances
+from the sample size; determinism (per seed, across calls, across thread counts) is exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from analog_compiler.runtime import _ext, chip_ops
+from analog_compiler.runtime.tiling import TilePlan
+from torch import Tensor
+
+import analog_compiler as ac
+
+CPP_ACTIVE = ac.runtime.backend()["pcm_chip"]["cpu"] == "cpp"
+IMPLS = [pytest.param("cpp", marks=pytest.mark.skipif(
+    not CPP_ACTIVE, reason=f"C++ kernels not active: {_ext.load_error()}")), "reference"]
+Z = 5.0  # sigmas of the estimator allowed
+T_DAY = 86400.0
+
+
+def assert_std(samples: Tensor, expected: float) -> None:
+    n = samples.numel()
+    got = samples.double().std().item()
+    assert abs(got - expected) <= Z * expected / math.sqrt(2 * n), (got, expected, n)
+
+
+def assert_mean(samples: Tensor, expected: float, sigma: float) -> None:
+    n = samples.numel()
+    got = samples.double().mean().item()
+    assert abs(got - expected) <= Z * sigma / math.sqrt(n), (got, expected, n)
+
+
+def sigma_prog(g: float) -> float:
+    r = g / 25.0
+    return 0.26348 + 1.9650 * r - 1.1731 * r * r
+
+
+def drift_mu_sd(g: float) -> tuple[float, float]:
+    lg = math.log(max(g / 25.0, 1e-7))
+    return (min(max(-0.0155 * lg + 0.0244, 0.049), 0.1),
+            min(max(-0.0125 * lg - 0.0059, 0.008), 0.045))
+
+
+def folded_normal_moments(mu: float, sd: float) -> tuple[float, float]:
+    """Mean and std of |N(mu, sd^2)|."""
+    phi = 0.5 * (1 + math.erf(-mu / (sd * math.sqrt(2))))
+    mean = sd * math.sqrt(2 / math.pi) * math.exp(-mu * mu / (2 * sd * sd)) + mu * (1 - 2 * phi)
+    return mean, math.sqrt(mu * mu + sd * sd - mean * mean)
+
+
+def read_sigma(g_prog: float, t: float) -> float:
+    q = min(0.0088 / max((g_prog / 25.0) ** 0.65, 1e-3), 0.2)
+    return q * math.sqrt(math.log((t + 20.0 + 250e-9) / (2 * 250e-9)))
+
+
+def chip(impl: str, w: Tensor, plan: TilePlan, model: ac.PCMLikeNoiseModel, seed: int,
+         t: float, read_seed: int | None = None) -> Tensor:
+    args = (w, list(plan.in_sizes), list(plan.out_sizes), torch.tensor(seed), float(t),
+            read_seed is not None, torch.tensor(read_seed or 0))
+    fn = torch.ops.analog.pcm_chip if impl == "cpp" else chip_ops.pcm_chip_reference
+    return fn(*args, **chip_ops.model_args(model))
+
+
+def levels(values: list[float], n: int) -> tuple[Tensor, TilePlan]:
+    """One tile row of ``n`` copies of each level (level 1.0 sets the scale: 25 uS)."""
+    w = torch.tensor(values, dtype=torch.float32).repeat_interleave(n).view(1, 1, -1)
+    return w, TilePlan.build(w.shape[2], 1, 0, 0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_programming_noise_per_level(impl: str) -> None:
+    n = 20000
+    w, plan = levels([1.0, 0.4, 0.05], n)
+    g = chip(impl, w, plan, ac.PCMLikeNoiseModel(), 3, 0.0).flatten() * 25.0  # G+ - G- (uS)
+    # G- (target 0) is max(0, sigma_p(0) xi): mean s/sqrt(2 pi), variance s^2 (1/2 - 1/(2 pi))
+    s0 = sigma_prog(0.0)
+    m0, v0 = s0 / math.sqrt(2 * math.pi), s0 * s0 * (0.5 - 0.5 / math.pi)
+    for k, level in enumerate([25.0, 10.0]):
+        block = g[k * n:(k + 1) * n]
+        sd = math.sqrt(sigma_prog(level) ** 2 + v0)
+        assert_mean(block, level - m0, sd)
+        assert_std(block, sd)
+    # the lowest level is clamped at 0 now and then: E[max(0, X)], X ~ N(mu, s^2)
+    mu, s = 1.25, sigma_prog(1.25)
+    a = mu / s
+    clamped = mu * 0.5 * (1 + math.erf(a / math.sqrt(2))) + s * math.exp(-a * a / 2) / math.sqrt(
+        2 * math.pi)
+    assert_mean(g[2 * n:], clamped - m0, math.sqrt(s * s + v0))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_drift_exponent_and_drift_factor(impl: str) -> None:
+    n, t = 20000, T_DAY
+    w, plan = levels([1.0, 0.4, 0.05], n)
+    model = ac.PCMLikeNoiseModel(prog_noise_scale=0.0)  # G+ = target, G- = 0 exactly
+    assert torch.equal(chip(impl, w, plan, model, 3, 0.0), w)
+    ratio = chip(impl, w, plan, model, 3, t).flatten() / w.flatten()
+    nu = -torch.log(ratio.double()) / math.log((t + 20.0) / 20.0)
+    for k, level in enumerate([25.0, 10.0, 1.25]):
+        mean_nu, std_nu = folded_normal_moments(*drift_mu_sd(level))
+        assert_mean(nu[k * n:(k + 1) * n], mean_nu, std_nu)
+        assert_std(nu[k * n:(k + 1) * n], std_nu)
+    mean_nu, _ = folded_normal_moments(*drift_mu_sd(10.0))
+    factor = ratio[n:2 * n].double().mean().item()
+    assert factor == pytest.approx(((t + 20.0) / 20.0) ** (-mean_nu), rel=0.01)
+    scaled = chip(impl, w, plan, ac.PCMLikeNoiseModel(prog_noise_scale=0.0, drift_scale=0.5), 3,
+                  t).flatten() / w.flatten()
+    nu_half = -torch.log(scaled.double()) / math.log((t + 20.0) / 20.0)
+    assert_mean(nu_half[n:2 * n], 0.5 * mean_nu, 0.5 * folded_normal_moments(
+        *drift_mu_sd(10.0))[1])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_read_noise_std(impl: str) -> None:
+    n, t = 20000, T_DAY
+    w, plan = levels([1.0, 0.4], n)
+    model = ac.PCMLikeNoiseModel(prog_noise_scale=0.0)
+    drifted = chip(impl, w, plan, model, 3, t).flatten()  # same chip, no read noise
+    read = chip(impl, w, plan, model, 3, t, read_seed=8).flatten()
+    for k, level in enumerate([25.0, 10.0]):
+        sl = slice(k * n, (k + 1) * n)
+        z = (read[sl] - drifted[sl]) / (drifted[sl] * read_sigma(level, t))
+        assert_mean(z, 0.0, 1.0)
+        assert_std(z, 1.0)
+    louder = chip(impl, w, plan, ac.PCMLikeNoiseModel(prog_noise_scale=0.0, read_noise_scale=2.0),
+                  3, t, read_seed=8).flatten()
+    assert_std((louder[:n] - drifted[:n]) / (drifted[:n] * read_sigma(25.0, t)), 2.0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_chip_is_defined_by_weights_and_seed(impl: str) -> None:
+    w = torch.randn(2, 37, 45) * 0.1
+    plan = TilePlan(2, (20, 25), (17, 20))
+    model = ac.PCMLikeNoiseModel()
+    a = chip(impl, w, plan, model, 4, T_DAY)
+    assert torch.equal(a, chip(impl, w, plan, model, 4, T_DAY))  # same chip at every call
+    assert not torch.equal(a, chip(impl, w, plan, model, 5, T_DAY))  # new seed, new chip
+    r1 = chip(impl, w, plan, model, 4, T_DAY, read_seed=1)
+    assert torch.equal(r1, chip(impl, w, plan, model, 4, T_DAY, read_seed=1))
+    assert not torch.equal(r1, chip(impl, w, plan, model, 4, T_DAY, read_seed=2))
+    # the programmed chip (t = 0) is the drifted one at t -> 0
+    p0 = chip(impl, w, plan, model, 4, 0.0)
+    torch.testing.assert_close(chip(impl, w, plan, model, 4, 1e-6), p0, rtol=1e-5, atol=1e-6)
+    assert p0.dtype == w.dtype and p0.shape == w.shape
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_per_tile_conductance_scale(impl: str) -> None:
+    """Each tile maps its own max|W| to g_max: with only drift, a tile of 0.25s drifts as a
+    tile of 1s (same conductances, same exponent statistics)."""
+    w = torch.ones(1, 2, 4000)
+    w[:, :, 2000:] = 0.25
+    plan = TilePlan.build(4000, 2, 2000, 0)
+    model = ac.PCMLikeNoiseModel(prog_noise_scale=0.0)
+    ratio = chip(impl, w, plan, model, 0, T_DAY) / w
+    a, b = ratio[..., :2000], ratio[..., 2000:]
+    mean_nu, std_nu = folded_normal_moments(*drift_mu_sd(25.0))
+    span = math.log((T_DAY + 20.0) / 20.0)
+    for part in (a, b):
+        assert_mean(-torch.log(part.double()) / span, mean_nu, std_nu)
+
+
+@pytest.mark.skipif(not CPP_ACTIVE, reason="C++ kernels not active")
+def test_cpp_is_independent_of_the_thread_count_and_layout() -> None:
+    w = torch.randn(3, 131, 517) * 0.1  # sizes not multiples of the kernel's blocks
+    plan = TilePlan(3, (256, 261), (64, 67))
+    model = ac.PCMLikeNoiseModel()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
+        torch.set_num_threads(max(2, threads))
+        many = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+    # other dtypes compute in float32 and come back in their own
+    d = chip("cpp", w.double(), plan, model, 9, 3600.0, read_seed=2)
+    assert d.dtype == torch.float64
+    torch.testing.assert_close(d.float(), one, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_tile_and_no_noise(impl: str) -> None:
+    w = torch.zeros(1, 4, 6)
+    w[0, :, 3:] = torch.tensor([0.5, -1.0, 0.25])
+    plan = TilePlan(1, (3, 3), (4,))
+    quiet = ac.PCMLikeNoiseModel(prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0)
+    out = chip(impl, w, plan, quiet, 1, T_DAY, read_seed=3)
+    torch.testing.assert_close(out, w, rtol=1e-6, atol=1e-7)
+    assert bool(torch.isfinite(chip(impl, w, plan, ac.PCMLikeNoiseModel(), 1, T_DAY, 3)).all())
+
+
+def test_opcheck() -> None:
+    w = torch.randn(2, 9, 13) * 0.1
+    args = (w, [6, 7], [4, 5], torch.tensor(3), 3600.0, True, torch.tensor(4))
+    kw = chip_ops.model_args(ac.PCMLikeNoiseModel())
+    torch.library.opcheck(torch.ops.analog.pcm_chip.default, args, kw)
+    torch.library.opcheck(torch.ops.analog.pcm_chip.default,
+                          (w, [13], [9], torch.tensor(3), 0.0, False, torch.tensor(0)), kw)
+
+
+def test_tile_array_routes_through_the_op() -> None:
+    from analog_compiler.runtime import TileArray
+
+    rc = ac.InferenceRPUConfig()
+    arr = TileArray(20, 30, rc).eval()
+    arr.set_logical_weights(torch.randn(1, 20, 30) * 0.1)
+    arr.program(seed=5)
+    expected = chip_ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, 0.0)
+    assert torch.equal(arr.current_weight, expected)
+    arr.drift(T_DAY)
+    quiet = chip_ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, T_DAY)
+    # read noise only: within a few read sigmas of the drifted chip
+    assert float((arr.current_weight - quiet).abs().max()) < 0.2 * float(quiet.abs().max())
