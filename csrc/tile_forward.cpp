@@ -7,7 +7,8 @@
 // accumulation). Vectors that clipped are gathered and redone with the input halved (bound
 // management) inside the task, round after round, on a smaller GEMM. Random numbers come from
 // Philox keyed by (element, vector, tile, round, stream): reproducible per seed, independent of
-// the number of threads.
+// the number of threads. The per-row periphery (DAC, output noise + ADC, accumulation) lives in
+// tile_periphery.h; this file holds the GEMM wrappers, the blocked driver and the op entry.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -17,124 +18,7 @@
 
 #include "rng.h"
 #include "tile_kernels.h"
-
-namespace analog {
-namespace {
-
-enum { kNmNone = 0, kNmAbsMax = 1, kNmConstant = 2, kNmAverageAbsMax = 3 };
-enum { kWnNone = 0, kWnAdditive = 1, kWnPcmRead = 2 };
-enum { kOutNormal = 0, kOutUniform = 1, kInNormal = 2, kInUniform = 3 };
-
-struct Io {
-  bool perfect;
-  int64_t nm_type;
-  double nm_thres, inp_bound, inp_step;
-  bool inp_sto;
-  double inp_noise, out_bound, out_step;
-  bool out_sto;
-  double out_noise;
-  int64_t wn_type;
-  double w_noise;
-  int64_t bm_rounds;
-  bool pcm() const { return wn_type == kWnPcmRead && w_noise > 0; }
-  bool additive() const { return wn_type == kWnAdditive && w_noise > 0; }
-};
-
-inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }
-
-// DAC of one input segment: round(x / ar / step) * step, clip to +-inp_bound, + input noise.
-template <typename T>
-void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, uint32_t vec,
-             uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
-  const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
-  if (io.inp_step > 0 && io.inp_sto) {
-    fill_uniform(ubuf, len, vec, tile, stream(round, kInUniform), key);
-    for (int64_t k = 0; k < len; ++k)
-      out[k] = std::floor(x[k] / ar / step + static_cast<T>(ubuf[k])) * step;
-  } else if (io.inp_step > 0) {
-    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint(x[k] / ar / step) * step;
-  } else {
-    for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
-  }
-  for (int64_t k = 0; k < len; ++k) out[k] = std::min(std::max(out[k], -bound), bound);
-  if (io.inp_noise > 0) {
-    fill_normal(nbuf, len, vec, tile, stream(round, kInNormal), key);
-    const T s = static_cast<T>(io.inp_noise);
-    for (int64_t k = 0; k < len; ++k) out[k] += s * static_cast<T>(nbuf[k]);
-  }
-}
-
-template <typename T>
-T row_norm(const T* v, int64_t len) {
-  T acc = 0;
-  for (int64_t k = 0; k < len; ++k) acc += v[k] * v[k];
-  return std::sqrt(acc);
-}
-
-// Output pass of one vector of one tile, in place: read noise and output noise (one normal with
-// the summed variance), ADC, clip test. Writes keep = !clipped when asked; returns any clip.
-template <typename T>
-bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey key, uint32_t vec,
-             uint32_t tile, int64_t round, float* nbuf, float* ubuf, bool* keep) {
-  const T on = static_cast<T>(io.out_noise), wn = static_cast<T>(io.w_noise);
-  if (io.out_noise > 0 || io.pcm() || io.additive()) {
-    fill_normal(nbuf, len, vec, tile, stream(round, kOutNormal), key);
-    if (var != nullptr) {
-      for (int64_t k = 0; k < len; ++k) {
-        const T sw2 = wn * wn * std::max(var[k], T(0));
-        v[k] += std::sqrt(sw2 + on * on) * static_cast<T>(nbuf[k]);
-      }
-    } else {
-      const T sd = std::sqrt(add_std * add_std + on * on);
-      for (int64_t k = 0; k < len; ++k) v[k] += sd * static_cast<T>(nbuf[k]);
-    }
-  }
-  const T step = static_cast<T>(io.out_step);
-  if (io.out_step > 0 && io.out_sto) {
-    fill_uniform(ubuf, len, vec, tile, stream(round, kOutUniform), key);
-    for (int64_t k = 0; k < len; ++k)
-      v[k] = std::floor(v[k] / step + static_cast<T>(ubuf[k])) * step;
-  } else if (io.out_step > 0) {
-    for (int64_t k = 0; k < len; ++k) v[k] = std::nearbyint(v[k] / step) * step;
-  }
-  if (io.out_bound <= 0) {
-    if (keep != nullptr) std::fill(keep, keep + len, true);
-    return false;
-  }
-  const T bound = static_cast<T>(io.out_bound);
-  int hits = 0;
-  for (int64_t k = 0; k < len; ++k) {
-    const bool h = std::abs(v[k]) >= bound;
-    hits |= h;
-    v[k] = std::min(std::max(v[k], -bound), bound);
-  }
-  if (keep != nullptr)
-    for (int64_t k = 0; k < len; ++k) keep[k] = std::abs(v[k]) < bound;
-  return hits != 0;
-}
-
-// y (=|+=) (v * ar) * scale, or 0 for a vector whose noise-management alpha was 0.
-template <typename T>
-void accumulate(T* y, const T* v, int64_t len, T ar, const T* scale, bool first, bool zero) {
-  if (zero) {
-    if (first) std::fill(y, y + len, T(0));
-    return;
-  }
-  if (scale != nullptr) {
-    if (first)
-      for (int64_t k = 0; k < len; ++k) y[k] = v[k] * ar * scale[k];
-    else
-      for (int64_t k = 0; k < len; ++k) y[k] += v[k] * ar * scale[k];
-  } else {
-    if (first)
-      for (int64_t k = 0; k < len; ++k) y[k] = v[k] * ar;
-    else
-      for (int64_t k = 0; k < len; ++k) y[k] += v[k] * ar;
-  }
-}
-
-}  // namespace
-}  // namespace analog
+#include "tile_periphery.h"
 
 // Fortran BLAS, as exported by the BLAS that torch links (MKL or OpenBLAS); weak, so a torch
 // without them still loads this library and takes the ATen path below.
@@ -149,6 +33,8 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 
 namespace analog {
 namespace {
+
+using namespace periphery;  // Io, dac_row, out_row, accumulate (tile_periphery.h)
 
 template <typename T>
 void gemm_aten(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
