@@ -164,15 +164,20 @@ class TileArray(nn.Module):
         hwa.reset_out_scaling(self)  # HWA: learned output scales back to 1 (aihwkit)
         self.reset_programming()
 
+    def apply_weight_scaling(self, weight: Tensor) -> Tensor:
+        """Tile weights ``[G, out_g, in_g]`` -> logical weights: times the mapping scales and
+        the learned output scales (HWA), when the array has them."""
+        if self.uses_mapping_scales:
+            weight = weight * expand_row_values(self.mapping_scales, self.plan)
+        return hwa.apply_out_scaling(self, weight)
+
     def logical_weights(self, apply_weight_scaling: bool = True, current: bool = False) -> Tensor:
         """``[G, out_g, in_g]`` target (or, with ``current``, the chip's) weights, times the
-        mapping scales when ``apply_weight_scaling``."""
+        digital scales when ``apply_weight_scaling``."""
         w = self.current_weight if current and self.is_programmed else self.weight
         w = w.detach()
-        if apply_weight_scaling and self.uses_mapping_scales:
-            w = w * expand_row_values(self.mapping_scales, self.plan)
         if apply_weight_scaling:
-            w = hwa.apply_out_scaling(self, w)  # HWA: learned output scales
+            w = self.apply_weight_scaling(w)
         return w.clone()
 
     def effective_weights(self, current: bool = True) -> Tensor:

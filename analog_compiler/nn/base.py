@@ -112,10 +112,8 @@ class AnalogLayerBase(nn.Module):
             t = max(float(arr.t_inference), 0.0)
             chip = arr.read_chip(t)
             w = chip if chip is not None else arr.current_weight
-            if apply_weight_scaling and arr.uses_mapping_scales:
-                from ..runtime.programming import expand_row_values
-
-                w = w * expand_row_values(arr.mapping_scales, arr.plan)
+            if apply_weight_scaling:
+                w = arr.apply_weight_scaling(w)
         else:
             w = arr.logical_weights(apply_weight_scaling=apply_weight_scaling)
         bias = arr.bias.detach().clone() if arr.bias is not None else None

@@ -174,6 +174,24 @@ def test_realistic_read_write() -> None:
     assert not type(layer).realistic_read_write  # a per-layer switch, off by default
 
 
+def test_realistic_read_applies_every_digital_scale() -> None:
+    # Mapping scales and learned output scales multiply the chip's weights in a realistic read,
+    # as they do in the exact read and in the forward.
+    torch.manual_seed(0)
+    rc = ac.InferenceRPUConfig(mapping=ac.MappingParameter(
+        weight_scaling_omega=1.0, weight_scaling_columnwise=True, learn_out_scaling=True,
+        out_scaling_columnwise=True))
+    layer = ac.AnalogLinear(24, 8, rpu_config=rc)
+    with torch.no_grad():
+        layer.analog_module.out_scaling_alpha.copy_(torch.linspace(0.5, 2.0, 8))
+    exact, _ = layer.get_weights(force_exact=True)
+    layer.realistic_read_write = True
+    reads = torch.stack([layer.get_weights()[0] for _ in range(20)])
+    # programming noise is a few percent of each row's max; the row scales must be there
+    row_ratio = reads.mean(0).abs().amax(1) / exact.abs().amax(1)
+    assert torch.all((row_ratio > 0.8) & (row_ratio < 1.25)), row_ratio
+
+
 # ------------------------------------------------------------------ tiles
 def test_tile_enumeration() -> None:
     layer = ac.AnalogLinear(1025, 600, rpu_config=scaled_config())
