@@ -16,6 +16,16 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
     double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
     int64_t bm_rounds, bool need_mask);
 
+at::Tensor tile_conv2d_cpu(
+    const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& out_scales,
+    const std::optional<at::Tensor>& bias, const at::Tensor& seed, at::IntArrayRef kernel,
+    at::IntArrayRef dilation, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef in_sizes,
+    at::IntArrayRef out_sizes, bool is_perfect, int64_t nm_type, double nm_thres,
+    double inp_bound, double inp_step, bool inp_sto_round, double inp_noise, double out_bound,
+    double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
+    int64_t bm_rounds);
+
 std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& mask,

@@ -95,6 +95,7 @@ at::Tensor im2col2d_cpu(const at::Tensor& x_in, at::IntArrayRef kernel, at::IntA
 
 TORCH_LIBRARY_IMPL(analog, CPU, m) {
   m.impl("tile_forward", &analog::tile_forward_cpu);
+  m.impl("tile_conv2d", &analog::tile_conv2d_cpu);
   m.impl("tile_backward", &analog::tile_backward_cpu);
   m.impl("im2col2d", &analog::im2col2d_cpu);
   m.impl("pcm_chip", &analog::pcm_chip_cpu);

@@ -104,6 +104,30 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
   return hits != 0;
 }
 
+// The same arithmetic on a transposed block xt[k * m + r] (vector r, element k), vectorised
+// across vectors: the DAC with deterministic rounding and no input noise (the per-vector
+// functions above serve the other settings), and the vector norms.
+template <typename T>
+void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, const Io& io) {
+  const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
+  for (int64_t k = 0; k < len; ++k) {
+    T* row = xt + k * m;
+    if (io.inp_step > 0)
+      for (int64_t r = 0; r < m; ++r)
+        row[r] = std::min(std::max(std::nearbyint(row[r] / ar[r] / step) * step, -bound), bound);
+    else
+      for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
+  }
+}
+
+template <typename T>
+void block_norm_t(const T* xt, int64_t m, int64_t len, T* norms) {
+  std::fill(norms, norms + m, T(0));
+  for (int64_t k = 0; k < len; ++k)
+    for (int64_t r = 0; r < m; ++r) norms[r] += xt[k * m + r] * xt[k * m + r];
+  for (int64_t r = 0; r < m; ++r) norms[r] = std::sqrt(norms[r]);
+}
+
 // y (=|+=) (v * ar) * scale, or 0 for a vector whose noise-management alpha was 0.
 template <typename T>
 void accumulate(T* y, const T* v, int64_t len, T ar, const T* scale, bool first, bool zero) {

@@ -16,7 +16,7 @@ import warnings
 import torch
 
 #: The ops of the ``analog`` namespace.
-OPS: tuple[str, ...] = ("tile_forward", "tile_backward", "im2col2d", "pcm_chip")
+OPS: tuple[str, ...] = ("tile_forward", "tile_backward", "tile_conv2d", "im2col2d", "pcm_chip")
 #: Devices ``backend()`` reports on, with the dispatch key a compiled kernel registers under.
 DEVICES: dict[str, str] = {"cpu": "CPU", "cuda": "CUDA"}
 _IMPL_NAMES: dict[str, str] = {"cpu": "cpp", "cuda": "cuda"}
@@ -69,7 +69,7 @@ def backend() -> dict[str, dict[str, str]]:
     >>> backend()["tile_forward"]["cpu"] in ("cpp", "reference")
     True
     """
-    from . import chip_ops, im2col  # noqa: F401  (define analog::pcm_chip, analog::im2col2d)
+    from . import chip_ops, conv_ops, im2col  # noqa: F401  (define the other ops)
 
     return {op: {dev: (_IMPL_NAMES[dev] if _has_kernel(op, key) else "reference")
                  for dev, key in DEVICES.items()} for op in OPS}

@@ -144,31 +144,3 @@ def test_signature_is_torch_plus_rpu_config(ndim: int) -> None:
     # positional use as with torch
     layer = ANALOG[ndim](2, 4, 3, 1, 1, 1, 2, False, "circular", PERFECT)
     assert layer.groups == 2 and layer.padding_mode == "circular" and layer.rpu_config is PERFECT
-
-
-def test_eval_conv2d_in_batch_chunks_equals_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    import analog_compiler.nn.conv as conv_module
-
-    torch.manual_seed(0)
-    rc = ac.InferenceRPUConfig(forward=quiet_io())
-    layer = ac.AnalogConv2d.from_digital(nn.Conv2d(3, 5, 3, padding=1, groups=1), rc).eval()
-    x = torch.randn(5, 3, 6, 6)
-    calls = []
-    arr_forward = layer.analog_module.forward
-    monkeypatch.setattr(layer.analog_module, "forward",
-                        lambda rows: calls.append(rows.shape[0]) or arr_forward(rows))
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 36 * 27 * 4)  # two images per call
-    with torch.no_grad():
-        chunked = layer(x)
-        assert calls == [72, 72, 36]
-        layer.train()  # training always sees the whole batch in one call
-        whole = layer(x)
-    assert calls[-1] == 5 * 36
-    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
-    # batch-statistic noise management is never chunked
-    layer.analog_module.rpu_config = ac.InferenceRPUConfig(
-        forward=quiet_io(noise_management="AVERAGE_ABS_MAX"))
-    layer.eval()
-    with torch.no_grad():
-        layer(x)
-    assert calls[-1] == 5 * 36

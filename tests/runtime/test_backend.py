@@ -31,7 +31,7 @@ def run_python(code: str, **env: str) -> dict:
 
 def test_backend_names_every_op_and_device() -> None:
     b = backend()
-    assert set(b) == {"tile_forward", "tile_backward", "im2col2d", "pcm_chip"}
+    assert set(b) == {"tile_forward", "tile_backward", "tile_conv2d", "im2col2d", "pcm_chip"}
     for per_device in b.values():
         assert set(per_device) == {"cpu", "cuda"}
         assert per_device["cpu"] in ("cpp", "reference")
@@ -45,6 +45,7 @@ def test_loaded_extension_serves_cpu() -> None:
     assert backend()["tile_forward"]["cpu"] == "cpp"
     assert backend()["tile_backward"]["cpu"] == "cpp"
     assert backend()["im2col2d"]["cpu"] == "cpp"
+    assert backend()["tile_conv2d"]["cpu"] == "cpp"
     assert backend()["pcm_chip"]["cpu"] == "cpp"
     if not torch.cuda.is_available():
         assert backend()["tile_forward"]["cuda"] == "reference"
