@@ -16,6 +16,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -131,12 +132,16 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
 
   // Phase 2: tasks over (group, output split, block of vectors); the block size depends on the
   // shapes only (large blocks: BLAS packs each tile once per block), so results do not depend
-  // on the thread count. Small problems run inline (no thread wake-up for batch-1 latency).
-  int64_t rb = getenv("AC_RB") ? atoi(getenv("AC_RB")) : 256;
+  // on the thread count or on which thread runs a task. Threads take tasks from a shared
+  // counter, so a thread slowed down (a busy core, more bound-management redos) does not hold
+  // the others up. Small problems run inline (no thread wake-up for batch-1 latency).
+  int64_t rb = 256;
   while (rb > 32 && G * n_out * ((N + rb - 1) / rb) < 4) rb /= 2;
   const int64_t n_blocks = (N + rb - 1) / rb, n_tasks = G * n_out * n_blocks;
   const int64_t macs = N * G * p.in_g * p.out_g;
-  const int64_t grain = macs < (int64_t{1} << 22) ? n_tasks : 1;
+  const int64_t workers =
+      macs < (int64_t{1} << 22) ? 1 : std::min<int64_t>(at::get_num_threads(), n_tasks);
+  std::atomic<int64_t> next_task{0};
   const T wn = static_cast<T>(io.w_noise);
   // The only nonzero column of a DAC'd vector (-1: none) or kDense: one-hot vectors (readouts
   // such as drift compensation's identity) read one weight column instead of a GEMM.
@@ -144,17 +149,17 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
   // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
   const bool block = Src::kBlockT && !io.perfect && !(io.inp_step > 0 && io.inp_sto) &&
                      io.inp_noise <= 0;
-  at::parallel_for(0, n_tasks, grain, [&](int64_t tb, int64_t te) {
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::vector<T> ybuf(rb * max_out), vbuf(io.pcm() ? rb * max_out : 0);
     std::vector<T> xb(io.perfect && src.kDirect ? 0 : rb * max_in);
     std::vector<T> xb2(io.pcm() ? rb * max_in : 0);
-    std::vector<T> norms(rb), ab(rb), ar(rb);
+    std::vector<T> norms(rb), ab(rb), ar(rb), inv(rb);
     std::vector<int32_t> onehot(rb, kDense);
     std::vector<T> xr, xr2;
     std::vector<float> nbuf(std::max(max_in, max_out) + 64), ubuf(nbuf.size());
     std::vector<int64_t> act, redo, next;
     std::vector<T> acc(P > 0 ? rb * max_out : 0);
-    for (int64_t t = tb; t < te; ++t) {
+    for (int64_t t = next_task++; t < n_tasks; t = next_task++) {
       const int64_t g = t / (n_out * n_blocks), j = (t / n_blocks) % n_out, blk = t % n_blocks;
       const int64_t n0 = blk * rb, m = std::min(N, n0 + rb) - n0;
       const int64_t so = p.out_sizes[j], oo = p.out_off[j];
@@ -193,7 +198,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
                 act.push_back(r);
               }
             }
-            dac_block_t(xt, m, si, ar.data(), io);
+            dac_block_t(xt, m, si, ar.data(), inv.data(), io);
             if (io.additive()) block_norm_t(xt, m, si, norms.data());
             gemm_nt(m, so, si, xt, m, w + woff, p.in_g, ybuf.data(), so, true);
             if (pcm) {

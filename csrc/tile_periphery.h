@@ -33,17 +33,19 @@ struct Io {
 
 inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }
 
-// DAC of one input segment: round(x / ar / step) * step, clip to +-inp_bound, + input noise.
+// DAC of one input segment: round(x * (1 / (ar * step))) * step, clip to +-inp_bound, + input
+// noise (one reciprocal per vector, then multiplies: the reference computes the same).
 template <typename T>
 void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, uint32_t vec,
              uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
+  const T inv = T(1) / (ar * step);
   if (io.inp_step > 0 && io.inp_sto) {
     fill_uniform(ubuf, len, vec, tile, stream(round, kInUniform), key);
     for (int64_t k = 0; k < len; ++k)
-      out[k] = std::floor(x[k] / ar / step + static_cast<T>(ubuf[k])) * step;
+      out[k] = std::floor(x[k] * inv + static_cast<T>(ubuf[k])) * step;
   } else if (io.inp_step > 0) {
-    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint(x[k] / ar / step) * step;
+    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint(x[k] * inv) * step;
   } else {
     for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
   }
@@ -108,13 +110,14 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
 // across vectors: the DAC with deterministic rounding and no input noise (the per-vector
 // functions above serve the other settings), and the vector norms.
 template <typename T>
-void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, const Io& io) {
+void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, const Io& io) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
+  for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / (ar[r] * step);
   for (int64_t k = 0; k < len; ++k) {
     T* row = xt + k * m;
     if (io.inp_step > 0)
       for (int64_t r = 0; r < m; ++r)
-        row[r] = std::min(std::max(std::nearbyint(row[r] / ar[r] / step) * step, -bound), bound);
+        row[r] = std::min(std::max(std::nearbyint(row[r] * inv[r]) * step, -bound), bound);
     else
       for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
   }

@@ -6,7 +6,8 @@ gathered into a padded ``[groups, n_in, n_out, tile_rows, tile_cols]`` view, so 
 does every tile; only bound management loops, over its halving rounds.
 
 Forward of tile ``(g, i, j)`` for input vector ``x_i`` (columns of split ``i``):
-noise management (alpha per vector) -> DAC (``round(x / (alpha * red) / step) * step``, clip to
+noise management (alpha per vector) -> DAC (``round(x * (1 / (alpha * red * step))) * step``:
+one reciprocal per vector, then multiplies, as the compiled kernels compute it; clip to
 ``+-inp_bound``, + input noise) -> MVM -> weight read noise -> output noise -> ADC (round, clip to
 ``+-out_bound``) -> ITERATIVE bound management (vectors whose output clipped are redone with
 ``red`` doubled, per vector and tile) -> ``* alpha * red``. Then ``* out_scales`` per tile and
@@ -42,6 +43,18 @@ def _quantize(v: Tensor, step: float, sto_round: bool, gen: torch.Generator) -> 
         noise = torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype)
         return torch.floor(v / step + noise) * step
     return torch.round(v / step) * step
+
+
+def _dac(x: Tensor, scale: Tensor, step: float, sto_round: bool,
+         gen: torch.Generator) -> Tensor:
+    """``x / scale`` quantized to ``step``: ``round(x * (1 / (scale * step))) * step``."""
+    if step <= 0:
+        return x / scale
+    v = x * (1.0 / (scale * step))
+    if sto_round:
+        noise = torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype)
+        return torch.floor(v + noise) * step
+    return torch.round(v) * step
 
 
 def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tensor | None,
@@ -99,7 +112,7 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
         w_abs_t = wt.abs() if w_noise_type == WN_PCM_READ and w_noise > 0 else None
 
         def mvm(red: float) -> Tensor:
-            xs = _quantize(xp / (alpha * red), inp_step, inp_sto_round, gen)
+            xs = _dac(xp, alpha * red, inp_step, inp_sto_round, gen)
             xs = xs.clamp(-inp_bound, inp_bound)
             if inp_noise > 0:
                 xs = xs + inp_noise * torch.randn(xs.shape, generator=gen, device=dev,

@@ -17,6 +17,16 @@ def _quant(v: Tensor, step: float) -> Tensor:
     return v if step <= 0 else torch.round(v / step) * step
 
 
+def _dac(x: Tensor, scale: float, step: float) -> Tensor:
+    """``x / scale`` on the DAC grid, as documented: ``round(x * (1 / (scale * step))) * step``
+    in the input's precision (a halved input can land exactly on a half step, so the order of
+    the operations decides the rounding)."""
+    if step <= 0:
+        return x / scale
+    s = torch.tensor(scale, dtype=x.dtype) * step
+    return torch.round(x * (1.0 / s)) * step
+
+
 def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: list[int],
                    out_sizes: list[int], out_scales: Tensor | None = None,
                    bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -62,7 +72,7 @@ def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: lis
                             continue  # an all-zero vector gives 0
                         red = 1.0
                         while True:
-                            xs = _quant(xv / (alpha * red), in_step)
+                            xs = _dac(xv, alpha * red, in_step)
                             xs = xs.clamp(-io.inp_bound, io.inp_bound)
                             yv = _quant(w @ xs, out_step)
                             if io.out_bound > 0:

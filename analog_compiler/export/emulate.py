@@ -6,7 +6,7 @@ the ONNX file computes what the analog chip computes without noise, not only wit
 per input split ``i`` of each group (one MatMul per split, partial sums added in float):
 noise management (``ABS_MAX``: alpha = max|x| of the split per vector, capped by ``nm_thres``;
 ``AVERAGE_ABS_MAX``: its batch mean; ``CONSTANT``: ``nm_thres``; ``NONE``: 1) -> DAC
-(``Round(x / alpha / step) * step``, ``Clip`` to ``+-inp_bound``) -> MatMul with the chip's
+(``Round(x * (1 / (alpha * step))) * step``, ``Clip`` to ``+-inp_bound``) -> MatMul with the chip's
 (programmed / drifted) tile weights -> ADC (``Round``/``Clip`` to ``+-out_bound``) ->
 ``ITERATIVE`` bound management, unrolled (each extra round recomputes the split with the input
 halved and keeps it, per vector and output tile, where the previous round clipped) -> ``* alpha``
@@ -100,9 +100,10 @@ class EmulatedTileArray(nn.Module):
 
     def _mvm(self, x: Tensor, w: Tensor, alpha: Tensor, red: float) -> tuple[Tensor, Tensor]:
         """One DAC -> MatMul -> ADC pass with input reduction ``red``: ``(y, clipped)``."""
-        xs = x / (alpha * red)
-        if self.inp_step > 0:
-            xs = torch.round(xs / self.inp_step) * self.inp_step
+        if self.inp_step > 0:  # as the kernels: one reciprocal per vector, then multiplies
+            xs = torch.round(x * (1.0 / (alpha * red * self.inp_step))) * self.inp_step
+        else:
+            xs = x / (alpha * red)
         xs = xs.clamp(-self.inp_bound, self.inp_bound)
         out = torch.matmul(xs, w)
         if self.out_step > 0:
