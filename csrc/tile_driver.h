@@ -230,10 +230,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
             if (io.additive()) norms[r] = row_norm(xq, si);
             if (pcm)
               for (int64_t k = 0; k < si; ++k) xb2[r * si + k] = xq[k] * xq[k];
-            int32_t nz = -1;
-            for (int64_t k = 0; k < si && nz != kDense; ++k)
-              if (xq[k] != T(0)) nz = nz == -1 ? static_cast<int32_t>(k) : kDense;
-            onehot[r] = nz;
+            onehot[r] = sole_nonzero(xq, si);  // kDense (-2) when two or more
           }
           if (io.perfect) {
             std::fill(onehot.begin(), onehot.end(), kDense);
@@ -266,15 +263,24 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
           }
           gemm_nt(nd, so, si, a1, nd < m ? si : lda, w + woff, p.in_g, ybuf.data(), so);
           if (pcm) gemm_nt(nd, so, si, a2, si, wabs + woff, p.in_g, vbuf.data(), so);
-          // One-hot vectors: weight row by weight row (contiguous reads), one column each.
-          for (int64_t o = 0; o < so && nd < na; ++o) {
-            const T* wrow = w + woff + o * p.in_g;
-            const T* arow = pcm ? wabs + woff + o * p.in_g : nullptr;
-            for (int64_t q = nd; q < na; ++q) {
-              const int32_t k = onehot[act[q]];
-              const T xk = k < 0 ? T(0) : xb[act[q] * si + k];
-              ybuf[q * so + o] = k < 0 ? T(0) : xk * wrow[k];
-              if (pcm) vbuf[q * so + o] = k < 0 ? T(0) : (xk * xk) * arow[k];
+          // One-hot vectors: one weight column each, written as a contiguous output row (the
+          // column's values, a weight row apart, come from L2; writing an output column instead
+          // strides by the tile width, which thrashes one cache set).
+          for (int64_t q = nd; q < na; ++q) {
+            const int32_t k = onehot[act[q]];
+            T* yq = ybuf.data() + q * so;
+            T* vq = pcm ? vbuf.data() + q * so : nullptr;
+            if (k < 0) {
+              std::fill(yq, yq + so, T(0));
+              if (pcm) std::fill(vq, vq + so, T(0));
+              continue;
+            }
+            const T xk = xb[act[q] * si + k];
+            const T* wcol = w + woff + k;
+            for (int64_t o = 0; o < so; ++o) yq[o] = xk * wcol[o * p.in_g];
+            if (pcm) {
+              const T* acol = wabs + woff + k;
+              for (int64_t o = 0; o < so; ++o) vq[o] = (xk * xk) * acol[o * p.in_g];
             }
           }
         }

@@ -57,6 +57,27 @@ void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, ui
   }
 }
 
+// The only nonzero position of v, -1 when all are zero, -2 when two or more are nonzero.
+// Dense vectors stop at their second nonzero; one-hot ones (identity readouts) are scanned in
+// chunks of 16 that vectorise, not value by value.
+template <typename T>
+int32_t sole_nonzero(const T* v, int64_t len) {
+  int64_t k0 = 0;
+  for (; k0 + 16 <= len; k0 += 16) {
+    int any = 0;
+    for (int j = 0; j < 16; ++j) any |= v[k0 + j] != T(0);
+    if (any) break;
+  }
+  while (k0 < len && v[k0] == T(0)) ++k0;
+  if (k0 == len) return -1;
+  int64_t k = k0 + 1;
+  for (const int64_t stop = std::min(len, k0 + 16); k < stop; ++k)
+    if (v[k] != T(0)) return -2;
+  int any = 0;
+  for (; k < len; ++k) any |= v[k] != T(0);
+  return any ? -2 : static_cast<int32_t>(k0);
+}
+
 template <typename T>
 T row_norm(const T* v, int64_t len) {
   T acc = 0;

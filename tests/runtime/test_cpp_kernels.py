@@ -385,3 +385,39 @@ def test_analog_conv2d_rows_unchanged() -> None:
         y = layer(x)
     torch.testing.assert_close(y, ref.view(2, 5, 5, 6).permute(0, 3, 1, 2))
     torch.testing.assert_close(y, conv(x), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- sparse (one-hot) vectors
+def sparse_rows(in_g: int) -> Tensor:
+    """Rows with one nonzero (first/last column, chunk edges), two (same or different 16-wide
+    chunk, far apart), none, and dense rows in between."""
+    patterns = [[0], [15], [16], [in_g - 1], [3, 4], [0, 15], [0, 16], [5, 60], [in_g - 1, 0],
+                [], [33]]
+    x = torch.zeros(len(patterns) + 2, in_g)
+    for r, cols in enumerate(patterns):
+        for c in cols:
+            x[r, c] = 0.5 + 0.1 * c
+    x[-2:] = torch.randn(2, in_g, generator=torch.Generator().manual_seed(1))
+    return x
+
+
+def test_one_hot_and_sparse_vectors_match_reference() -> None:
+    """Vectors with a single nonzero (identity readouts) take the weight-column path of the C++
+    kernel, vectors with two or more the GEMM; both equal the reference."""
+    p = problem(n=13, in_sizes=(40, 30), out_sizes=(9, 8), scales=True, bias=True)
+    p["x"] = sparse_rows(70)
+    y, keep = run_cpp(p)
+    y_ref, keep_ref = run_ref(p)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    assert torch.equal(keep, keep_ref)
+
+
+def test_one_hot_vectors_get_pcm_read_noise_of_their_column() -> None:
+    """PCM read noise on the weight-column path: std w_noise * |x_k| * sqrt(|W[:, k]|) per
+    output (one tile, no quantization or clipping, so the std is known in closed form)."""
+    p = problem(n=70, in_sizes=(70,), out_sizes=(50,), wscale=0.5)
+    p["x"] = torch.eye(70) * 0.8
+    kw = dict(out_noise=0.0, w_noise_type=WN_PCM, w_noise=0.2, inp_step=0.0, out_step=0.0,
+              bm_rounds=0, out_bound=0.0, need_mask=False)
+    sd = 0.8 * 0.2 * p["weight"][0].abs().t().sqrt()  # alpha (0.8) * w_noise * sqrt(|w| * 1^2)
+    check_standard_normal(standardized_residuals(run_cpp, p, sd, reps=4, **kw))
