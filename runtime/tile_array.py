@@ -101,7 +101,17 @@ class TileArray(nn.Module):
     @rpu_config.setter
     def rpu_config(self, value: InferenceRPUConfig | FloatingPointRPUConfig) -> None:
         self._rpu_config = value
-        self._io = kernel_io(value.forward)
+        self._io_cache: tuple[int, dict[str, Any]] | None = None
+
+    @property
+    def _io(self) -> dict[str, Any]:
+        """The kernel arguments of ``rpu_config.forward``, re-derived when it changed (fields
+        assigned after construction, or a new ``forward`` object)."""
+        io = self._rpu_config.forward
+        cache = self._io_cache
+        if cache is None or cache[0] != io.revision:
+            cache = self._io_cache = (io.revision, kernel_io(io))
+        return cache[1]
 
     @property
     def is_programmed(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 import json
 import math
 import typing
@@ -21,8 +22,20 @@ C = TypeVar("C", bound="ConfigBase")
 CONFIG_REGISTRY: dict[str, type[ConfigBase]] = {}
 
 
+#: Source of config revisions: every field assignment takes the next number, so a revision
+#: identifies one state of one config object (the layers cache what they derive from it).
+_REVISIONS = itertools.count(1)
+_MISSING = object()
+
+
 class ConfigBase:
-    """Mixin for config dataclasses: ``to_dict``/``from_dict``/``to_json`` and field checks."""
+    """Mixin for config dataclasses: ``to_dict``/``from_dict``/``to_json`` and field checks.
+
+    Fields may be changed after construction, as aihwkit users do
+    (``rpu_config.forward.out_noise = 0.0``): the assignment is validated like the constructor's
+    arguments (an invalid value raises and leaves the field as it was; enum names are turned
+    into enums), and layers holding the config see the new value at their next forward.
+    """
 
     #: Bumped when a field changes meaning; ``from_dict`` accepts older versions it knows.
     config_version: ClassVar[int] = 1
@@ -32,6 +45,38 @@ class ConfigBase:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         CONFIG_REGISTRY[cls.__name__] = cls
+        check = cls.__dict__.get("__post_init__")
+        if check is not None:  # checks run with plain assignment; afterwards, assignments check
+            def post_init(self: Any, _check: Any = check) -> None:
+                object.__setattr__(self, "_config_ready", False)
+                _check(self)
+                object.__setattr__(self, "_config_ready", True)
+
+            post_init.__doc__ = check.__doc__
+            cls.__post_init__ = post_init  # type: ignore[attr-defined]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__
+        if state.get("_config_ready") and not name.startswith("_"):
+            old = state.get(name, _MISSING)
+            object.__setattr__(self, name, value)
+            try:
+                self.__post_init__()  # type: ignore[attr-defined]
+            except Exception:
+                if old is _MISSING:
+                    object.__delattr__(self, name)
+                else:
+                    object.__setattr__(self, name, old)
+                object.__setattr__(self, "_config_ready", True)
+                raise
+        else:
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_config_revision", next(_REVISIONS))
+
+    @property
+    def revision(self) -> int:
+        """Changes whenever a field of this config is assigned (not its nested configs')."""
+        return self.__dict__.get("_config_revision", 0)
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

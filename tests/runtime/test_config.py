@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 from analog_compiler.runtime import CONFIG_REGISTRY, ConfigBase
 from analog_compiler.runtime.config.io import resolution_step
 
@@ -156,3 +157,52 @@ def test_from_dict_rejects_bad_data() -> None:
         ac.IOParameters.from_dict("IOParameters")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="IOParameters.noise_management"):
         ac.IOParameters.from_dict({"noise_management": "NOPE"})
+
+
+# ---------------------------------------------------------------- changes after construction
+def test_assignment_is_validated_and_rolled_back_on_error() -> None:
+    io = ac.IOParameters()
+    io.noise_management = "AVERAGE_ABS_MAX"  # names become enums, as in the constructor
+    assert io.noise_management is ac.NoiseManagementType.AVERAGE_ABS_MAX
+    with pytest.raises(ValueError, match=r"IOParameters\.out_noise"):
+        io.out_noise = -0.5
+    assert io.out_noise == 0.06  # unchanged
+    with pytest.raises(ValueError, match="noise_management"):
+        io.noise_management = "NOT_A_MODE"
+    assert io.noise_management is ac.NoiseManagementType.AVERAGE_ABS_MAX
+    with pytest.raises(TypeError, match=r"InferenceRPUConfig\.forward"):
+        ac.InferenceRPUConfig().forward = "fast"  # type: ignore[assignment]
+    # cross-field checks see the new value too
+    with pytest.raises(ValueError, match="nm_thres"):
+        io.noise_management = "CONSTANT"  # needs nm_thres > 0
+    assert io.noise_management is ac.NoiseManagementType.AVERAGE_ABS_MAX
+
+
+def test_revision_changes_with_every_assignment_only() -> None:
+    io = ac.IOParameters()
+    r0 = io.revision
+    assert io.revision == r0
+    io.out_noise = 0.0
+    r1 = io.revision
+    assert r1 != r0
+    with pytest.raises(ValueError):
+        io.out_noise = -1.0
+    assert io.out_noise == 0.0
+    other = ac.IOParameters()
+    assert other.revision not in (r0, r1)  # a new object never repeats a revision
+
+
+def test_layers_see_config_changes_made_after_they_were_built() -> None:
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(24, 8, rpu_config=ac.InferenceRPUConfig()).eval()
+    x = torch.randn(5, 24)
+    with torch.no_grad():
+        assert not torch.equal(layer(x), layer(x))  # output noise
+        layer.analog_module.rpu_config.forward.is_perfect = True  # the aihwkit idiom
+        ideal = x @ layer.get_weights()[0].t() + layer.get_weights()[1]
+        torch.testing.assert_close(layer(x), ideal, rtol=1e-5, atol=1e-5)
+        layer.analog_module.rpu_config.forward = ac.IOParameters(out_noise=0.0, inp_res=-1,
+                                                                 out_res=-1, out_bound=0.0)
+        torch.testing.assert_close(layer(x), ideal, rtol=1e-5, atol=1e-5)
+        layer.analog_module.rpu_config.forward.inp_res = 1 / 2  # 3 DAC levels: far from ideal
+        assert (layer(x) - ideal).abs().max() > 0.05
