@@ -4,6 +4,10 @@ Each output position's receptive field (``C_in / groups * prod(kernel)`` values)
 vector of the tiles, as in aihwkit. Grouped and depthwise convolutions map every group onto its
 own tiles (``TileArray(groups=...)``). Non-zero padding modes are applied digitally before the
 tiles (``reflect``, ``replicate``, ``circular``).
+
+Inference of 1-D (as height-1 2-D) and 2-D convolutions runs ``analog::tile_conv2d``, which
+gathers the fields inside the tile kernel (zero padding included); training, HWA and 3-D
+convolutions feed the tiles the im2col rows. Both give the same numbers for the same seed.
 """
 
 from __future__ import annotations
@@ -117,14 +121,19 @@ class _AnalogConvNd(AnalogLayerBase):
                              f"{n} spatial dims], got shape {tuple(x_input.shape)}")
         pads = self._pad_amounts()
         inner = [0, 0]  # symmetric zero padding the 2-D tile kernel applies while gathering
-        if n == 2 and self.padding_mode == "zeros" and pads[0::2] == pads[1::2]:
-            inner, pads = [pads[2], pads[0]], [0] * 4
+        if n <= 2 and self.padding_mode == "zeros" and pads[0::2] == pads[1::2]:
+            inner, pads = ([pads[2], pads[0]] if n == 2 else [0, pads[0]]), [0] * (2 * n)
         if any(pads):
             mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
             x = F.pad(x, pads, mode=mode)
-        if n == 2:  # receptive fields gathered inside the tile kernel (analog::tile_conv2d)
-            y = self.analog_module.conv2d(x, list(self.kernel_size), list(self.dilation),
-                                          list(self.stride), inner)
+        if n <= 2:  # receptive fields gathered inside the tile kernel (analog::tile_conv2d);
+            # a 1-D convolution is a 2-D one over a height-1 image (same weight layout)
+            one = (1,) if n == 1 else ()
+            y = self.analog_module.conv2d(x.unsqueeze(2) if n == 1 else x,
+                                          list(one + self.kernel_size),
+                                          list(one + self.dilation), list(one + self.stride),
+                                          inner)
+            y = y.squeeze(2) if n == 1 else y
             return y.squeeze(0) if unbatched else y
         for d in range(n):
             span = self.dilation[d] * (self.kernel_size[d] - 1) + 1

@@ -156,11 +156,14 @@ def test_gradients_equal_the_rows_formulation(setting: str) -> None:
         assert 0 < (~keep).sum() < keep.numel()
 
 
-def test_layer_eval_uses_the_fused_op_and_equals_the_training_path() -> None:
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_layer_eval_uses_the_fused_op_and_equals_the_training_path(ndim: int) -> None:
+    """Conv2d, and Conv1d as a height-1 Conv2d, gather their fields in the kernel."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(6, 8, 3, padding=1, stride=2, groups=2)
-    layer = ac.AnalogConv2d.from_digital(conv, ac.InferenceRPUConfig()).eval()
-    x = torch.randn(4, 6, 11, 9)
+    digital, analog = (nn.Conv1d, ac.AnalogConv1d) if ndim == 1 else (nn.Conv2d, ac.AnalogConv2d)
+    conv = digital(6, 8, 3, padding=1, stride=2, groups=2, dilation=2 if ndim == 1 else 1)
+    layer = analog.from_digital(conv, ac.InferenceRPUConfig()).eval()
+    x = torch.randn(4, 6, 11, 9)[..., 0] if ndim == 1 else torch.randn(4, 6, 11, 9)
     calls: list[str] = []
     arr = layer.analog_module
     forward = arr.forward
