@@ -140,7 +140,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
   const int64_t n_blocks = (N + rb - 1) / rb, n_tasks = G * n_out * n_blocks;
   const int64_t macs = N * G * p.in_g * p.out_g;
   const int64_t workers =
-      macs < (int64_t{1} << 22) ? 1 : std::min<int64_t>(at::get_num_threads(), n_tasks);
+      macs < (int64_t{1} << 18) ? 1 : std::min<int64_t>(at::get_num_threads(), n_tasks);
   std::atomic<int64_t> next_task{0};
   const T wn = static_cast<T>(io.w_noise);
   // The only nonzero column of a DAC'd vector (-1: none) or kDense: one-hot vectors (readouts

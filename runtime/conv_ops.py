@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import im2col, ops  # noqa: F401  (ops: analog::tile_forward, the definition)
+from . import im2col, ops  # ops also defines analog::tile_forward, used below
 
 _lib = torch.library.Library("analog", "FRAGMENT")
 _IO_ARGS = ("is_perfect, int nm_type, float nm_thres, float inp_bound, float inp_step, "
@@ -117,8 +117,10 @@ def tile_conv2d(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tens
                 io: dict) -> Tensor:
     """Call ``analog::tile_conv2d`` with the kernel arguments of ``io`` (see
     ``runtime.tile_array.kernel_io``); ``padding`` is zero padding ``[ph, pw]``."""
-    return torch.ops.analog.tile_conv2d(x, weight, out_scales, bias, seed, list(kernel),
-                                        list(dilation), list(stride), list(padding),
-                                        list(in_sizes), list(out_sizes),
-                                        *(io[k] for k in IO_NAMES))
+    args = (x, weight, out_scales, bias, seed, list(kernel), list(dilation), list(stride),
+            list(padding), list(in_sizes), list(out_sizes), *(io[k] for k in IO_NAMES))
+    if ops.needs_autograd(x, weight, out_scales, bias):
+        return torch.ops.analog.tile_conv2d(*args)
+    with torch._C._AutoDispatchBelowAutograd():  # as ops.tile_forward: nothing to differentiate
+        return torch.ops.analog.tile_conv2d(*args)
 

@@ -85,8 +85,22 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
                  need_mask: bool) -> tuple[Tensor, Tensor]:
     """Call ``analog::tile_forward`` with the kernel arguments of ``io`` (see
     ``runtime.tile_array.kernel_io``)."""
+    if not need_mask and not needs_autograd(x, weight, out_scales, bias):
+        # Nothing to differentiate: skip the Python autograd kernel's checks and redispatch
+        # (tens of microseconds, most of a batch-1 layer's overhead). Traced code keeps the
+        # plain call, whose dispatch the compiler resolves at trace time.
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes,
+                                                 out_sizes, **io, need_mask=False)
     return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes, out_sizes,
                                          **io, need_mask=need_mask)
+
+
+def needs_autograd(*tensors: Tensor | None) -> bool:
+    """Whether a call on ``tensors`` must go through autograd (always True while compiling)."""
+    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+        return torch.compiler.is_compiling()
+    return any(t is not None and t.requires_grad for t in tensors)
 
 
 # After the schemas: the compiled CPU/CUDA kernels (if built) register for them.
