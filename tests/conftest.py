@@ -1,4 +1,5 @@
-"""Shared test set-up: make the test helpers in this folder (``analog_oracle``) importable."""
+"""Shared test set-up: make the test helpers in this folder (``analog_oracle``, ``pcm_formulas``,
+``cli_helpers``) importable."""
 
 import sys
 from pathlib import Path

@@ -6,6 +6,7 @@ import json
 import textwrap
 
 import pytest
+from cli_helpers import run_cli
 
 from analog_compiler.cli import main
 from analog_compiler.export import read_metadata, rpu_config_from_metadata
@@ -33,12 +34,6 @@ def models(tmp_path):
     path = tmp_path / "export_models.py"
     path.write_text(MODELS)
     return path
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_export_digital_factory_with_config_and_drift(models, tmp_path, capsys):

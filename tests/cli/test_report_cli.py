@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+from cli_helpers import run_cli
 
 import analog_compiler as ac
 from analog_compiler.cli import main
@@ -50,12 +51,6 @@ def models(tmp_path, monkeypatch):
     path.write_text(MODELS)
     monkeypatch.syspath_prepend(str(tmp_path))
     return path
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_report_py_path_with_outputs(models, tmp_path, capsys):

@@ -134,6 +134,14 @@ class Encoder(nn.Module):
         return self.cls(h.mean(1))
 
 
+def encoder_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens ``[2, 7]`` for ``Encoder`` and a padding mask hiding the last two of sample 1."""
+    tokens = torch.randint(0, 50, (2, 7))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[1, 5:] = True
+    return tokens, mask
+
+
 class TinyConv1D(nn.Module):
     """The structure of transformers.pytorch_utils.Conv1D: weight [in, out], attribute nf."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from compiler_models import Encoder
+from compiler_models import Encoder, encoder_inputs
 from torch import nn
 
 import analog_compiler as ac
@@ -94,9 +94,7 @@ def test_encoder_with_digital_attention_and_analog_feedforward_avoids_fused_path
     analog = ac.convert(model, IDEAL, policy={nn.MultiheadAttention: None})
     assert isinstance(analog.encoder.layers[0].self_attn, nn.MultiheadAttention)
     assert isinstance(analog.encoder.layers[0].linear1, ac.AnalogLinear)
-    tokens = torch.randint(0, 50, (2, 7))
-    mask = torch.zeros(2, 7, dtype=torch.bool)
-    mask[1, 5:] = True
+    tokens, mask = encoder_inputs()
     with torch.no_grad():  # eval + no_grad: where the fused kernel would read linear1.weight
         assert close(analog(tokens, mask), model(tokens, mask))
         assert close(analog(tokens), model(tokens))

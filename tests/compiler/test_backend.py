@@ -11,6 +11,7 @@ from compiler_models import (
     FunctionalLinear,
     GPT2Block,
     ResNetTiny,
+    encoder_inputs,
     randomize_batchnorm,
 )
 from torch import nn
@@ -103,9 +104,7 @@ def test_converted_model_compiles_fullgraph_with_inductor():
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_backend_maps_multihead_attention(ideal, batch_first):
     model = Encoder(batch_first).eval()
-    tokens = torch.randint(0, 50, (2, 7))
-    mask = torch.zeros(2, 7, dtype=torch.bool)
-    mask[1, 5:] = True
+    tokens, mask = encoder_inputs()
     compiled = torch.compile(model, backend="analog", options={"rpu_config": ideal})
     out = compiled(tokens, mask)  # grad mode: no fused encoder-layer kernel
     records = {(r.name, r.status) for r in last_conversion_log().records}

@@ -16,6 +16,7 @@ from compiler_models import (
     ResNetTiny,
     TinyConv1D,
     WithUntraceableBranch,
+    encoder_inputs,
     randomize_batchnorm,
 )
 from torch import nn
@@ -139,9 +140,7 @@ def test_inference_config_runs(noise):
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_transformer_encoder_with_multihead_attention(ideal, batch_first):
     model = Encoder(batch_first).eval()
-    tokens = torch.randint(0, 50, (2, 7))
-    mask = torch.zeros(2, 7, dtype=torch.bool)
-    mask[1, 5:] = True
+    tokens, mask = encoder_inputs()
     analog = ac.convert(model, ideal)
     attn = analog.encoder.layers[0].self_attn
     assert isinstance(attn, ac.AnalogMultiheadAttention)

@@ -13,6 +13,14 @@ import pytest
 import torch
 from analog_compiler.runtime import _ext, chip_ops
 from analog_compiler.runtime.tiling import TilePlan
+from pcm_formulas import (
+    assert_mean,
+    assert_std,
+    drift_mu_sd,
+    folded_normal_moments,
+    read_sigma,
+    sigma_prog,
+)
 from torch import Tensor
 
 import analog_compiler as ac
@@ -20,43 +28,7 @@ import analog_compiler as ac
 CPP_ACTIVE = ac.runtime.backend()["pcm_chip"]["cpu"] == "cpp"
 IMPLS = [pytest.param("cpp", marks=pytest.mark.skipif(
     not CPP_ACTIVE, reason=f"C++ kernels not active: {_ext.load_error()}")), "reference"]
-Z = 5.0  # sigmas of the estimator allowed
 T_DAY = 86400.0
-
-
-def assert_std(samples: Tensor, expected: float) -> None:
-    n = samples.numel()
-    got = samples.double().std().item()
-    assert abs(got - expected) <= Z * expected / math.sqrt(2 * n), (got, expected, n)
-
-
-def assert_mean(samples: Tensor, expected: float, sigma: float) -> None:
-    n = samples.numel()
-    got = samples.double().mean().item()
-    assert abs(got - expected) <= Z * sigma / math.sqrt(n), (got, expected, n)
-
-
-def sigma_prog(g: float) -> float:
-    r = g / 25.0
-    return 0.26348 + 1.9650 * r - 1.1731 * r * r
-
-
-def drift_mu_sd(g: float) -> tuple[float, float]:
-    lg = math.log(max(g / 25.0, 1e-7))
-    return (min(max(-0.0155 * lg + 0.0244, 0.049), 0.1),
-            min(max(-0.0125 * lg - 0.0059, 0.008), 0.045))
-
-
-def folded_normal_moments(mu: float, sd: float) -> tuple[float, float]:
-    """Mean and std of |N(mu, sd^2)|."""
-    phi = 0.5 * (1 + math.erf(-mu / (sd * math.sqrt(2))))
-    mean = sd * math.sqrt(2 / math.pi) * math.exp(-mu * mu / (2 * sd * sd)) + mu * (1 - 2 * phi)
-    return mean, math.sqrt(mu * mu + sd * sd - mean * mean)
-
-
-def read_sigma(g_prog: float, t: float) -> float:
-    q = min(0.0088 / max((g_prog / 25.0) ** 0.65, 1e-3), 0.2)
-    return q * math.sqrt(math.log((t + 20.0 + 250e-9) / (2 * 250e-9)))
 
 
 def chip(impl: str, w: Tensor, plan: TilePlan, model: ac.PCMLikeNoiseModel, seed: int,

@@ -16,6 +16,15 @@ def _rc(columnwise: bool, omega: float = 0.0) -> ac.InferenceRPUConfig:
                                     max_output_size=2))
 
 
+def _scaled_layer() -> tuple[ac.AnalogLinear, torch.Tensor]:
+    """An eval layer with per-column learned output scales 0.5, 2, 3 and an input batch."""
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(5, 3, rpu_config=_rc(True, omega=1.0)).eval()
+    with torch.no_grad():
+        layer.analog_module.out_scaling_alpha.copy_(torch.tensor([0.5, 2.0, 3.0]))
+    return layer, torch.randn(4, 5)
+
+
 def test_parameter_only_when_enabled() -> None:
     assert "analog_module.out_scaling_alpha" not in ac.AnalogLinear(4, 3).state_dict()
     col = ac.AnalogLinear(4, 3, rpu_config=_rc(True))
@@ -63,11 +72,7 @@ def test_scales_change_in_training() -> None:
 
 
 def test_to_digital_and_checkpoint_include_the_scales() -> None:
-    torch.manual_seed(0)
-    layer = ac.AnalogLinear(5, 3, rpu_config=_rc(True, omega=1.0)).eval()
-    with torch.no_grad():
-        layer.analog_module.out_scaling_alpha.copy_(torch.tensor([0.5, 2.0, 3.0]))
-    x = torch.randn(4, 5)
+    layer, x = _scaled_layer()
     digital = ac.AnalogLinear.to_digital(layer)
     torch.testing.assert_close(digital(x), layer(x))
     fresh = ac.AnalogLinear(5, 3)
@@ -76,11 +81,7 @@ def test_to_digital_and_checkpoint_include_the_scales() -> None:
 
 
 def test_get_set_weights_round_trip_folds_the_scales() -> None:
-    torch.manual_seed(0)
-    layer = ac.AnalogLinear(5, 3, rpu_config=_rc(True, omega=1.0)).eval()
-    with torch.no_grad():
-        layer.analog_module.out_scaling_alpha.copy_(torch.tensor([0.5, 2.0, 3.0]))
-    x = torch.randn(4, 5)
+    layer, x = _scaled_layer()
     y = layer(x)
     w, b = layer.get_weights()
     torch.testing.assert_close(x @ w.T + b, y)
