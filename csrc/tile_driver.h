@@ -175,7 +175,6 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
         // every output split). Vectors with alpha = 0 give 0: without a mask to fill, they
         // skip the output pass (and, per vector, the GEMM).
         act.clear();
-        const bool full = block;  // ybuf holds every vector of the block, not just act's
         int64_t na = 0;
         if constexpr (Src::kBlockT) {
           if (block) {
@@ -208,7 +207,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
             na = static_cast<int64_t>(act.size());
           }
         }
-        if (!full) {
+        if (!block) {
           for (int64_t r = 0; r < m; ++r) {
             const int64_t v = n0 + r;
             if (io.perfect) {
@@ -286,7 +285,8 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
         }
         redo.clear();
         for (int64_t q = 0; q < na; ++q) {
-          const int64_t r = act[q], v = n0 + r, yq = full ? r : q;
+          // the block path's GEMM covers every vector of the block, the other one act's only
+          const int64_t r = act[q], v = n0 + r, yq = block ? r : q;
           T* yr = ybuf.data() + yq * so;
           bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
           const T a = ab[r];

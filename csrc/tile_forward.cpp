@@ -16,6 +16,11 @@ std::vector<int64_t> offsets(const std::vector<int64_t>& sizes) {
   return off;
 }
 
+// The precision the kernels compute in: float or double as given, float for half types.
+at::ScalarType work_dtype(at::ScalarType dtype) {
+  return (dtype == at::kFloat || dtype == at::kDouble) ? dtype : at::kFloat;
+}
+
 // What both entries hand the driver: the tensors in the working dtype, the tile plan, the
 // periphery settings and the random key.
 struct Prepared {
@@ -32,7 +37,7 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
                  at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, const Io& io) {
   const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
   Prepared r;
-  r.work = (dtype == at::kFloat || dtype == at::kDouble) ? dtype : at::kFloat;
+  r.work = work_dtype(dtype);
   r.weight = weight_in.detach().to(r.work).contiguous();
   const int64_t n_in = static_cast<int64_t>(in_sizes.size());
   if (out_scales.has_value() && out_scales->defined()) {
@@ -141,7 +146,7 @@ at::Tensor tile_conv2d_cpu(
   const Io io{is_perfect, nm_type, nm_thres, inp_bound, inp_step, inp_sto_round, inp_noise,
               out_bound, out_step, out_sto_round, out_noise, w_noise_type, w_noise, bm_rounds};
   const auto dtype = x_in.scalar_type();
-  const auto work = (dtype == at::kFloat || dtype == at::kDouble) ? dtype : at::kFloat;
+  const auto work = work_dtype(dtype);
   const auto x = x_in.detach().to(work).contiguous();
   at::Tensor y;
   AT_DISPATCH_FLOATING_TYPES(work, "analog_tile_conv2d", [&] {

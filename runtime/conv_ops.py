@@ -16,6 +16,8 @@ and training keeps the rows path, which saves the mask in the forward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,10 +39,6 @@ IO_NAMES = ("is_perfect", "nm_type", "nm_thres", "inp_bound", "inp_step", "inp_s
             "w_noise", "bm_rounds")
 
 
-def _to_image(rows: Tensor, batch: int, ho: int, wo: int) -> Tensor:
-    return rows.view(batch, ho, wo, rows.shape[1]).permute(0, 3, 1, 2).contiguous()
-
-
 def _out_hw(x: Tensor, kernel: list[int], dilation: list[int], stride: list[int],
             padding: list[int] = (0, 0)) -> list[int]:
     return [(x.shape[2 + d] + 2 * padding[d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
@@ -53,15 +51,26 @@ def _padded(x: Tensor, padding: list[int]) -> Tensor:
     return F.pad(x, [padding[1], padding[1], padding[0], padding[0]])
 
 
+def conv2d_via_rows(rows_forward: Callable[[Tensor], Tensor], x: Tensor, kernel: list[int],
+                    dilation: list[int], stride: list[int], padding: list[int]) -> Tensor:
+    """``tile_conv2d``'s definition with any rows forward: zero-pad ``x``, im2col,
+    ``rows_forward`` (``[N * H_out * W_out, C * kh * kw]`` -> ``[., C_out]``), back to
+    ``[N, C_out, H_out, W_out]``."""
+    xp = _padded(x, padding)
+    y = rows_forward(torch.ops.analog.im2col2d(xp, kernel, dilation, stride))
+    ho, wo = _out_hw(xp, kernel, dilation, stride)
+    return y.view(x.shape[0], ho, wo, y.shape[1]).permute(0, 3, 1, 2).contiguous()
+
+
 def tile_conv2d_reference(x: Tensor, weight: Tensor, out_scales: Tensor | None,
                           bias: Tensor | None, seed: Tensor, kernel: list[int],
                           dilation: list[int], stride: list[int], padding: list[int],
                           in_sizes: list[int], out_sizes: list[int], *io_args) -> Tensor:
     """Reference kernel of ``analog::tile_conv2d``: tile_forward over the im2col rows."""
-    rows = torch.ops.analog.im2col2d(_padded(x, padding), kernel, dilation, stride)
-    y, _ = torch.ops.analog.tile_forward(rows, weight, out_scales, bias, seed, in_sizes,
-                                         out_sizes, *io_args, False)
-    return _to_image(y, x.shape[0], *_out_hw(x, kernel, dilation, stride, padding))
+    return conv2d_via_rows(
+        lambda rows: torch.ops.analog.tile_forward(rows, weight, out_scales, bias, seed, in_sizes,
+                                                   out_sizes, *io_args, False)[0],
+        x, kernel, dilation, stride, padding)
 
 
 _lib.impl("tile_conv2d", tile_conv2d_reference, "CompositeExplicitAutograd")
@@ -119,8 +128,6 @@ def tile_conv2d(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tens
     ``runtime.tile_array.kernel_io``); ``padding`` is zero padding ``[ph, pw]``."""
     args = (x, weight, out_scales, bias, seed, list(kernel), list(dilation), list(stride),
             list(padding), list(in_sizes), list(out_sizes), *(io[k] for k in IO_NAMES))
-    if ops.needs_autograd(x, weight, out_scales, bias):
-        return torch.ops.analog.tile_conv2d(*args)
-    with torch._C._AutoDispatchBelowAutograd():  # as ops.tile_forward: nothing to differentiate
+    with ops.dispatch_scope(False, x, weight, out_scales, bias):
         return torch.ops.analog.tile_conv2d(*args)
 

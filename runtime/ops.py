@@ -7,6 +7,8 @@ which the dispatcher prefers over the ``CompositeExplicitAutograd`` reference.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 from torch import Tensor
 
@@ -85,22 +87,21 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
                  need_mask: bool) -> tuple[Tensor, Tensor]:
     """Call ``analog::tile_forward`` with the kernel arguments of ``io`` (see
     ``runtime.tile_array.kernel_io``)."""
-    if not need_mask and not needs_autograd(x, weight, out_scales, bias):
-        # Nothing to differentiate: skip the Python autograd kernel's checks and redispatch
-        # (tens of microseconds, most of a batch-1 layer's overhead). Traced code keeps the
-        # plain call, whose dispatch the compiler resolves at trace time.
-        with torch._C._AutoDispatchBelowAutograd():
-            return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes,
-                                                 out_sizes, **io, need_mask=False)
-    return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes, out_sizes,
-                                         **io, need_mask=need_mask)
+    with dispatch_scope(need_mask, x, weight, out_scales, bias):
+        return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes,
+                                             out_sizes, **io, need_mask=need_mask)
 
 
-def needs_autograd(*tensors: Tensor | None) -> bool:
-    """Whether a call on ``tensors`` must go through autograd (always True while compiling)."""
-    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-        return torch.compiler.is_compiling()
-    return any(t is not None and t.requires_grad for t in tensors)
+def dispatch_scope(need_mask: bool, *tensors: Tensor | None) -> AbstractContextManager:
+    """Where to call an ``analog`` op on ``tensors``: below autograd when there is nothing to
+    differentiate (skipping the Python autograd kernel's checks and redispatch, tens of
+    microseconds, most of a batch-1 layer's overhead), else as usual. Traced code always takes
+    the usual call, whose dispatch the compiler resolves at trace time."""
+    if (need_mask or torch.compiler.is_compiling()
+            or (torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                for t in tensors))):
+        return nullcontext()
+    return torch._C._AutoDispatchBelowAutograd()
 
 
 # After the schemas: the compiled CPU/CUDA kernels (if built) register for them.

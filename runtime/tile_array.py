@@ -17,16 +17,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import hwa
 from .chip_ops import pcm_chip
 from .config import FloatingPointRPUConfig, InferenceRPUConfig, IOParameters
 from .config.enums import NoiseManagementType, WeightNoiseType
-from .conv_ops import tile_conv2d
+from .conv_ops import conv2d_via_rows, tile_conv2d
 from .errors import ModuleError
-from .im2col import im2col2d
 from .ops import tile_forward
 from .programming import expand_row_values, per_row_absmax, per_tile_absmax
 from .reference import (
@@ -155,21 +153,15 @@ class TileArray(nn.Module):
         out_g, H_out, W_out]``: every receptive field is one input vector of the tiles.
         Inference gathers the fields inside the kernel (``analog::tile_conv2d``); training and
         HWA go through the im2col rows and ``forward``, whose autograd keeps the clip mask of
-        the forward, and so
-        does a tile array with forward hooks (they see the rows, as for every other layer:
-        report's vector counts, input-range calibration)."""
+        the forward, and so does a tile array with forward hooks (they see the rows, as for
+        every other layer: report's vector counts, input-range calibration)."""
         weight = self.active_weight()
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         hooked = bool(self._forward_pre_hooks or self._forward_hooks
                       or nn.modules.module._global_forward_pre_hooks
                       or nn.modules.module._global_forward_hooks)
         if needs_grad or hooked or hwa.hwa_active(self):
-            if any(padding):
-                x = F.pad(x, [padding[1], padding[1], padding[0], padding[0]])
-            rows = self(im2col2d(x, kernel, dilation, stride))
-            ho, wo = ((x.shape[2 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
-                      for d in range(2))
-            return rows.view(x.shape[0], ho, wo, -1).permute(0, 3, 1, 2).contiguous()
+            return conv2d_via_rows(self, x, kernel, dilation, stride, padding)
         return tile_conv2d(x, weight, self.output_scales(), self.bias, new_seed(), kernel,
                            dilation, stride, padding, list(self.plan.in_sizes),
                            list(self.plan.out_sizes), self._io)
