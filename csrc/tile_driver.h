@@ -88,8 +88,8 @@ struct Plan {
 // batch-wide and comes from phase 1).
 template <typename T>
 T segment_alpha(const T* row, int64_t len, const Io& io) {
-  if (io.nm_type == kNmConstant) return static_cast<T>(io.nm_thres);
-  if (io.nm_type != kNmAbsMax) return T(1);
+  if (io.nm_type == nm::CONSTANT) return static_cast<T>(io.nm_thres);
+  if (io.nm_type != nm::ABS_MAX) return T(1);
   T m = 0;
   for (int64_t k = 0; k < len; ++k) m = std::max(m, std::abs(row[k]));
   return io.nm_thres > 0 ? std::min(m, static_cast<T>(io.nm_thres)) : m;
@@ -107,7 +107,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
   const int64_t max_out = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
 
   // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
-  const bool batch_nm = !io.perfect && io.nm_type == kNmAverageAbsMax;
+  const bool batch_nm = !io.is_perfect && io.nm_type == nm::AVERAGE_ABS_MAX;
   std::vector<T> mean_alpha(batch_nm ? G * n_in : 0);
   if (batch_nm) {
     std::vector<T> amax(static_cast<size_t>(G * n_in * N));
@@ -147,11 +147,11 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
   // such as drift compensation's identity) read one weight column instead of a GEMM.
   constexpr int32_t kDense = -2;
   // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
-  const bool block = Src::kBlockT && !io.perfect && !(io.inp_step > 0 && io.inp_sto) &&
+  const bool block = Src::kBlockT && !io.is_perfect && !(io.inp_step > 0 && io.inp_sto_round) &&
                      io.inp_noise <= 0;
   at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
     std::vector<T> ybuf(rb * max_out), vbuf(io.pcm() ? rb * max_out : 0);
-    std::vector<T> xb(io.perfect && src.kDirect ? 0 : rb * max_in);
+    std::vector<T> xb(io.is_perfect && src.kDirect ? 0 : rb * max_in);
     std::vector<T> xb2(io.pcm() ? rb * max_in : 0);
     std::vector<T> norms(rb), ab(rb), ar(rb), inv(rb);
     std::vector<int32_t> onehot(rb, kDense);
@@ -170,7 +170,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
         const int64_t gi = g * n_in + i, woff = (g * p.out_g + oo) * p.in_g + p.in_off[i];
         const uint32_t tile = static_cast<uint32_t>(gi * n_out + j);
         const T* sc = scales ? scales + gi * p.out_g + oo : nullptr;
-        const bool pcm = io.pcm() && !io.perfect;
+        const bool pcm = io.pcm() && !io.is_perfect;
         // Load, noise management and DAC of the block (keyed by vector and split: the same for
         // every output split). Vectors with alpha = 0 give 0: without a mask to fill, they
         // skip the output pass (and, per vector, the GEMM).
@@ -179,7 +179,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
         if constexpr (Src::kBlockT) {
           if (block) {
             T* xt = xb.data();
-            const bool absmax = !batch_nm && io.nm_type == kNmAbsMax;
+            const bool absmax = !batch_nm && io.nm_type == nm::ABS_MAX;
             src.block_t(n0, m, xo, si, xt, absmax ? ab.data() : nullptr);
             if (!absmax) {
               std::fill(ab.begin(), ab.begin() + m,
@@ -210,7 +210,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
         if (!block) {
           for (int64_t r = 0; r < m; ++r) {
             const int64_t v = n0 + r;
-            if (io.perfect) {
+            if (io.is_perfect) {
               if (!src.kDirect) src.row(v, xo, si, xb.data() + r * si);
               act.push_back(r);
               continue;
@@ -231,7 +231,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
               for (int64_t k = 0; k < si; ++k) xb2[r * si + k] = xq[k] * xq[k];
             onehot[r] = sole_nonzero(xq, si);  // kDense (-2) when two or more
           }
-          if (io.perfect) {
+          if (io.is_perfect) {
             std::fill(onehot.begin(), onehot.end(), kDense);
             std::fill(ab.begin(), ab.end(), T(1));
           }
@@ -245,7 +245,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
           const T* a2 = xb2.data();
           int64_t lda = si;
           if constexpr (Src::kDirect) {
-            if (io.perfect) {  // the GEMM reads the input in place
+            if (io.is_perfect) {  // the GEMM reads the input in place
               a1 = src.row(n0, xo, si, nullptr);
               lda = src.ld;
             }
@@ -291,7 +291,7 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
           bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
           const T a = ab[r];
           bool hit = false;
-          if (io.perfect) {
+          if (io.is_perfect) {
             if (keep) std::fill(keep, keep + so, true);
           } else {
             hit = out_row(yr, pcm ? vbuf.data() + yq * so : nullptr,

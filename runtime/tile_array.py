@@ -20,40 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from . import hwa
-from .chip_ops import pcm_chip
-from .config import FloatingPointRPUConfig, InferenceRPUConfig, IOParameters
-from .config.enums import NoiseManagementType, WeightNoiseType
-from .conv_ops import conv2d_via_rows, tile_conv2d
+from .config import FloatingPointRPUConfig, InferenceRPUConfig
+from .conv_ops import conv2d_via_rows
 from .errors import ModuleError
-from .ops import tile_forward
+from .ops import pcm_chip, tile_conv2d, tile_forward
+from .periphery import KernelIO, kernel_io
 from .programming import expand_row_values, per_row_absmax, per_tile_absmax
-from .reference import (
-    NM_ABS_MAX,
-    NM_AVERAGE_ABS_MAX,
-    NM_CONSTANT,
-    NM_NONE,
-    WN_ADDITIVE_CONSTANT,
-    WN_NONE,
-    WN_PCM_READ,
-)
 from .tiling import TilePlan
-
-_NM_CODES = {NoiseManagementType.NONE: NM_NONE, NoiseManagementType.ABS_MAX: NM_ABS_MAX,
-             NoiseManagementType.CONSTANT: NM_CONSTANT,
-             NoiseManagementType.AVERAGE_ABS_MAX: NM_AVERAGE_ABS_MAX}
-_WN_CODES = {WeightNoiseType.NONE: WN_NONE, WeightNoiseType.ADDITIVE_CONSTANT: WN_ADDITIVE_CONSTANT,
-             WeightNoiseType.PCM_READ: WN_PCM_READ}
-
-
-def kernel_io(io: IOParameters) -> dict[str, Any]:
-    """The ``analog::tile_forward`` keyword arguments that encode ``io``."""
-    return dict(
-        is_perfect=io.is_perfect, nm_type=_NM_CODES[io.noise_management],
-        nm_thres=float(io.nm_thres), inp_bound=float(io.inp_bound), inp_step=io.inp_step,
-        inp_sto_round=io.inp_sto_round, inp_noise=float(io.inp_noise),
-        out_bound=float(io.out_bound), out_step=io.out_step, out_sto_round=io.out_sto_round,
-        out_noise=float(io.out_noise), w_noise_type=_WN_CODES[io.w_noise_type],
-        w_noise=float(io.w_noise), bm_rounds=io.max_bm_rounds)
 
 
 def new_seed() -> Tensor:
@@ -99,10 +72,10 @@ class TileArray(nn.Module):
     @rpu_config.setter
     def rpu_config(self, value: InferenceRPUConfig | FloatingPointRPUConfig) -> None:
         self._rpu_config = value
-        self._io_cache: tuple[int, dict[str, Any]] | None = None
+        self._io_cache: tuple[int, KernelIO] | None = None
 
     @property
-    def _io(self) -> dict[str, Any]:
+    def _io(self) -> KernelIO:
         """The kernel arguments of ``rpu_config.forward``, re-derived when it changed (fields
         assigned after construction, or a new ``forward`` object)."""
         io = self._rpu_config.forward

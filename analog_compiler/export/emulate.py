@@ -15,8 +15,8 @@ Arrays trained hardware-aware also get their learned input ranges (clip to ``+-r
 ``r`` before the DAC, ``r`` back at the output) and learned output scales (before the bias).
 
 What is left out, by design: every noise source (``inp_noise``, ``out_noise``, ``w_noise``, read
-noise redrawn per forward), stochastic rounding (``*_sto_round`` become round-to-nearest-even),
-and ``SHIFT``/``ITERATIVE_WORST_CASE`` bound management (treated as ``ITERATIVE``). The analog
+noise redrawn per forward) and stochastic rounding (``*_sto_round`` become round-to-nearest-even);
+bound management is ``ITERATIVE`` or ``NONE``, as ``BoundManagementType`` offers. The analog
 forward and this emulation agree to float rounding except where a rounding boundary falls between
 the two sums: then they differ by one ADC step (times the vector's input scale).
 """

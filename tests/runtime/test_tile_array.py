@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from analog_compiler.runtime import TileArray
-from analog_compiler.runtime.chip_ops import pcm_chip
+from analog_compiler.runtime import TileArray, periphery
+from analog_compiler.runtime.ops import pcm_chip
 from analog_compiler.runtime.tile_array import new_seed
 
 import analog_compiler as ac
@@ -223,7 +223,7 @@ def test_apply_rpu_config_rebuilds_plan() -> None:
     assert arr.plan.in_sizes == (5, 5) and arr.plan.out_sizes == (6,)
     assert arr.mapping_scales.shape == (1, 2, 6) and arr.drift_alpha.shape == (1, 2, 6)
     assert arr.rpu_config is new
-    assert arr._io["out_noise"] == new.forward.out_noise
+    assert periphery.unpack(*arr._io).out_noise == new.forward.out_noise
 
 
 def test_extra_state_is_plain_json() -> None:
