@@ -1,7 +1,8 @@
-// CPU entries of analog::tile_forward (input vectors as the rows of x) and
-// analog::tile_conv2d (input vectors are the receptive fields of a padded image, gathered inside
-// the kernel). Both run the blocked driver of tile_driver.h with the same blocking and random
-// keys, so tile_conv2d equals tile_forward over analog::im2col2d's rows bit for bit.
+// CPU entries of analog::tile_forward (input vectors as the rows of x), analog::tile_conv2d
+// (input vectors are the receptive fields of a padded image, gathered inside the kernel) and
+// analog::tile_readout (the identity's rows). All run the blocked driver of tile_driver.h with
+// the same blocking and random keys, so tile_conv2d equals tile_forward over analog::im2col2d's
+// rows, and tile_readout tile_forward over the identity, bit for bit.
 #include "tile_driver.h"
 #include "tile_kernels.h"
 
@@ -157,6 +158,30 @@ at::Tensor tile_conv2d_cpu(
                              ptr_or_null<scalar_t>(pr.bias), y.data_ptr<scalar_t>(), nullptr,
                              src.Ho * src.Wo);
   });
+  return y.to(dtype);
+}
+
+// The identity readout: tile_forward of eye(in_g) repeated over the groups (one input split),
+// without the identity: each vector's one nonzero input reads one weight column.
+at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
+                            at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                            at::IntArrayRef io_i) {
+  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_readout: weight must be [G, out_g, in_g]");
+  const Io io = unpack_io(io_f, io_i);
+  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  const auto dtype = weight_in.scalar_type();
+  const std::vector<int64_t> in_sizes{in_g};
+  auto pr = prepare("tile_readout", dtype, weight_in, std::nullopt, std::nullopt, seed, in_g,
+                    in_sizes, out_sizes, io);
+  auto y = at::empty({in_g, G * out_g}, weight_in.options().dtype(pr.work));
+  if (in_g > 0) {
+    AT_DISPATCH_FLOATING_TYPES(pr.work, "analog_tile_readout", [&] {
+      const IdentityRows<scalar_t> src{in_g};
+      forward_impl<scalar_t>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<scalar_t>(),
+                             ptr_or_null<scalar_t>(pr.wabs), nullptr, nullptr,
+                             y.data_ptr<scalar_t>(), nullptr);
+    });
+  }
   return y.to(dtype);
 }
 

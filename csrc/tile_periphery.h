@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include <c10/util/ArrayRef.h>
@@ -83,6 +84,24 @@ inline std::string io_layout() {
 #undef ANALOG_CODE_NM
 #undef ANALOG_CODE_WN
   return "float:" + f + ";int:" + i + ";nm_type:" + nmc + ";w_noise_type:" + wnc;
+}
+
+// Noise management gives a vector of zeros the scale 0, and the driver then writes 0 with no
+// GEMM. abs-max skips NaN, so a vector of NaN (and zeros) gets 0 too: it must not take that
+// shortcut (NaN in, NaN out, as nn.Linear). Scans only vectors whose scale is not positive.
+template <typename T>
+T nan_aware(T alpha, const T* v, int64_t len, int64_t stride = 1) {
+  if (alpha > 0) return alpha;
+  for (int64_t k = 0; k < len; ++k)
+    if (std::isnan(v[k * stride])) return std::numeric_limits<T>::quiet_NaN();
+  return alpha;
+}
+
+// The scale a vector goes through the DAC and back with: its noise-management scale, 1 for a
+// vector of zeros, NaN for a NaN scale (AVERAGE_ABS_MAX of a batch with a NaN: all outputs NaN).
+template <typename T>
+T dac_scale(T alpha) {
+  return (alpha > 0 || std::isnan(alpha)) ? alpha : T(1);
 }
 
 inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }

@@ -50,6 +50,10 @@ def _tile_conv2d_fake(x, weight, out_scales, bias, seed, kernel, dilation, strid
     return x.new_empty((x.shape[0], weight.shape[0] * weight.shape[1], ho, wo))
 
 
+def _tile_readout_fake(weight, seed, out_sizes, io_f, io_i):
+    return weight.new_empty((weight.shape[2], weight.shape[0] * weight.shape[1]))
+
+
 def _im2col2d_fake(x, kernel, dilation, stride):
     n, c, h, w = x.shape
     ho = out_size(h, kernel[0], dilation[0], stride[0])
@@ -138,7 +142,8 @@ def _im2col2d_backward(ctx, grad):
 # ------------------------------------------------------------------------- registration
 _FAKES: dict[str, Callable[..., Any]] = {
     "tile_forward": _tile_forward_fake, "tile_backward": _tile_backward_fake,
-    "tile_conv2d": _tile_conv2d_fake, "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake,
+    "tile_conv2d": _tile_conv2d_fake, "tile_readout": _tile_readout_fake,
+    "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake,
 }
 _AUTOGRAD: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tile_forward": (_tile_forward_backward, _tile_forward_setup),

@@ -34,6 +34,7 @@ SCHEMAS: dict[str, str] = {
                      "bool need_weight_grad) -> (Tensor, Tensor)",
     "tile_conv2d": f"({_TILE}, int[] kernel, int[] dilation, int[] stride, int[] padding, "
                    f"int[] in_sizes, int[] out_sizes, {_IO}) -> Tensor",
+    "tile_readout": f"(Tensor weight, Tensor seed, int[] out_sizes, {_IO}) -> Tensor",
     "im2col2d": "(Tensor x, int[] kernel, int[] dilation, int[] stride) -> Tensor",
     "pcm_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
                 "float t_inference, bool read_noise, Tensor read_seed, float g_max, "
@@ -42,7 +43,8 @@ SCHEMAS: dict[str, str] = {
 }
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
-    "tile_conv2d": conv_ops.tile_conv2d_reference, "im2col2d": im2col.im2col2d_reference,
+    "tile_conv2d": conv_ops.tile_conv2d_reference, "tile_readout": reference.tile_readout,
+    "im2col2d": im2col.im2col2d_reference,
     "pcm_chip": chip_ops.pcm_chip_reference,
 }
 
@@ -87,6 +89,13 @@ def tile_conv2d(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tens
             list(padding), list(in_sizes), list(out_sizes), io.io_f, io.io_i)
     with dispatch_scope(False, x, weight, out_scales, bias):
         return torch.ops.analog.tile_conv2d(*args)
+
+
+def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io: KernelIO) -> Tensor:
+    """``analog::tile_readout``: the analog forward of the identity through one input split
+    (``[in_g, G * out_g]``, row ``k`` is what input ``k`` driven alone reads out)."""
+    with dispatch_scope(False, weight):
+        return torch.ops.analog.tile_readout(weight, seed, list(out_sizes), io.io_f, io.io_i)
 
 
 def im2col2d(x: Tensor, kernel: list[int], dilation: list[int], stride: list[int]) -> Tensor:

@@ -162,6 +162,16 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
     return out, keep
 
 
+def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io_f: list[float],
+                 io_i: list[int]) -> Tensor:
+    """Reference kernel of ``analog::tile_readout``: ``tile_forward`` of the identity (the rows
+    of ``eye(in_g)``, repeated over the groups) through one input split of ``weight``."""
+    groups, _, in_g = weight.shape
+    eye = torch.eye(in_g, device=weight.device, dtype=weight.dtype).repeat(1, groups)
+    return torch.ops.analog.tile_forward(eye, weight, None, None, seed, [in_g], list(out_sizes),
+                                         io_f, io_i, False)[0]
+
+
 def tile_backward(grad_y: Tensor, x: Tensor, weight: Tensor, out_scales: Tensor | None,
                   mask: Tensor | None, in_sizes: list[int], out_sizes: list[int],
                   need_input_grad: bool, need_weight_grad: bool) -> tuple[Tensor, Tensor]:

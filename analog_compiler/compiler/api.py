@@ -90,7 +90,7 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     ``state_dict`` naming: a mapped module keeps its name and its weights move into its tile
     array: ``fc1.weight`` -> ``fc1.analog_module.weight``, ``fc1.bias`` ->
     ``fc1.analog_module.bias`` (plus the array's buffers ``mapping_scales``,
-    ``current_weight``, ... and ``_extra_state``). A GPT-2 ``Conv1D`` ``h.0.attn.c_attn``
+    ``chip_weight``, ... and ``_extra_state``). A GPT-2 ``Conv1D`` ``h.0.attn.c_attn``
     stores ``h.0.attn.c_attn.analog_module.weight`` as ``[out, in]``. An attention module
     ``attn`` stores ``attn.q_proj.analog_module.weight``, ... , ``attn.out_proj.analog_module
     .weight``. A functional product on parameter ``blk.w`` becomes the layer ``blk.w_linear``

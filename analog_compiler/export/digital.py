@@ -118,9 +118,7 @@ def _eval_output_scales(layer: AnalogLayerBase, realistic: bool) -> torch.Tensor
     was_training = arr.training
     arr.eval()
     try:
-        if realistic:
-            return arr.output_scales()
-        return arr.mapping_scales if arr.uses_mapping_scales else None
+        return arr.digital_scales("forward" if realistic else "mapping")
     finally:
         arr.train(was_training)
 
@@ -140,9 +138,9 @@ def digital_layer(layer: AnalogLayerBase, *, realistic: bool = True,
         layer.train(was_training)
     if not fold_scales:
         arr = layer.analog_module
-        raw = arr.current_weight if realistic and arr.is_programmed else arr.weight
+        raw = arr.weights(chip=realistic, scales="none")
         with torch.no_grad():
-            digital.weight.copy_(layer._from_array_layout(raw.detach()))
+            digital.weight.copy_(layer._from_array_layout(raw))
         scales = _eval_output_scales(layer, realistic)
         digital.analog_output_scales = (torch.ones_like(arr.mapping_scales) if scales is None
                                         else scales.detach().clone())

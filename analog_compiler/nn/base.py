@@ -111,11 +111,10 @@ class AnalogLayerBase(nn.Module):
                 arr.program()
             t = max(float(arr.t_inference), 0.0)
             chip = arr.read_chip(t)
-            w = chip if chip is not None else arr.current_weight
-            if apply_weight_scaling:
-                w = arr.apply_weight_scaling(w)
+            w = chip if chip is not None else arr.chip_weight
+            w = arr.to_logical(w, "mapping" if apply_weight_scaling else "none")
         else:
-            w = arr.logical_weights(apply_weight_scaling=apply_weight_scaling)
+            w = arr.weights(scales="mapping" if apply_weight_scaling else "none")
         bias = arr.bias.detach().clone() if arr.bias is not None else None
         return self._from_array_layout(w.detach().clone()), bias
 
@@ -151,7 +150,8 @@ class AnalogLayerBase(nn.Module):
         arr = self.analog_module
         digital = self._digital_template()
         with torch.no_grad():
-            digital.weight.copy_(self._from_array_layout(arr.effective_weights(current=realistic)))
+            w = arr.weights(chip=realistic, scales="forward" if realistic else "mapping")
+            digital.weight.copy_(self._from_array_layout(w))
             if digital.bias is not None:
                 digital.bias.copy_(arr.bias.detach())
         return digital.train(self.training)

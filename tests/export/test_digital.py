@@ -112,7 +112,7 @@ def test_fold_scales_false_gives_raw_tile_weights():
     ac.drift_analog_weights(analog, 3600.0)
     back = to_digital(analog, fold_scales=False)
     arr = analog[0].analog_module
-    torch.testing.assert_close(back[0].weight, arr.current_weight[0])
+    torch.testing.assert_close(back[0].weight, arr.chip_weight[0])
     assert back[0].analog_output_scales.shape == arr.mapping_scales.shape
     assert "analog_output_scales" not in back[0].state_dict()
 

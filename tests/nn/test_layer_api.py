@@ -117,15 +117,15 @@ def test_layer_program_drift_semantics() -> None:
     arr = layer.analog_module
     layer.program_analog_weights()
     seed = int(arr.program_seed)
-    programmed = arr.current_weight.clone()
+    programmed = arr.chip_weight.clone()
     layer.drift_analog_weights(3600.0)
-    first = arr.current_weight.clone()
+    first = arr.chip_weight.clone()
     layer.drift_analog_weights(3600.0)
     assert int(arr.program_seed) == seed  # same chip
-    assert not torch.equal(first, arr.current_weight)  # fresh read noise
+    assert not torch.equal(first, arr.chip_weight)  # fresh read noise
     layer.program_analog_weights()
     assert int(arr.program_seed) != seed  # a new chip
-    assert not torch.equal(arr.current_weight, programmed)
+    assert not torch.equal(arr.chip_weight, programmed)
     layer.set_weights(*layer.get_weights())
     assert not arr.is_programmed
 
@@ -259,7 +259,7 @@ def test_to_dtype_and_device() -> None:
     layer.drift_analog_weights(10.0)
     layer = layer.to(torch.float64)
     arr = layer.analog_module
-    assert arr.weight.dtype == arr.current_weight.dtype == torch.float64
+    assert arr.weight.dtype == arr.chip_weight.dtype == torch.float64
     assert arr.program_seed.dtype == torch.int64
     assert layer(torch.randn(2, 4, dtype=torch.float64)).dtype == torch.float64
     layer = layer.to("cpu")
@@ -271,7 +271,7 @@ def test_half_precision_keeps_drift_time() -> None:
     layer.drift_analog_weights(86400.0)  # not representable in float16
     layer = layer.half()
     arr = layer.analog_module
-    assert arr.current_weight.dtype == torch.float16
+    assert arr.chip_weight.dtype == torch.float16
     assert arr.t_inference.dtype == torch.float64 and float(arr.t_inference) == 86400.0
     layer.realistic_read_write = True
     assert bool(torch.isfinite(layer.get_weights()[0]).all())

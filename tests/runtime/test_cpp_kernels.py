@@ -347,10 +347,10 @@ def test_compiled_layer_runs_the_cpp_kernel(monkeypatch: pytest.MonkeyPatch) -> 
         compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(x)
         eager = layer(x)
         arr = layer.analog_module
-        args = (x, arr.active_weight(), arr.output_scales(), arr.bias, torch.tensor(1234),
+        args = (x, arr.forward_weight(), arr.output_scales(), arr.bias, torch.tensor(1234),
                 list(arr.plan.in_sizes), list(arr.plan.out_sizes))
-        cpp = torch.ops.analog.tile_forward(*args, **arr._io._asdict(), need_mask=False)[0]
-        ref = reference.tile_forward(*args, **arr._io._asdict(), need_mask=False)[0]
+        cpp = torch.ops.analog.tile_forward(*args, **arr.kernel_io._asdict(), need_mask=False)[0]
+        ref = reference.tile_forward(*args, **arr.kernel_io._asdict(), need_mask=False)[0]
     assert torch.equal(compiled, cpp) and torch.equal(eager, cpp)
     assert not torch.equal(cpp, ref)
 
@@ -384,7 +384,7 @@ def test_analog_conv2d_rows_unchanged() -> None:
     arr = layer.analog_module
     ref = reference.tile_forward(rows, arr.weight, None, arr.bias, torch.tensor(0),
                                  list(arr.plan.in_sizes), list(arr.plan.out_sizes),
-                                 **arr._io._asdict(), need_mask=False)[0]
+                                 **arr.kernel_io._asdict(), need_mask=False)[0]
     with torch.no_grad():
         y = layer(x)
     torch.testing.assert_close(y, ref.view(2, 5, 5, 6).permute(0, 3, 1, 2))

@@ -186,8 +186,8 @@ def test_tile_array_routes_through_the_op() -> None:
     arr.set_logical_weights(torch.randn(1, 20, 30) * 0.1)
     arr.program(seed=5)
     expected = ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, 0.0)
-    assert torch.equal(arr.current_weight, expected)
+    assert torch.equal(arr.chip_weight, expected)
     arr.drift(T_DAY)
     quiet = ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, T_DAY)
     # read noise only: within a few read sigmas of the drifted chip
-    assert float((arr.current_weight - quiet).abs().max()) < 0.2 * float(quiet.abs().max())
+    assert float((arr.chip_weight - quiet).abs().max()) < 0.2 * float(quiet.abs().max())
