@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime import AnalogCompilerError
-from .digital import check_model, check_t_inference, realistic_copy, replace_analog_layers
+from ..runtime.checks import check_t_inference
+from .digital import check_model, realistic_copy, replace_analog_layers
 from .emulate import replace_with_emulation
 from .metadata import build_metadata, write_metadata
 
@@ -236,7 +237,7 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     if exporter not in EXPORTERS:
         raise ValueError(f"export_onnx: exporter must be one of {', '.join(EXPORTERS)}, "
                          f"got {exporter!r}")
-    t = check_t_inference(t_inference, "export_onnx")
+    t = check_t_inference(t_inference, "export_onnx", allow_none=True)
     out = check_output_path(path)
     inputs = _as_inputs(example_inputs)
     work = realistic_copy(model, realistic=realistic, t_inference=t, seed=seed,
