@@ -13,7 +13,8 @@ VERBS = ("convert", "convert_to_analog", "report", "program_analog_weights",
 
 #: Ways a test could hide a missing name of ours: ``hasattr(ac, ...)`` / ``getattr(ac, ..., None)``
 #: guards and ``importorskip`` of our own modules.
-GUARDS = re.compile(r"hasattr\(\s*(ac|analog_compiler)\b|getattr\(\s*(ac|analog_compiler)\s*,"
+GUARDS = re.compile(r"hasattr\(\s*(ac|analog_compiler)\s*,"
+                    r"|getattr\(\s*(ac|analog_compiler)\s*,[^,()]*,\s*None\s*\)"
                     r"|importorskip\(\s*[\"'](analog_compiler|runtime)")
 
 
