@@ -251,12 +251,13 @@ def test_floating_point_layer_keeps_its_forward() -> None:
 
 
 def test_rpu_config_types_is_defined_once() -> None:
-    from analog_compiler.runtime.config import rpu_config
-
+    from analog_compiler import runtime
+    from analog_compiler.cli import common
     from analog_compiler.compiler import policy
     from analog_compiler.nn import base
 
-    assert rpu_config.RPU_CONFIG_TYPES == (ac.InferenceRPUConfig, ac.FloatingPointRPUConfig)
-    assert base.RPU_CONFIG_TYPES is rpu_config.RPU_CONFIG_TYPES
-    assert policy.RPU_CONFIG_TYPES is rpu_config.RPU_CONFIG_TYPES
-    assert policy.RPUConfig is rpu_config.RPUConfig
+    assert {ac.InferenceRPUConfig, ac.FloatingPointRPUConfig} <= set(runtime.RPU_CONFIG_TYPES)
+    assert base.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES
+    assert policy.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES
+    assert policy.RPUConfig is runtime.RPUConfig
+    assert common.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES
