@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..runtime import RPU_CONFIG_TYPES
 from . import CLIError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
@@ -85,7 +86,6 @@ def load_model(target: str) -> nn.Module:
 def load_config(path: Path) -> Any:
     """An RPU config from a JSON file (the ``type`` key picks the class; default Inference)."""
     from ..runtime.config.base import CONFIG_REGISTRY
-    from ..runtime.config.rpu_config import RPU_CONFIG_TYPES
 
     try:
         data = json.loads(path.read_text())

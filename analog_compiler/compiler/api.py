@@ -27,9 +27,10 @@ from typing import Any
 from torch import nn
 
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
+from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
-from .capture import check_example_inputs, has_forward, propagate_shapes, trace
+from .capture import has_forward, placeholders_of, propagate_shapes, trace
 from .layer_map import DEFAULT_LAYER_MAP, check_layer_map
 from .passes import (
     CANONICALIZE_FUNCTIONAL,
@@ -66,9 +67,10 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     Args:
         model: the digital model (not modified unless ``inplace``).
         rpu_config: the global tile config (``InferenceRPUConfig`` or ``FloatingPointRPUConfig``).
-        example_inputs: optional inputs (a tensor, a tuple, or a dict of keyword arguments);
-            they are checked against the model (``ValueError`` naming the shapes otherwise) and
-            annotate the graph with shapes (``node.meta['tensor_meta']``).
+        example_inputs: optional inputs (a tensor, a tuple/list of positional inputs or a dict
+            of keyword inputs: the rule of ``analog_compiler.inputs``); they are checked
+            against the model (``ValueError`` naming the shapes otherwise) and annotate the
+            graph with shapes (``node.meta['tensor_meta']``).
         layer_map: digital type -> analog class (default ``DEFAULT_LAYER_MAP``); subclasses of a
             key are mapped too (``NonDynamicallyQuantizableLinear`` is an ``nn.Linear``).
         policy: per-layer configs, see ``LayerPolicy`` (precedence: exclude > exact name >
@@ -105,8 +107,8 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     reason) and the submodules that could not be traced (``fallbacks``).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``; ``rpu_config``, a policy value or a layer
-            map entry has the wrong type.
+        TypeError: ``model`` is not an ``nn.Module``; ``rpu_config``, a policy value, a layer
+            map entry or ``example_inputs`` has the wrong type.
         ValueError: ``example_inputs`` do not fit the model.
     """
     return _convert(model, rpu_config, example_inputs=example_inputs, layer_map=layer_map,
@@ -154,6 +156,7 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     if not isinstance(model, nn.Module):
         raise TypeError(f"{verb}: model must be an nn.Module, got {type(model).__name__}")
     check_rpu_config(rpu_config, f"{verb}: rpu_config")
+    inputs = None if example_inputs is None else normalize_example_inputs(example_inputs, verb)
     if config_fn is not None and not callable(config_fn):
         raise TypeError(f"{verb}: specific_rpu_config_fun must be callable, got {config_fn!r}")
     layer_map = check_layer_map(DEFAULT_LAYER_MAP if layer_map is None else layer_map)
@@ -169,8 +172,8 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
                             tile_module_class, config_fn, verbose)
     passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
     with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
-        if example_inputs is not None:
-            _check_inputs(model, ctx, example_inputs)
+        if inputs is not None:
+            _check_inputs(model, ctx, inputs, verb)
         converted = _process(model, root_name, ctx, passes)
     if converted is model:
         log.capture = "module-swap" if root_name in log.fallbacks else "fx"
@@ -232,14 +235,20 @@ def _optional_args_in_use(gm: nn.Module) -> list[str]:
             if n.op == "placeholder" and n.args and n.args[0] is None and n.users]
 
 
-def _check_inputs(model: nn.Module, ctx: ConversionContext, example_inputs: Any) -> None:
+def _check_inputs(model: nn.Module, ctx: ConversionContext, inputs: ExampleInputs,
+                  verb: str) -> None:
     """Shape propagation over the whole traced model (a ``ValueError`` naming the inputs and
-    the failing node), or one plain run where the model cannot be traced."""
+    the failing node), or one plain run where the model cannot be traced or its graph holds
+    only the branch of an optional input the inputs leave out."""
     gm, _ = trace(model, lambda m, qn: ctx.is_leaf(m)) if has_forward(model) else (None, "")
     if gm is not None:
-        propagate_shapes(gm, example_inputs)
+        given = {n.target for n in placeholders_of(gm.graph)[:len(inputs.args)]}
+        if set(_optional_args_in_use(gm)) - given - set(inputs.kwargs):
+            gm = None
+    if gm is not None:
+        propagate_shapes(gm, inputs, verb)
     else:
-        check_example_inputs(model, example_inputs)
+        run_example_inputs(model, inputs, verb)
 
 
 def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Module:

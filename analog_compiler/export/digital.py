@@ -40,7 +40,6 @@ it they come from torch's global RNG (so ``torch.manual_seed`` before the call r
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,21 +48,7 @@ from torch import nn
 
 from ..chip import analog_layers
 from ..nn.base import AnalogLayerBase
-
-
-def check_t_inference(t_inference: float | None, where: str = "to_digital") -> float | None:
-    """``t_inference`` as a float (``None`` stays ``None``); a ``ValueError`` naming the argument
-    unless it is a finite number >= 0 (seconds)."""
-    if t_inference is None:
-        return None
-    if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)):
-        raise ValueError(f"{where}: t_inference must be a number of seconds >= 0 or None, "
-                         f"got {t_inference!r}")
-    value = float(t_inference)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: t_inference must be a finite number of seconds >= 0, "
-                         f"got {t_inference!r}")
-    return value
+from ..runtime.checks import check_t_inference
 
 
 def check_model(model: nn.Module, where: str) -> list[tuple[str, AnalogLayerBase]]:
@@ -98,7 +83,7 @@ def realistic_copy(model: nn.Module, *, realistic: bool = True, t_inference: flo
     reads (see the module docstring); ``model`` is not modified. With ``realistic=False`` the
     copy is returned as it is."""
     check_model(model, where)
-    t = check_t_inference(t_inference, where)
+    t = check_t_inference(t_inference, where, allow_none=True)
     model_copy = copy.deepcopy(model)
     if not realistic:
         return model_copy

@@ -7,18 +7,21 @@ weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray
+from ..runtime import (
+    RPU_CONFIG_TYPES,
+    FloatingPointRPUConfig,
+    InferenceRPUConfig,
+    ModuleError,
+    TileArray,
+)
+from ..runtime.checks import check_finite, check_t_inference
 from .tiles import AnalogTile, tiles_of
-
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -72,7 +75,13 @@ class AnalogLayerBase(nn.Module):
         """Set the weights (torch shape) and bias. With weight scaling (``omega > 0`` here or in
         the mapping) the tiles get ``W / alpha`` and the digital output scales ``alpha``. With
         ``realistic_read_write`` (and not ``force_exact``) the write programs the chip: the
-        tiles then hold programmed, noisy weights. Resets any previous programming."""
+        tiles then hold programmed, noisy weights. Resets any previous programming.
+
+        Raises:
+            TypeError: ``weight`` or ``bias`` is not a Tensor.
+            ValueError: a wrong shape, a bias for a layer without one, NaN or infinite values
+                in ``weight`` or ``bias`` (the message says which), a negative omega.
+        """
         name = type(self).__name__
         if not isinstance(weight, Tensor):
             raise TypeError(f"{name}.set_weights: weight must be a Tensor, "
@@ -80,7 +89,8 @@ class AnalogLayerBase(nn.Module):
         if tuple(weight.shape) != self._weight_shape():
             raise ValueError(f"{name}.set_weights: weight has shape {tuple(weight.shape)}, "
                              f"expected {self._weight_shape()}")
-        if weight_scaling_omega is not None and weight_scaling_omega < 0:
+        check_finite(weight, f"{name}.set_weights", "weight")
+        if weight_scaling_omega is not None and not weight_scaling_omega >= 0:  # NaN too
             raise ValueError(f"{name}.set_weights: weight_scaling_omega must be >= 0, "
                              f"got {weight_scaling_omega}")
         arr = self.analog_module
@@ -93,6 +103,7 @@ class AnalogLayerBase(nn.Module):
             if bias.numel() != arr.bias.numel():
                 raise ValueError(f"{name}.set_weights: bias has {bias.numel()} values, "
                                  f"expected {arr.bias.numel()}")
+            check_finite(bias, f"{name}.set_weights", "bias")
             with torch.no_grad():
                 arr.bias.copy_(bias.reshape(-1))
         arr.set_logical_weights(self._to_array_layout(weight), weight_scaling_omega,
@@ -170,12 +181,9 @@ class AnalogLayerBase(nn.Module):
     def drift_analog_weights(self, t_inference: float = 0.0) -> None:
         """(Program and) drift the chip to ``t_inference`` seconds (eval mode only)."""
         self._check_eval("drift_analog_weights")
-        # Any real number (numpy scalars too); NaN / inf would silently zero the weights.
-        if (isinstance(t_inference, bool) or not isinstance(t_inference, numbers.Real)
-                or not math.isfinite(t_inference) or t_inference < 0):
-            raise ValueError(f"{type(self).__name__}.drift_analog_weights: t_inference must be "
-                             f"a finite number >= 0 (seconds), got {t_inference!r}")
-        self.analog_module.drift(float(t_inference))
+        # NaN / inf would silently zero the weights.
+        t = check_t_inference(t_inference, f"{type(self).__name__}.drift_analog_weights")
+        self.analog_module.drift(t)
 
     # ------------------------------------------------------------ tiles
     def register_analog_tile(self, tile: TileArray, name: str | None = None,

@@ -206,10 +206,11 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
     """Per-layer tile mapping of ``model``: one row per analog layer (tile grid, physical tile,
     utilization, config changes) and per matrix layer that stayed digital (with its reason).
 
-    With ``example_inputs`` (a tensor, a tuple of positional arguments or a dict of keyword
-    arguments) the model runs once (eval mode, no grad, RNG state restored) to count the input
-    vectors of every layer, hence MACs, tile MVMs and ADC conversions per forward, and the
-    digital MACs of everything else, for the analog share of all MACs.
+    With ``example_inputs`` (a tensor, a tuple/list of positional inputs or a dict of keyword
+    inputs: the rule of ``analog_compiler.inputs``) the model runs once (eval mode, no grad,
+    RNG state restored) to count the input vectors of every layer, hence MACs, tile MVMs and
+    ADC conversions per forward, and the digital MACs of everything else, for the analog share
+    of all MACs.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"report expects an nn.Module, got {type(model).__name__}")

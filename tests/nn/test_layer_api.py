@@ -88,6 +88,49 @@ def test_set_bias_on_layer_without_bias() -> None:
         layer.set_weights(torch.randn(4, 6), torch.randn(4))
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ac.AnalogLinear(6, 4),
+    lambda: ac.AnalogConv1d(2, 4, 3),
+    lambda: ac.AnalogConv2d(2, 4, 3, groups=2),
+    lambda: ac.AnalogConv3d(2, 4, 2),
+], ids=["linear", "conv1d", "conv2d", "conv3d"])
+@pytest.mark.parametrize(("what", "bad"), [("weight", NAN), ("weight", INF), ("bias", -INF),
+                                           ("bias", NAN)])
+def test_set_weights_rejects_non_finite_values(make, what: str, bad: float) -> None:
+    layer = make()
+    before = [t.clone() for t in layer.get_weights()]
+    weight, bias = (t.clone() for t in before)
+    (weight if what == "weight" else bias).view(-1)[1] = bad
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"^{name}\.set_weights: {what} has non-finite values"):
+        layer.set_weights(weight, bias)
+    for old, now in zip(before, layer.get_weights()):  # nothing was written
+        torch.testing.assert_close(now, old)
+    with pytest.raises(ValueError, match="omega"):
+        layer.set_weights(before[0], weight_scaling_omega=NAN)
+
+
+def test_every_set_weights_path_rejects_non_finite_values() -> None:
+    lin = nn.Linear(6, 4)
+    with torch.no_grad():
+        lin.bias[0] = NAN
+    with pytest.raises(ValueError, match=r"AnalogLinear\.set_weights: bias has non-finite"):
+        ac.AnalogLinear.from_digital(lin)
+    mha = nn.MultiheadAttention(8, 2)
+    with torch.no_grad():
+        mha.in_proj_weight[3, 3] = INF
+    with pytest.raises(ValueError, match=r"AnalogLinear\.set_weights: weight has non-finite"):
+        ac.AnalogMultiheadAttention.from_digital(mha)
+    conv = nn.Conv2d(2, 3, 3)
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = NAN
+    with pytest.raises(ValueError, match=r"AnalogConv2d\.set_weights: weight has non-finite"):
+        ac.AnalogConv2d.from_digital(conv)
+
+
 # ------------------------------------------------------------------ program / drift
 def test_drift_accepts_numpy_scalars() -> None:
     import numpy as np
