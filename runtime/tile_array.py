@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from . import hwa
 from .chip_state import ChipState, new_seed
-from .config import FloatingPointRPUConfig, InferenceRPUConfig
+from .config import RPU_CONFIG_TYPES, RPUConfig
 from .conv_ops import conv2d_via_rows
 from .ops import tile_conv2d, tile_forward
 from .periphery import KernelIO, kernel_io
@@ -52,10 +52,10 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
     docstring for the names of its matrices)."""
 
     def __init__(self, out_features: int, in_features: int,
-                 rpu_config: InferenceRPUConfig | FloatingPointRPUConfig, bias: bool = True,
+                 rpu_config: RPUConfig, bias: bool = True,
                  groups: int = 1, device: Any = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if not isinstance(rpu_config, (InferenceRPUConfig, FloatingPointRPUConfig)):
+        if not isinstance(rpu_config, RPU_CONFIG_TYPES):
             raise TypeError("rpu_config must be an InferenceRPUConfig or FloatingPointRPUConfig, "
                             f"got {type(rpu_config).__name__}")
         mp = rpu_config.mapping
@@ -75,12 +75,12 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
 
     # ------------------------------------------------------------------ config
     @property
-    def rpu_config(self) -> InferenceRPUConfig | FloatingPointRPUConfig:
+    def rpu_config(self) -> RPUConfig:
         """The tile config; assigning a new one re-derives the kernel arguments."""
         return self._rpu_config
 
     @rpu_config.setter
-    def rpu_config(self, value: InferenceRPUConfig | FloatingPointRPUConfig) -> None:
+    def rpu_config(self, value: RPUConfig) -> None:
         self._rpu_config = value
         self._io_cache: tuple[int, KernelIO] | None = None
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .config import ConfigBase, FloatingPointRPUConfig, InferenceRPUConfig
+from .config import ConfigBase, RPUConfig
 from .errors import ModuleError
 from .tiling import TilePlan
 
@@ -42,7 +42,7 @@ class TileCheckpoint(nn.Module):
     def set_extra_state(self, state: Any) -> None:
         """Handled before the tensors load, in ``_load_from_state_dict``."""
 
-    def apply_rpu_config(self, rpu_config: InferenceRPUConfig | FloatingPointRPUConfig) -> None:
+    def apply_rpu_config(self, rpu_config: RPUConfig) -> None:
         """Adopt a new config; a new tile plan resizes the per-tile buffers (values reset)."""
         p = self.plan
         plan = TilePlan.build(p.in_features, p.out_features, rpu_config.mapping.max_input_size,
