@@ -22,7 +22,6 @@ Counting rules (all documented in the report's notes as well):
   (digital layers, functional products, attention score/value products); the analog share is
   ``analog / (analog + digital)``.
 
-
 With ``hardware=`` (a ``HardwareModel`` or a preset name) the report carries a ``CostReport``:
 placement on the chip's cores (``placement``), energy per layer split into DAC, array, ADC and
 digital periphery, latency, throughput, area and chips (formulas in ``cost``).

@@ -180,33 +180,28 @@ def estimate(works: list[LayerWork], digital_rows: dict[str, int | None],
 
 
 # ---------------------------------------------------------------------- text forms
+def _scaled(value: float | None, scales: tuple[tuple[float, str], ...], base: str) -> str:
+    """``value`` in the largest unit of ``scales`` it reaches (3 significant digits)."""
+    if value is None:
+        return "-"
+    for scale, unit in scales:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{value:.3g}{base}"
+
+
 def fmt_energy(pj: float | None) -> str:
     """``1234.0`` (pJ) -> ``1.23 nJ``; None -> ``-``."""
-    if pj is None:
-        return "-"
-    for scale, unit in ((1e12, "J"), (1e9, "mJ"), (1e6, "uJ"), (1e3, "nJ")):
-        if abs(pj) >= scale:
-            return f"{pj / scale:.3g} {unit}"
-    return f"{pj:.3g} pJ"
+    return _scaled(pj, ((1e12, " J"), (1e9, " mJ"), (1e6, " uJ"), (1e3, " nJ")), " pJ")
 
 
 def fmt_time(ns: float | None) -> str:
     """``1234.0`` (ns) -> ``1.23 us``; None -> ``-``."""
-    if ns is None:
-        return "-"
-    for scale, unit in ((1e9, "s"), (1e6, "ms"), (1e3, "us")):
-        if abs(ns) >= scale:
-            return f"{ns / scale:.3g} {unit}"
-    return f"{ns:.3g} ns"
+    return _scaled(ns, ((1e9, " s"), (1e6, " ms"), (1e3, " us")), " ns")
 
 
 def _rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.3g}"
+    return _scaled(value, ((1e9, "G"), (1e6, "M"), (1e3, "k")), "")
 
 
 COST_HEADER = ["layer", "cores", "copies", "ADC bits", "energy", "DAC", "array", "ADC",
