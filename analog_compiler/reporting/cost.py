@@ -255,7 +255,8 @@ def cost_summary(rep: CostReport) -> list[str]:
 
 
 def placement_lines(rep: CostReport) -> list[str]:
-    """``layer: chip/core range (copies)``, one line per analog layer."""
+    """``placement (layer: cores):`` and one ``layer: chip/core range (copies)`` line per
+    analog layer; empty without analog layers."""
     if rep.placement is None:
         return []
     spans: dict[str, list[tuple[int, int]]] = {}
@@ -271,4 +272,4 @@ def placement_lines(rep: CostReport) -> list[str]:
                      f"{last[1]} ({lp.cores} core(s) x {lp.replicas} cop"
                      f"{'y' if lp.replicas == 1 else 'ies'}, {lp.pieces} tile(s), depth "
                      f"{lp.depth})")
-    return lines
+    return ["placement (layer: cores):", *lines] if lines else []

@@ -185,21 +185,22 @@ def place(works: list[LayerWork], hw: HardwareModel, *, pack_tiles: bool = False
     chips = max(1, math.ceil(needed / hw.tiles_per_chip))
     result = Placement(tiles_per_chip=hw.tiles_per_chip, chips=chips, cores_used=needed,
                        packed=pack_tiles, layers=layers, digital_stage_ns=digital_stage_ns)
-    timed = bool(layers) and all(lp.stage_ns is not None for lp in layers)
+    timed = all(lp.stage_ns is not None for lp in layers)  # an all-digital model: True
     if timed:
         result.throughput_single = _throughput(layers, digital_stage_ns, single=True)
         if replicate:
             _replicate(works, layers, hw, chips * hw.tiles_per_chip - needed, digital_stage_ns)
         result.cores_used = sum(lp.cores * lp.replicas for lp in layers)
         result.throughput = _throughput(layers, digital_stage_ns, single=False)
-        result.bottleneck = _bottleneck(layers, digital_stage_ns)[0]
+        if result.throughput is not None:
+            result.bottleneck = _bottleneck(layers, digital_stage_ns)[0]
     result.slots = _slots(works, layers, layouts, hw.tiles_per_chip)
     return result
 
 
 def _bottleneck(layers: list[LayerPlacement], digital_ns: float) -> tuple[str, float]:
-    worst = max(layers, key=lambda lp: lp.stage_ns or 0.0)
-    if digital_ns > (worst.stage_ns or 0.0):
+    worst = max(layers, key=lambda lp: lp.stage_ns or 0.0, default=None)
+    if worst is None or digital_ns > (worst.stage_ns or 0.0):
         return "digital", digital_ns
     return worst.name, worst.stage_ns or 0.0
 

@@ -220,8 +220,7 @@ class TileReport:
 
             lines += ["", cost_header(self.cost), *format_table(COST_HEADER,
                                                                 cost_rows(self.cost)),
-                      *cost_summary(self.cost), "placement (layer: cores):",
-                      *placement_lines(self.cost)]
+                      *cost_summary(self.cost), *placement_lines(self.cost)]
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -250,8 +249,8 @@ class TileReport:
                       *["| " + " | ".join(esc(c) for c in r) + " |"
                         for r in cost_rows(self.cost)], "",
                       *[f"- {esc(s)}" for s in cost_summary(self.cost)],
-                      "- placement (layer: cores):",
-                      *[f"  - {esc(s.strip())}" for s in placement_lines(self.cost)]]
+                      *[f"- {esc(s)}" if not s.startswith(" ") else f"  - {esc(s.strip())}"
+                        for s in placement_lines(self.cost)]]
         return "\n".join(lines) + "\n"
 
     def plot(self, path: str | Path, **kwargs: Any) -> Path:

@@ -145,3 +145,13 @@ def test_report_forms_carry_the_cost(tmp_path):
     assert rep.plot_floorplan(tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="plot_floorplan needs a hardware cost"):
         ac.report(model).plot_floorplan(tmp_path / "g.png")
+
+
+def test_all_digital_model_costs_only_the_digital_unit():
+    model = nn.Sequential(nn.Linear(8, 4))
+    cost = cost_of(model, torch.randn(3, 8))
+    assert cost.energy_pj == pytest.approx(3 * 8 * 4 * HW.digital_mac_energy_pj)
+    assert cost.analog_energy_share == 0 and cost.cores_used == 0 and cost.bottleneck == "digital"
+    assert cost.inferences_per_s == pytest.approx(
+        1e9 * HW.digital_macs_per_cycle * HW.clock_mhz * 1e-3 / 96)
+    assert "placement" not in str(ac.report(model, torch.randn(3, 8), hardware=HW))
