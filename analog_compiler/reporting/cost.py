@@ -44,6 +44,7 @@ class LayerCost:
     """Cost of one layer per forward (analog: on the cores; digital: on the digital unit)."""
 
     name: str
+    """Qualified layer name."""
     status: str
     """``analog`` or ``digital``."""
     energy_pj: dict[str, float] = field(default_factory=dict)
@@ -53,9 +54,11 @@ class LayerCost:
     area_mm2: float = 0.0
     """Core area the layer occupies (with replicas)."""
     adc_bits: int | None = None
+    """ADC resolution used for the layer (from its ``out_res``); None for digital layers."""
     cores: int = 0
     """Cores of one copy."""
     replicas: int = 1
+    """Copies of the layer on the cores."""
 
     @property
     def energy(self) -> float:
@@ -77,6 +80,7 @@ class CostReport:
     energy_parts_pj: dict[str, float] = field(default_factory=dict)
     """The total split into dac, array, adc, digital periphery and ``digital_layers``."""
     latency_ns: float | None = None
+    """The layers in sequence (a layer's tiles in parallel) plus the digital work, ns."""
     tops_per_w: float | None = None
     """Achieved on this model: ``2 * all MACs / energy``."""
     inferences_per_s: float | None = None
@@ -84,13 +88,17 @@ class CostReport:
     inferences_per_s_single: float | None = None
     """Pipelined forwards per second without replication."""
     analog_energy_share: float | None = None
+    """Energy on the tiles (converters, arrays, periphery) over the total."""
     area_mm2: float = 0.0
     """Area of the cores in use."""
     chips: int = 1
     """Chips needed side by side (or reprogramming rounds of one chip)."""
     cores_used: int = 0
+    """Cores in use, copies included."""
     bottleneck: str | None = None
+    """The slowest pipeline stage (a layer name, or ``digital``)."""
     placement: Placement | None = None
+    """Where every tile sits (``reporting.placement``)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CostReport:

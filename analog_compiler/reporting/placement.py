@@ -12,11 +12,11 @@
    or the reprogramming rounds of one chip.
 4. **Replication.** In a pipeline every analog layer is a stage on its own cores and all
    digital work one stage on the digital unit; throughput = 1 / slowest stage. While spare
-   cores remain on the chips in use, the slowest analog stage gets the fewest extra copies of
-   its cores that shorten it (its input vectors are split between the copies,
-   ``ceil(vectors / copies)`` each); it stops when the slowest stage is the digital one, has
-   one vector per copy, or the copies do not fit. Each step only shortens
-   one stage, so throughput never drops and cores never exceed ``chips x tiles_per_chip``.
+   cores remain on the chips in use, the slowest analog stages (all that tie) get the fewest
+   extra copies of their cores that shorten them (a stage's input vectors are split between
+   its copies, ``ceil(vectors / copies)`` each), if the copies of all of them fit; it stops
+   when the slowest stage is the digital one, has one vector per copy, or the copies do not
+   fit. Every step raises throughput; cores never exceed ``chips x tiles_per_chip``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ class LayerWork:
     """What placement and cost need of one analog layer (from its tile plan and the forward)."""
 
     name: str
+    """Qualified layer name."""
     groups: int
+    """Independent weight blocks (conv groups), each on its own tiles."""
     in_sizes: tuple[int, ...]
     """Used columns of each input split."""
     out_sizes: tuple[int, ...]
@@ -50,10 +52,15 @@ class Piece:
     """A block of one logical tile that fits one core: ``rows x cols`` used cells."""
 
     group: int
+    """Conv group of the logical tile."""
     out_split: int
+    """Output split (tile row of the layer's grid)."""
     in_split: int
+    """Input split (tile column of the layer's grid)."""
     rows: int
+    """Used rows (outputs)."""
     cols: int
+    """Used columns (inputs)."""
     block: int = 0
     """Index of the block when the logical tile is larger than a core."""
 
@@ -69,16 +76,23 @@ class Slot:
     """One piece on one core: its cells ``[row, row + rows) x [col, col + cols)``."""
 
     chip: int
+    """Chip index (0 for a model that fits one chip)."""
     core: int
     """Core index on its chip."""
     layer: str
+    """Name of the layer the piece belongs to."""
     replica: int
+    """Which copy of the layer (0 = the first)."""
     tile: str
     """The piece's ``Piece.label``."""
     row: int
+    """First crossbar row the piece occupies."""
     col: int
+    """First crossbar column the piece occupies."""
     rows: int
+    """Rows it occupies."""
     cols: int
+    """Columns it occupies."""
 
 
 @dataclass
@@ -86,12 +100,15 @@ class LayerPlacement:
     """How one analog layer sits on the cores."""
 
     name: str
+    """Layer name."""
     pieces: int
+    """Pieces (logical tiles cut to the core size) of one copy."""
     cores: int
     """Cores of one copy of the layer."""
     depth: int
     """Most pieces on one of its cores (MVMs a core runs one after the other per vector)."""
     replicas: int = 1
+    """Copies of the layer (replication of a pipeline bottleneck)."""
     stage_ns: float | None = None
     """Pipeline stage time per forward with its replicas (None without vector counts)."""
     single_stage_ns: float | None = None
@@ -103,12 +120,19 @@ class Placement:
     """The model on the chip(s): slots, per-layer figures, throughput with and without copies."""
 
     tiles_per_chip: int
+    """Cores per chip of the hardware model."""
     chips: int
+    """Chips the model needs (or reprogramming rounds of one chip)."""
     cores_used: int
+    """Cores in use, copies included (at most ``chips * tiles_per_chip``)."""
     packed: bool
+    """Whether small tiles of a layer were packed into shared cores."""
     layers: list[LayerPlacement] = field(default_factory=list)
+    """Per analog layer, in forward order."""
     slots: list[Slot] = field(default_factory=list)
+    """Every piece on its core: the floorplan."""
     digital_stage_ns: float = 0.0
+    """Time of all digital work per forward (one pipeline stage on the digital unit)."""
     bottleneck: str | None = None
     """The slowest pipeline stage after replication (a layer name or ``digital``)."""
     throughput: float | None = None
@@ -215,20 +239,22 @@ def _replicate(works: list[LayerWork], layers: list[LayerPlacement], hw: Hardwar
                spare: int, digital_ns: float) -> None:
     by_name = {w.name: w for w in works}
     while True:
-        name, _ = _bottleneck(layers, digital_ns)
-        if name == "digital":
+        name, slowest = _bottleneck(layers, digital_ns)
+        if name == "digital" or slowest <= 0:
             return
-        lp = next(lp for lp in layers if lp.name == name)
-        n = by_name[name].vectors or 0
-        per_copy = math.ceil(n / lp.replicas)
-        if per_copy <= 1:
-            return  # one vector per copy already
-        target = math.ceil(n / (per_copy - 1))  # fewest copies that shorten the stage
-        extra = (target - lp.replicas) * lp.cores
+        plan = []
+        for lp in (lp for lp in layers if (lp.stage_ns or 0.0) >= slowest * (1 - 1e-12)):
+            n = by_name[lp.name].vectors or 0
+            per_copy = math.ceil(n / lp.replicas)
+            if per_copy <= 1:
+                return  # one vector per copy already: this stage cannot get shorter
+            plan.append((lp, math.ceil(n / (per_copy - 1))))  # fewest copies that shorten it
+        extra = sum((copies - lp.replicas) * lp.cores for lp, copies in plan)
         if extra > spare:
-            return
-        lp.replicas = target
-        lp.stage_ns = stage_ns(by_name[name], hw, lp.depth, target)
+            return  # copying only some of the tied stages would not raise throughput
+        for lp, copies in plan:
+            lp.replicas = copies
+            lp.stage_ns = stage_ns(by_name[lp.name], hw, lp.depth, copies)
         spare -= extra
 
 

@@ -101,3 +101,14 @@ def test_digital_bottleneck_stops_replication():
 def test_static_placement_has_no_throughput():
     result = place(random_works(random.Random(1), 3, timed=False), ac.HardwareModel())
     assert result.throughput is None and all(lp.replicas == 1 for lp in result.layers)
+
+
+def test_replication_copies_tied_stages_together_or_not_at_all():
+    hw = ac.HardwareModel(tiles_per_chip=5)
+    a = LayerWork("a", 1, (100,), (100,), vectors=8)
+    b = LayerWork("b", 1, (100,), (100,), vectors=8)  # as slow as a
+    result = place([a, b], hw)  # 3 spare cores: a and b each get a copy, then 1 is left
+    assert [lp.replicas for lp in result.layers] == [2, 2]
+    tight = place([a, b], ac.HardwareModel(tiles_per_chip=3))  # 1 spare: copying a alone is
+    assert [lp.replicas for lp in tight.layers] == [1, 1]      # useless, so nothing is copied
+    assert tight.throughput == tight.throughput_single
