@@ -140,6 +140,14 @@ class Placement:
     throughput_single: float | None = None
     """Pipelined inferences per second without replication."""
 
+    def core_map(self) -> dict[tuple[int, int], list[str]]:
+        """``(chip, core) -> ["layer tile (copy k)", ...]``: what every used core holds."""
+        out: dict[tuple[int, int], list[str]] = {}
+        for s in self.slots:
+            copy = f" (copy {s.replica})" if s.replica else ""
+            out.setdefault((s.chip, s.core), []).append(f"{s.layer} {s.tile}{copy}")
+        return out
+
 
 def pieces_of(work: LayerWork, hw: HardwareModel) -> list[Piece]:
     """Cut every logical tile of ``work`` into blocks of at most one core."""

@@ -112,3 +112,13 @@ def test_replication_copies_tied_stages_together_or_not_at_all():
     tight = place([a, b], ac.HardwareModel(tiles_per_chip=3))  # 1 spare: copying a alone is
     assert [lp.replicas for lp in tight.layers] == [1, 1]      # useless, so nothing is copied
     assert tight.throughput == tight.throughput_single
+
+
+def test_core_map_lists_every_piece_once():
+    hw = ac.HardwareModel(tiles_per_chip=8)
+    work = LayerWork("fc", 1, (300,), (100,), vectors=4)  # 2 pieces: 256 + 44 columns
+    result = place([work], hw)
+    core_map = result.core_map()
+    assert core_map[(0, 0)] == ["fc g0 o0 i0"] and core_map[(0, 1)] == ["fc g0 o0 i0/1"]
+    assert core_map[(0, 2)] == ["fc g0 o0 i0 (copy 1)"]
+    assert sum(len(v) for v in core_map.values()) == len(result.slots) == 2 * 4
