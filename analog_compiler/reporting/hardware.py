@@ -147,8 +147,8 @@ class HardwareModel(ConfigBase):
         """IBM HERMES: 64 PCM cores of 256x256, 14 nm, 8-bit inputs and outputs.
 
         Source: M. Le Gallo et al., "A 64-core mixed-signal in-memory compute chip based on
-        phase-change memory for deep neural network inference", Nature Electronics 6, 680-693
-        (2023), doi:10.1038/s41928-023-01010-1 (arXiv:2212.02872). Abstract: for 8-bit
+        phase-change memory for deep neural network inference", Nature Electronics (2023),
+        doi:10.1038/s41928-023-01010-1 (arXiv:2212.02872). Abstract: for 8-bit
         input/output MVMs in the one-phase read mode the chip reaches 63.1 TOPS at 9.76 TOPS/W
         (four-phase, high precision: 16.1 TOPS at 2.48 TOPS/W). Calibration (one-phase):
 
@@ -157,8 +157,9 @@ class HardwareModel(ConfigBase):
         - 131072 ops / 9.76 TOPS/W -> 13.43 nJ per MVM; its split is assumed (the abstract
           gives only the total): ADC 45 % (one CCO-based ADC per row), array 25 %, digital
           periphery 20 %, DAC 10 %;
-        - core area 2.47 mm2 from the 400 GOPS/mm2 MVM density IBM reported for the chip
-          (63.1 TOPS / 64 cores / 400 GOPS/mm2), 25 % of it assumed to be the 256 ADCs;
+        - core area 2.47 mm2 from the 400 GOPS/mm2 MVM density quoted for the chip in press
+          coverage of IBM's announcement (63.1 TOPS / 64 cores / 400 GOPS/mm2; not checked in
+          the paper), 25 % of it assumed to be the 256 ADCs;
         - digital unit (assumed): 1 GHz, 256 MACs per cycle, 1 pJ per digital MAC.
         """
         return cls(**{**_calibrated("hermes", 256, 256, 64, tops=63.1, tops_per_w=9.76,
