@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .cost import CostReport
+from .cost import COST_HEADER, CostReport, cost_header, cost_rows, cost_summary, placement_lines
 
 
 @dataclass
@@ -145,10 +144,7 @@ class TileReport:
                 for row in data.get("rows", [])]
         shape = data.get("input_shape")
         cost = data.get("cost")
-        if cost is not None:
-            from .cost import CostReport
-
-            cost = CostReport.from_dict(cost)
+        cost = CostReport.from_dict(cost) if cost is not None else None
         return cls(cost=cost, rows=rows, totals=ReportTotals(**data.get("totals", {})),
                    global_config=data.get("global_config"), capture=data.get("capture"),
                    input_shape=tuple(shape) if shape is not None else None,
@@ -216,8 +212,6 @@ class TileReport:
             lines += ["config differences from the global config:", *config]
         lines += [f"note: {n}" for n in self.notes]
         if self.cost is not None:
-            from .cost import COST_HEADER, cost_header, cost_rows, cost_summary, placement_lines
-
             lines += ["", cost_header(self.cost), *format_table(COST_HEADER,
                                                                 cost_rows(self.cost)),
                       *cost_summary(self.cost), *placement_lines(self.cost)]
@@ -241,8 +235,6 @@ class TileReport:
                       *[f"- {esc(c.strip())}" for c in config]]
         lines += [f"- note: {esc(n)}" for n in self.notes]
         if self.cost is not None:
-            from .cost import COST_HEADER, cost_header, cost_rows, cost_summary, placement_lines
-
             lines += ["", f"**{esc(cost_header(self.cost))}**", "",
                       "| " + " | ".join(COST_HEADER) + " |",
                       "|" + "|".join("---" for _ in COST_HEADER) + "|",
