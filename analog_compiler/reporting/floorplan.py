@@ -96,6 +96,6 @@ def plot_floorplan(cost: CostReport, path: str | Path, dpi: int = 110) -> Path:
     fig.tight_layout(rect=(0, 0, 0.8, 0.93))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")  # nothing clipped
     plt.close(fig)
     return path

@@ -94,7 +94,7 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
         energy_h = 0.25 * len(cost.layers) + 1.2 if cost is not None else 0.0
         height = 3.0 * nrows + 0.9 + energy_h
         fig, axes = plt.subplots(nrows + (cost is not None), ncols,
-                                 figsize=(2.9 * ncols + 1.2 + 1.5 * (cost is not None), height),
+                                 figsize=(2.9 * ncols + 1.2, height),
                                  squeeze=False, gridspec_kw={"height_ratios": [3.0] * nrows + (
                                      [energy_h] if cost is not None else [])})
         if cost is not None:  # one panel across the last row: energy per layer
@@ -115,6 +115,6 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
         bar.set_label("tile utilization", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")  # nothing clipped
     plt.close(fig)
     return path
