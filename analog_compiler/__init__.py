@@ -18,7 +18,7 @@ from .nn import (
     AnalogTile,
 )
 from .nn.attention import AnalogMultiheadAttention
-from .reporting import TileReport, report
+from .reporting import HardwareModel, TileReport, report
 from .runtime import (
     AnalogCompilerError,
     BoundManagementType,
@@ -67,6 +67,7 @@ __all__ = [
     "AnalogMultiheadAttention", "AnalogTile",
     # verbs
     "convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy", "report", "TileReport",
+    "HardwareModel",
     "analog_layers", "program_analog_weights", "drift_analog_weights", "to_digital",
     "export_onnx",
     # hardware-aware training

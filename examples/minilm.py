@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     analog = ac.convert(model, default_config())
     print()
     print(ac.report(analog, batch))
+    print_cost(analog, batch, len(SENTENCES))
     print()
     sweep = drift_sweep(analog, batch, reference, args.seed)
     print_sweep("Default InferenceRPUConfig, per-row weight scaling (omega=1.0): cosine to the "
@@ -165,6 +166,19 @@ def main(argv: list[str] | None = None) -> int:
                     drift_sweep(per_tile, batch, reference, args.seed))
     progress("done")
     return 0
+
+
+def print_cost(analog: nn.Module, batch: dict[str, Tensor], sentences: int) -> None:
+    """MiniLM's estimated cost on the HERMES preset: energy per sentence, chips, top layers."""
+    from analog_compiler.reporting.cost import fmt_energy
+
+    hw = ac.HardwareModel.hermes()
+    cost = ac.report(analog, batch, hardware=hw).cost
+    top = ", ".join(f"{c.name} ({fmt_energy(c.energy)})" for c in cost.top_layers(3))
+    print(f"\nOn HERMES (an estimate): {fmt_energy(cost.energy_pj / sentences)} per sentence "
+          f"({batch['input_ids'].shape[1]} tokens with padding), {cost.chips} chip(s) of "
+          f"{hw.tiles_per_chip} cores, {cost.tops_per_w:.3g} TOPS/W, analog share of the energy "
+          f"{100 * cost.analog_energy_share:.1f} %; most expensive layers: {top}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The whole story on the small CNN this repository ships pretrained
 (``examples/checkpoints/digits_cnn.pt``, trained by ``examples/train_digits.py`` on
 scikit-learn's 8x8 digits):
 
-1. load it and convert it to analog tiles (``ac.convert``), print the tile report;
+1. load it and convert it to analog tiles (``ac.convert``), print the tile report and what one
+   image costs on two published IBM PCM chips (``ac.report(..., hardware=...)``);
 2. program several chips (PCM programming noise, seeded), drift them to 1 hour, 1 day,
    1 month, 1 year and measure the held-out accuracy with and without global drift
    compensation (mean and spread over the chips);
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     analog = ac.convert(digital, rpu_config()).eval()
     print(ac.report(analog, x_test[:1]))
+    print_cost(analog, x_test[:1])
 
     print(f"\nAccuracy at {', '.join(_label(t) for t in times)} over {chips} chip(s):")
     results = accuracy_over_time(digital, x_test, y_test, times, chips, args.seed)
@@ -215,6 +217,21 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         print(f"  {f.resolve()}")
     return 0
+
+
+def print_cost(analog: torch.nn.Module, image: torch.Tensor) -> None:
+    """One image's estimated cost on the HERMES and speech-chip presets (see the README)."""
+    print("\nEstimated cost of one image (HardwareModel presets; an estimate, not a circuit "
+          "simulation):")
+    from analog_compiler.reporting.cost import fmt_energy, fmt_time
+
+    for hw in (ac.HardwareModel.hermes(), ac.HardwareModel.speech()):
+        cost = ac.report(analog, image, hardware=hw).cost
+        print(f"  {hw.name:6s}: {fmt_energy(cost.energy_pj)}, latency "
+              f"{fmt_time(cost.latency_ns)}, {cost.inferences_per_s:.3g} images/s pipelined "
+              f"({cost.inferences_per_s_single:.3g} without replication), "
+              f"{cost.tops_per_w:.3g} TOPS/W, {cost.cores_used} of "
+              f"{cost.chips * hw.tiles_per_chip} cores, bottleneck {cost.bottleneck}")
 
 
 if __name__ == "__main__":
