@@ -169,13 +169,18 @@ def _import_package() -> Any:
     return importlib.import_module(PACKAGE)
 
 
+#: The API reference of the current build: ``{"names": [...], "pages": {...}}`` (on_config).
+_BUILD: dict[str, Any] = {}
+
+
 @event_priority(100)
 def on_config(config: Any) -> Any:
     """Stage the sources, then add the API reference to the nav."""
     stage_sources()
     module = _import_package()
     names = public_names(module)
-    _, groups = api_pages(module, names)
+    pages, groups = api_pages(module, names)
+    _BUILD.update(names=names, pages=pages)
     section: list[Any] = [{"Overview": "api/index.md"}]
     section += [{group: [{Path(p).stem: p} for p in paths]} for group, paths in groups.items()]
     nav = config["nav"] or []
@@ -186,13 +191,10 @@ def on_config(config: Any) -> Any:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the API pages (checking docstrings) and the figures to the site's files."""
-    module = _import_package()
-    names = public_names(module)
-    for name in missing_docstrings(names, STAGE):
+    for name in missing_docstrings(_BUILD["names"], STAGE):
         log.warning("%s.%s has no docstring: every public name needs one (it is its page of "
                     "the API reference)", PACKAGE, name)
-    pages, _ = api_pages(module, names)
-    for path, text in pages.items():
+    for path, text in _BUILD["pages"].items():
         files.append(File.generated(config, path, content=text))
     for path in build_figures():
         files.append(File.generated(config, f"figures/{path.name}", abs_src_path=str(path)))
@@ -238,4 +240,7 @@ def build_figures() -> list[Path]:
         figures.build(tmp, quick=quick)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        for stale in cache.glob(f"{'quick' if quick else 'full'}-*"):  # older inputs' figures
+            if stale != out:
+                shutil.rmtree(stale, ignore_errors=True)
     return expected
