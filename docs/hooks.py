@@ -28,6 +28,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -132,9 +133,11 @@ def missing_docstrings(names: list[str], search_path: Path, package: str = PACKA
 
 
 def summary(obj: Any, fallback: str = "") -> str:
-    """First sentence-line of an object's docstring, for the index table."""
-    doc = own_docstring(obj) or fallback
-    return doc.strip().splitlines()[0].replace("|", "\\|") if doc.strip() else ""
+    """The first sentence of an object's docstring (of its first paragraph), for the index."""
+    doc = (own_docstring(obj) or fallback).strip()
+    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
+    sentence = re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]
+    return sentence.replace("|", "\\|")
 
 
 def api_pages(module: Any, names: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -147,7 +150,8 @@ def api_pages(module: Any, names: list[str]) -> tuple[dict[str, str], dict[str, 
         group = group_of(obj)
         path = f"api/{name}.md"
         pages[path] = (f"::: {module.__name__}.{name}\n    options:\n"
-                       f"      heading_level: 1\n      show_root_full_path: false\n")
+                       "      heading_level: 1\n      show_root_heading: true\n"
+                       "      show_root_full_path: false\n")
         groups[group].append(path)
         data_doc = "" if inspect.isclass(obj) or inspect.isroutine(obj) else type(obj).__name__
         rows[group].append(f"| [`{name}`]({name}.md) | {summary(obj, data_doc)} |")
