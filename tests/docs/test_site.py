@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -180,3 +181,17 @@ def test_site_has_no_raw_tex(site):
     for page in site.rglob("index.html"):
         text = page.read_text()
         assert 'class="arithmatex">\\(' not in text and 'class="arithmatex">\\[' not in text, page
+
+
+def test_migrating_page_covers_the_readme_differences():
+    """Every difference the README's aihwkit paragraph lists has its entry on the migrating
+    page (the item's wording up to its first parenthesis or comma, case-insensitive)."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    head = "Where aihwkit has a known flaw we do differently, and say so:"
+    assert head in readme
+    items = re.split(r"\.\s", readme.split(head, 1)[1], maxsplit=1)[0].split(";")
+    assert len(items) >= 4
+    page = " ".join((ROOT / "docs" / "migrating.md").read_text().split()).lower()
+    for item in items:
+        key = item.split("(")[0].split(",")[0].strip().lower()
+        assert key and key in page, key
