@@ -64,20 +64,6 @@ def stage_sources(root: Path = ROOT, stage: Path = STAGE) -> Path:
 
 # --- 2. the API reference -----------------------------------------------------------------------
 
-def own_docstring(obj: Any) -> str:
-    """The docstring an object was given, or "" (inherited ones and dataclass signatures don't
-    count; data objects such as ``DEFAULT_LAYER_MAP`` are checked by :func:`missing_docstrings`
-    through griffe, which reads the string literal under an assignment)."""
-    if inspect.isclass(obj):
-        doc = obj.__dict__.get("__doc__") or ""
-        if dataclasses.is_dataclass(obj) and doc.startswith(obj.__name__ + "("):
-            return ""  # the signature @dataclass writes when the class has no docstring
-        return inspect.cleandoc(doc)
-    if inspect.isroutine(obj):
-        return inspect.cleandoc(obj.__doc__ or "")
-    return ""
-
-
 def group_of(obj: Any) -> str:
     """Which group of the API reference a public object belongs to."""
     import torch
@@ -112,49 +98,52 @@ def public_names(module: Any) -> list[str]:
     return list(dict.fromkeys(n for n in names if hasattr(module, n)))
 
 
-def missing_docstrings(names: list[str], search_path: Path, package: str = PACKAGE) -> list[str]:
-    """The names of ``package`` (as griffe reads it statically from ``search_path``) whose
-    object has no docstring of its own."""
+def docstrings(names: list[str], search_path: Path, package: str = PACKAGE) -> dict[str, str]:
+    """``{name: docstring}`` of ``package``'s names as griffe reads them statically from
+    ``search_path`` (the object's own docstring, or the string literal under an assignment for
+    data such as ``DEFAULT_LAYER_MAP``); "" where there is none or the name does not resolve."""
     import griffe
 
     loader = griffe.GriffeLoader(search_paths=[str(search_path)], allow_inspection=False)
     pkg = loader.load(package, try_relative_path=False)
     loader.resolve_aliases(implicit=False, external=False)
-    missing = []
+    docs = {}
     for name in names:
         try:
             target = pkg[name]
-            doc = target.docstring.value.strip() if target.docstring else ""
+            docs[name] = target.docstring.value.strip() if target.docstring else ""
         except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
-            doc = ""
-        if not doc:
-            missing.append(name)
-    return missing
+            docs[name] = ""
+    return docs
 
 
-def summary(obj: Any, fallback: str = "") -> str:
-    """The first sentence of an object's docstring (of its first paragraph), for the index."""
-    doc = (own_docstring(obj) or fallback).strip()
-    paragraph = " ".join(doc.split("\n\n", 1)[0].split())
+def missing_docstrings(names: list[str], search_path: Path, package: str = PACKAGE) -> list[str]:
+    """The names of ``package`` whose object has no docstring of its own (see ``docstrings``)."""
+    return [n for n, doc in docstrings(names, search_path, package).items() if not doc]
+
+
+def summary(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, for the index table."""
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
     sentence = re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]
     return sentence.replace("|", "\\|")
 
 
-def api_pages(module: Any, names: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """``({path: markdown}, {group: [path, ...]})`` of the API reference."""
+def api_pages(module: Any, docs: dict[str, str]
+              ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """``({path: markdown}, {group: [path, ...]})`` of the API reference of ``module``'s names
+    (the keys of ``docs``, in order; the values are their docstrings)."""
     pages: dict[str, str] = {}
     groups: dict[str, list[str]] = {g: [] for g in GROUPS}
     rows: dict[str, list[str]] = {g: [] for g in GROUPS}
-    for name in names:
-        obj = getattr(module, name)
-        group = group_of(obj)
+    for name, doc in docs.items():
+        group = group_of(getattr(module, name))
         path = f"api/{name}.md"
         pages[path] = (f"::: {module.__name__}.{name}\n    options:\n"
                        "      heading_level: 1\n      show_root_heading: true\n"
                        "      show_root_full_path: false\n")
         groups[group].append(path)
-        data_doc = "" if inspect.isclass(obj) or inspect.isroutine(obj) else type(obj).__name__
-        rows[group].append(f"| [`{name}`]({name}.md) | {summary(obj, data_doc)} |")
+        rows[group].append(f"| [`{name}`]({name}.md) | {summary(doc)} |")
     index = ["# API reference", "",
              f"Every public name of `{module.__name__}` (its `__all__`), one page each, built "
              "from the docstrings. Import them from the package: "
@@ -173,18 +162,17 @@ def _import_package() -> Any:
     return importlib.import_module(PACKAGE)
 
 
-#: The API reference of the current build: ``{"names": [...], "pages": {...}}`` (on_config).
+#: The API reference of the current build: ``{"missing": [...], "pages": {...}}`` (on_config).
 _BUILD: dict[str, Any] = {}
 
 
 @event_priority(100)
 def on_config(config: Any) -> Any:
-    """Stage the sources, then add the API reference to the nav."""
-    stage_sources()
+    """Stage the sources, read the docstrings, add the API reference to the nav."""
     module = _import_package()
-    names = public_names(module)
-    pages, groups = api_pages(module, names)
-    _BUILD.update(names=names, pages=pages)
+    docs = docstrings(public_names(module), stage_sources())
+    pages, groups = api_pages(module, docs)
+    _BUILD.update(missing=[n for n, doc in docs.items() if not doc], pages=pages)
     section: list[Any] = [{"Overview": "api/index.md"}]
     section += [{group: [{Path(p).stem: p} for p in paths]} for group, paths in groups.items()]
     nav = config["nav"] or []
@@ -195,7 +183,7 @@ def on_config(config: Any) -> Any:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the API pages (checking docstrings) and the figures to the site's files."""
-    for name in missing_docstrings(_BUILD["names"], STAGE):
+    for name in _BUILD["missing"]:
         log.warning("%s.%s has no docstring: every public name needs one (it is its page of "
                     "the API reference)", PACKAGE, name)
     for path, text in _BUILD["pages"].items():

@@ -3,7 +3,6 @@ hooks that generate its API reference from ``analog_compiler.__all__``."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -87,10 +86,11 @@ def test_missing_docstrings_are_found(tmp_path):
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent('''
         """A package."""
-        from .mod import Documented, Bare, documented, bare, TABLE, RAW
-        __all__ = ["Documented", "Bare", "documented", "bare", "TABLE", "RAW"]
+        from .mod import Documented, Bare, documented, bare, TABLE, RAW, Config
+        __all__ = ["Documented", "Bare", "documented", "bare", "TABLE", "RAW", "Config"]
     '''))
     (pkg / "mod.py").write_text(textwrap.dedent('''
+        import dataclasses
         class Documented:
             """Has one."""
         class Bare:
@@ -102,30 +102,21 @@ def test_missing_docstrings_are_found(tmp_path):
         TABLE = {}
         """A documented data object."""
         RAW = {}
+        @dataclasses.dataclass
+        class Config:
+            x: int = 0
+            """A field's docstring is not the class's."""
     '''))
     missing = hooks.missing_docstrings(
-        ["Documented", "Bare", "documented", "bare", "TABLE", "RAW", "Unknown"], tmp_path,
-        package="fakepkg")
-    assert missing == ["Bare", "bare", "RAW", "Unknown"]
+        ["Documented", "Bare", "documented", "bare", "TABLE", "RAW", "Config", "Unknown"],
+        tmp_path, package="fakepkg")
+    assert missing == ["Bare", "bare", "RAW", "Config", "Unknown"]
+    docs = hooks.docstrings(["TABLE", "Documented"], tmp_path, package="fakepkg")
+    assert docs == {"TABLE": "A documented data object.", "Documented": "Has one."}
 
 
-def test_own_docstring_and_groups():
+def test_groups():
     hooks = _hooks()
-
-    @dataclasses.dataclass
-    class NoDoc:
-        x: int = 0
-
-    @dataclasses.dataclass
-    class WithDoc:
-        """Documented."""
-
-    class Child(WithDoc):
-        pass
-
-    assert hooks.own_docstring(NoDoc) == ""  # not the signature @dataclass writes
-    assert hooks.own_docstring(WithDoc) == "Documented."
-    assert hooks.own_docstring(Child) == ""  # not inherited
     assert hooks.group_of(ac.convert) == "Functions"
     assert hooks.group_of(ac.AnalogLinear) == "Layers"
     assert hooks.group_of(ac.InferenceRPUConfig) == "Configs"
@@ -138,11 +129,13 @@ def test_api_pages_follow_all():
     hooks = _hooks()
     names = hooks.public_names(ac)
     assert names == list(dict.fromkeys(ac.__all__))
-    pages, groups = hooks.api_pages(ac, names)
+    docs = {name: f"Doc of {name}. More." for name in names}
+    pages, groups = hooks.api_pages(ac, docs)
     assert set(pages) == {f"api/{n}.md" for n in names} | {"api/index.md"}
     assert sorted(p for paths in groups.values() for p in paths) == sorted(
         f"api/{n}.md" for n in names)
     assert list(groups) == [g for g in hooks.GROUPS if g in groups]
+    assert "| [`convert`](convert.md) | Doc of convert. |" in pages["api/index.md"]
 
 
 def test_inputs_hash_follows_content(tmp_path):
