@@ -13,7 +13,8 @@ Three jobs, so that the site follows the code without anyone editing the docs:
    ``@dataclass`` writes) is logged as a warning, which ``mkdocs build --strict`` turns into a
    failure.
 3. **Figures from the examples.** ``docs/figures.py`` draws them at build time into a cache keyed
-   by the hash of everything they depend on (package, runtime, C++ sources, examples, the script),
+   by the hash of everything they depend on (package, runtime, C++ sources, examples, the script,
+   which kernels serve the ops),
    so a rebuild or ``mkdocs serve`` costs nothing and a figure is never older than the code.
    ``ANALOG_DOCS_QUICK_FIGURES=1`` draws them from fewer chips (the test suite's fast build);
    ``ANALOG_DOCS_CACHE`` moves the cache.
@@ -222,7 +223,9 @@ def build_figures() -> list[Path]:
     """The figure files, drawn now unless the cache already holds them for these inputs."""
     quick = os.environ.get("ANALOG_DOCS_QUICK_FIGURES", "0") == "1"
     cache = Path(os.environ.get("ANALOG_DOCS_CACHE", ROOT / "build" / "docs-figures"))
-    out = cache / f"{'quick' if quick else 'full'}-{inputs_hash(extra=str(quick))}"
+    from analog_compiler.runtime import backend  # C++ and reference kernels draw differently
+
+    out = cache / f"{'quick' if quick else 'full'}-{inputs_hash(extra=f'{quick}{backend()}')}"
     figures = _figures_module()
     expected = [out / name for name in figures.FIGURES]
     if not all(p.exists() for p in expected):
