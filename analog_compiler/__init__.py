@@ -42,6 +42,7 @@ from .runtime import (
     WeightRemapParameter,
     WeightRemapType,
 )
+from .studies import SweepResult, SweepStats, sweep
 from .training import (
     StandardHWATrainingPreset,
     StandardIOParameters,
@@ -69,6 +70,8 @@ __all__ = [
     "convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy", "report", "TileReport",
     "analog_layers", "program_analog_weights", "drift_analog_weights", "to_digital",
     "export_onnx",
+    # studies
+    "sweep", "SweepResult", "SweepStats",
     # hardware-aware training
     "StandardHWATrainingPreset", "StandardIOParameters", "attach_hwa_hooks",
     "calibrate_input_ranges", "post_update_step",
