@@ -196,6 +196,8 @@ class SweepResult:
     def __str__(self) -> str:
         head = (f"SweepResult: {self.chips} chip(s), seed {self.seed}, "
                 f"{len(self.times)} time(s)")
+        if len(self.metrics) == 1 and self.metrics[0] != "value":
+            head += f", metric {self.metrics[0]!r}"
         if self.world_size > 1:
             head += f", {self.world_size} processes"
         return f"{head}\n{self.to_text()}"
