@@ -9,11 +9,10 @@ is converted first (``analog_compiler.convert`` with ``--config`` or the default
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from .common import DTYPES, example_inputs, load_analog_model, parse_shape, run_user_code
+from .common import DTYPES, example_inputs, load_analog_model, parse_shape, write_outputs
 
 
 def register(subparsers: Any) -> None:
@@ -44,10 +43,5 @@ def run(args: argparse.Namespace) -> int:
     model = load_analog_model(args, "report", x)
     rep = ac.report(model, x)  # a failing forward is a one-line ValueError already
     print(rep.to_markdown() if args.markdown else str(rep))
-    if args.json is not None:
-        run_user_code(lambda: args.json.write_text(rep.to_json()), f"writing {args.json}")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        run_user_code(lambda: rep.plot(args.plot), f"writing {args.plot}")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_outputs(args, rep)
     return 0

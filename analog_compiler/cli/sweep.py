@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import CLIError
-from .common import load_config, load_model, load_module, run_user_code
+from .common import load_config, load_model, load_module, run_user_code, write_outputs
 
 #: Time suffixes -> seconds (a month is 30 days, a year 365 days).
 UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0,
@@ -129,10 +129,5 @@ def run(args: argparse.Namespace) -> int:
         if created:
             dist.destroy_process_group()
     print(result.to_markdown() if args.markdown else str(result))
-    if args.json is not None:
-        run_user_code(lambda: args.json.write_text(result.to_json()), f"writing {args.json}")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        run_user_code(lambda: result.plot(args.plot), f"writing {args.plot}")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_outputs(args, result)
     return 0
