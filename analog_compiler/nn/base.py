@@ -7,6 +7,8 @@ weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import numbers
 from collections.abc import Iterator
@@ -19,6 +21,20 @@ from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, T
 from .tiles import AnalogTile, tiles_of
 
 RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
+
+_SKIP_RESET = contextvars.ContextVar("analog_compiler_skip_reset", default=False)
+
+
+@contextlib.contextmanager
+def weights_set_later() -> Iterator[None]:
+    """Build analog layers without the digital-style random initialisation (their tile
+    weights stay zero): for ``from_digital``, which sets every weight right after. Saves a
+    throw-away digital layer and two random fills per layer."""
+    token = _SKIP_RESET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_RESET.reset(token)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -130,6 +146,8 @@ class AnalogLayerBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialise weight and bias as the digital torch layer does."""
+        if _SKIP_RESET.get():
+            return
         ref = self._digital_template()
         ref.reset_parameters()
         self.set_weights(ref.weight.detach(), None if ref.bias is None else ref.bias.detach(),
