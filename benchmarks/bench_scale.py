@@ -7,7 +7,8 @@ heads, vocab 32000, fp32: 836M parameters) and ``3b`` (hidden 3072, 28 layers, i
 digital model, ``convert`` (default ``InferenceRPUConfig``), ``program_analog_weights``,
 ``drift_analog_weights(3600)``, then the digital and the analog forward at sequence length
 ``--seq`` interleaved (``--reps`` pairs after one warm-up each; the ratio is the median of the
-per-pair ratios), and a short ``generate()``. The chip phase converts in place (the process
+per-pair ratios; the forward phase's chip is unprogrammed unless ``--program-forward``: the
+kernel and its cost are the same), and a short ``generate()``. The chip phase converts in place (the process
 holds one model, as a user at this scale would) and reports the process's maximum resident set
 size after each step over the bytes of the model's own weights; the forward phase then builds
 the model again and converts a copy, so that both forwards can run interleaved.
@@ -107,13 +108,15 @@ def forward_phase(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     analog = ac.convert(digital, ac.InferenceRPUConfig(), progress=False).eval()
     print(f"convert (a copy, the digital model kept): {time.perf_counter() - t0:.1f} s")
-    ac.program_analog_weights(analog)
-    ac.drift_analog_weights(analog, 3600.0)
+    if args.program_forward:  # same kernel and cost either way; programming takes minutes
+        ac.program_analog_weights(analog)
+        ac.drift_analog_weights(analog, 3600.0)
     ids = torch.randint(0, 32000, (1, args.seq), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         td, ta, ratio = paired(lambda: digital(ids), lambda: analog(ids), args.reps, 1)
     print(f"forward, sequence length {args.seq}: digital {td / 1e3:.2f} s, analog "
-          f"{ta / 1e3:.2f} s, ratio {ratio:.2f}x (median of {args.reps} interleaved pairs)")
+          f"{ta / 1e3:.2f} s, ratio {ratio:.2f}x (median of {args.reps} interleaved pairs, "
+          f"{'programmed and drifted chip' if args.program_forward else 'target weights'})")
 
 
 def main() -> None:
@@ -124,13 +127,18 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128, help="sequence length (128)")
     parser.add_argument("--reps", type=int, default=3, help="paired forward runs (3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--program-forward", action="store_true",
+                        help="program and drift the chip of the forward phase too (the forward "
+                             "kernel and its cost are the same; programming takes minutes)")
+    parser.add_argument("--skip-chip", action="store_true", help="only the forward phase")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, backend {ac.runtime.backend()['tile_forward']}")
-    chip_phase(args)
-    gc.collect()
+    if not args.skip_chip:
+        chip_phase(args)
+        gc.collect()
     forward_phase(args)
 
 

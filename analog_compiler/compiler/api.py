@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -49,13 +50,16 @@ from .rewrite import ConversionContext, direct_matrix_parameters, set_submodule
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Run with every submodule in eval mode (no BatchNorm statistics updates), then restore."""
-    modes = [(m, m.training) for m in model.modules()]
+    # Weak references: a layer replaced during conversion must not outlive its replacement.
+    modes = [(weakref.ref(m), m.training) for m in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        for m, mode in modes:
-            m.training = mode
+        for ref, mode in modes:
+            m = ref()
+            if m is not None:
+                m.training = mode
 
 
 def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = None,
