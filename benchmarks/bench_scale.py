@@ -3,15 +3,16 @@
 The model is built from a ``transformers`` ``LlamaConfig`` with random weights (nothing is
 downloaded). Presets: ``836m`` (hidden 2048, 16 layers, intermediate 5632, 32 heads, 4 KV
 heads, vocab 32000, fp32: 836M parameters) and ``3b`` (hidden 3072, 28 layers, intermediate
-8192, 24 heads, 8 KV heads, vocab 32000, bfloat16). One process, in this order: build the
-digital model, ``convert`` (default ``InferenceRPUConfig``), ``program_analog_weights``,
-``drift_analog_weights(3600)``, then the digital and the analog forward at sequence length
-``--seq`` interleaved (``--reps`` pairs after one warm-up each; the ratio is the median of the
-per-pair ratios; the forward phase's chip is unprogrammed unless ``--program-forward``: the
-kernel and its cost are the same), and a short ``generate()``. The chip phase converts in place (the process
-holds one model, as a user at this scale would) and reports the process's maximum resident set
-size after each step over the bytes of the model's own weights; the forward phase then builds
-the model again and converts a copy, so that both forwards can run interleaved.
+8192, 24 heads, 8 KV heads, vocab 32000, bfloat16). One process, two phases:
+
+- chip: build the model, ``convert`` it in place (the process holds one model, as a user at
+  this scale would), ``program_analog_weights``, ``drift_analog_weights(3600)``, a short
+  ``generate()``; after each step the process's maximum resident set size over the bytes of
+  the model's own weights;
+- forward: build the model again, convert a copy, and time the digital and the analog forward
+  at sequence length ``--seq`` interleaved (``--reps`` pairs after one warm-up each; the ratio
+  is the median of the per-pair ratios). Its chip is unprogrammed unless ``--program-forward``
+  (the kernel and its cost are the same).
 
 Not a test: ``python benchmarks/bench_scale.py [--preset 836m|3b] [--layers N] [--reps 3]``.
 """
