@@ -143,8 +143,10 @@ def _run_share(model: nn.Module, evaluate: Callable[[nn.Module], Any], times: li
     plan = configs if configs is not None else {MODEL: None}
     names: list[str] | None = None
     for label, config in plan.items():
-        work = _analog_model(model, config, label)
         out[label] = {}
+        if not my_chips:  # more ranks than chips: nothing to measure here
+            continue
+        work = _analog_model(model, config, label)
         devices = _model_devices(work)
         for chip in my_chips:
             values = []
@@ -196,7 +198,8 @@ def sweep(model: nn.Module, evaluate: Callable[[nn.Module], Any], times: Iterabl
     ``(seed, i)`` alone (the same chip sample under every config), drifted to each time of
     ``times`` and handed to ``evaluate`` (in eval mode, under ``torch.no_grad()``). When
     ``torch.distributed`` is initialised, rank ``r`` of ``W`` measures chips ``r, r + W, ...``
-    and every rank returns the whole gathered result, identical to a one-process run.
+    and every rank returns the whole gathered result, identical to a one-process run (the
+    gather is ``all_gather_object``: with NCCL, set each rank's CUDA device first).
 
     Args:
         model: with ``configs=None``, a model with analog layers (``convert``'s output); it is

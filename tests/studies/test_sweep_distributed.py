@@ -31,6 +31,8 @@ def _worker(rank: int, tmp: str) -> None:
     try:
         res = ac.sweep(analog_model(), mse, TIMES, chips=CHIPS, seed=11, progress=False)
         Path(f"{tmp}/rank{rank}.json").write_text(res.to_json())
+        lone = ac.sweep(analog_model(), mse, [0.0], chips=1, seed=11, progress=False)
+        Path(f"{tmp}/lone{rank}.json").write_text(lone.to_json())  # rank 1 has no chip
         try:
             ac.sweep(analog_model(), _failing_on_rank_1, [0.0], chips=2, progress=False)
         except RuntimeError as exc:
@@ -48,5 +50,8 @@ def test_two_gloo_processes_give_the_one_process_values(tmp_path):
         assert data["world_size"] == WORLD and single.world_size == 1
         data["world_size"] = 1
         assert data == json.loads(single.to_json())  # every raw value, bit for bit
+        lone = ac.SweepResult.from_json((tmp_path / f"lone{rank}.json").read_text())
+        for metric in ("mse", "max_err"):  # chip 0 at t = 0 is the same chip in every sweep
+            assert lone.get(0.0, metric=metric).raw == single.get(0.0, metric=metric).raw[:1]
         message = (tmp_path / f"error{rank}.txt").read_text()
         assert message == "sweep failed on rank 1: ValueError: metric exploded"
