@@ -48,7 +48,14 @@ def peak_rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
-def build(preset: str, layers: int | None) -> torch.nn.Module:
+def memory(weight_bytes: float, baseline: float) -> str:
+    """Peak RSS over the weights' bytes, in all and above the process before the model."""
+    peak = peak_rss()
+    return (f"RSS peak {peak / weight_bytes:.2f}x the weights "
+            f"({(peak - baseline) / weight_bytes:.2f}x above the process without the model)")
+
+
+def build(preset: str, layers: int | None, dtype_name: str | None = None) -> torch.nn.Module:
     """The digital decoder with random weights (seeded), in eval mode."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -56,7 +63,8 @@ def build(preset: str, layers: int | None) -> torch.nn.Module:
 
     logging.set_verbosity_error()
     spec = dict(PRESETS[preset])
-    dtype = getattr(torch, spec.pop("dtype"))
+    dtype = getattr(torch, dtype_name or spec["dtype"])
+    del spec["dtype"]
     if layers is not None:
         spec["num_hidden_layers"] = layers
     config = LlamaConfig(vocab_size=32000, tie_word_embeddings=False, **spec)
@@ -67,14 +75,17 @@ def build(preset: str, layers: int | None) -> torch.nn.Module:
 
 def chip_phase(args: argparse.Namespace) -> None:
     """Convert in place (one copy of the model in the process), program, drift, generate."""
+    import transformers  # noqa: F401 - part of the baseline, as torch is
+
+    baseline = peak_rss()
     t0 = time.perf_counter()
-    model = build(args.preset, args.layers)
+    model = build(args.preset, args.layers, args.dtype)
     params = sum(p.numel() for p in model.parameters())
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     dtype = next(model.parameters()).dtype
     print(f"model: {params / 1e6:.0f}M parameters, {dtype}, {weight_bytes / 2**30:.2f} GiB of "
-          f"weights (built in {time.perf_counter() - t0:.1f} s); RSS peak "
-          f"{peak_rss() / weight_bytes:.2f}x the weights")
+          f"weights (built in {time.perf_counter() - t0:.1f} s); "
+          f"{memory(weight_bytes, baseline)}")
 
     t0 = time.perf_counter()
     analog = ac.convert(model, ac.InferenceRPUConfig(), inplace=True, progress=True).eval()
@@ -82,8 +93,8 @@ def chip_phase(args: argparse.Namespace) -> None:
     del model
     gc.collect()
     n = sum(layer.analog_module.weight.numel() for _, layer in ac.analog_layers(analog))
-    print(f"convert (inplace): {t_convert:.1f} s ({n / 1e6:.0f}M analog weights); RSS peak "
-          f"{peak_rss() / weight_bytes:.2f}x")
+    print(f"convert (inplace): {t_convert:.1f} s ({n / 1e6:.0f}M analog weights); "
+          f"{memory(weight_bytes, baseline)}")
 
     t0 = time.perf_counter()
     ac.program_analog_weights(analog)
@@ -94,18 +105,18 @@ def chip_phase(args: argparse.Namespace) -> None:
     per_m = 1e3 / (n / 1e6)
     print(f"program: {t_program:.1f} s ({t_program * per_m:.1f} ms per million weights); "
           f"drift: {t_drift:.1f} s ({t_drift * per_m:.1f} ms per million); together "
-          f"{(t_program + t_drift) * per_m:.1f} ms per million; RSS peak "
-          f"{peak_rss() / weight_bytes:.2f}x")
+          f"{(t_program + t_drift) * per_m:.1f} ms per million; "
+          f"{memory(weight_bytes, baseline)}")
     ids = torch.randint(0, 32000, (1, 8), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = analog.generate(ids, max_new_tokens=4, do_sample=False)
-    print(f"generate: {tuple(out.shape)} tokens; RSS peak {peak_rss() / weight_bytes:.2f}x the "
-          "weights (one model in the process: convert in place, programmed, drifted)")
+    print(f"generate: {tuple(out.shape)} tokens; {memory(weight_bytes, baseline)} (one model "
+          "in the process: converted in place, programmed, drifted)")
 
 
 def forward_phase(args: argparse.Namespace) -> None:
     """Convert a copy (the digital model stays), time both forwards interleaved."""
-    digital = build(args.preset, args.layers)
+    digital = build(args.preset, args.layers, args.dtype)
     t0 = time.perf_counter()
     analog = ac.convert(digital, ac.InferenceRPUConfig(), progress=False).eval()
     print(f"convert (a copy, the digital model kept): {time.perf_counter() - t0:.1f} s")
@@ -125,6 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="836m")
     parser.add_argument("--layers", type=int, help="override the number of decoder layers")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"],
+                        help="override the preset's dtype")
     parser.add_argument("--seq", type=int, default=128, help="sequence length (128)")
     parser.add_argument("--reps", type=int, default=3, help="paired forward runs (3)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
