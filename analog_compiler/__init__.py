@@ -9,6 +9,7 @@ Importing the package also registers the ``torch.compile`` backend ``"analog"``.
 from .chip import analog_layers, drift_analog_weights, program_analog_weights
 from .compiler import DEFAULT_LAYER_MAP, LayerPolicy, convert, convert_to_analog
 from .export import export_onnx, to_digital
+from .fsdp import analog_shard_placement, fully_shard_analog
 from .nn import (
     AnalogConv1d,
     AnalogConv2d,
@@ -42,6 +43,7 @@ from .runtime import (
     WeightRemapParameter,
     WeightRemapType,
 )
+from .studies import SweepResult, SweepStats, sweep
 from .training import (
     StandardHWATrainingPreset,
     StandardIOParameters,
@@ -70,7 +72,9 @@ __all__ = [
     "HardwareModel",
     "analog_layers", "program_analog_weights", "drift_analog_weights", "to_digital",
     "export_onnx",
+    # studies
+    "sweep", "SweepResult", "SweepStats",
     # hardware-aware training
     "StandardHWATrainingPreset", "StandardIOParameters", "attach_hwa_hooks",
-    "calibrate_input_ranges", "post_update_step",
+    "calibrate_input_ranges", "post_update_step", "fully_shard_analog", "analog_shard_placement",
 ]

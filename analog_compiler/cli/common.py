@@ -144,3 +144,14 @@ def load_analog_model(args: argparse.Namespace, command: str,
     rpu_config = config if config is not None else ac.InferenceRPUConfig()
     return run_user_code(lambda: ac.convert(model, rpu_config, example_inputs=example_inputs),
                          "converting the model").eval()
+
+
+def write_outputs(args: argparse.Namespace, result: Any) -> None:
+    """Write ``result.to_json()`` to ``args.json`` and ``result.plot`` to ``args.plot`` (each
+    when given), noting each file on stderr."""
+    if args.json is not None:
+        run_user_code(lambda: args.json.write_text(result.to_json()), f"writing {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot is not None:
+        run_user_code(lambda: result.plot(args.plot), f"writing {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr)

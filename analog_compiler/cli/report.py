@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from . import CLIError
-from .common import DTYPES, example_inputs, load_analog_model, parse_shape, run_user_code
+from .common import (
+    DTYPES,
+    example_inputs,
+    load_analog_model,
+    parse_shape,
+    run_user_code,
+    write_outputs,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -65,12 +72,7 @@ def run(args: argparse.Namespace) -> int:
     rep = ac.report(model, x, hardware=hardware, pack=args.pack,
                     replicate=not args.no_replicate)
     print(rep.to_markdown() if args.markdown else str(rep))
-    if args.json is not None:
-        run_user_code(lambda: args.json.write_text(rep.to_json()), f"writing {args.json}")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        run_user_code(lambda: rep.plot(args.plot), f"writing {args.plot}")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_outputs(args, rep)
     if args.floorplan is not None:
         run_user_code(lambda: rep.plot_floorplan(args.floorplan), f"writing {args.floorplan}")
         print(f"wrote {args.floorplan}", file=sys.stderr)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,7 +31,9 @@ from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
 from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
+from ..progress import ProgressBar
 from .capture import has_forward, placeholders_of, propagate_shapes, trace
+from .copying import copy_sharing_weights, unshare
 from .layer_map import DEFAULT_LAYER_MAP, check_layer_map
 from .passes import (
     CANONICALIZE_FUNCTIONAL,
@@ -48,20 +51,23 @@ from .rewrite import ConversionContext, direct_matrix_parameters, set_submodule
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Run with every submodule in eval mode (no BatchNorm statistics updates), then restore."""
-    modes = [(m, m.training) for m in model.modules()]
+    # Weak references: a layer replaced during conversion must not outlive its replacement.
+    modes = [(weakref.ref(m), m.training) for m in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        for m, mode in modes:
-            m.training = mode
+        for ref, mode in modes:
+            m = ref()
+            if m is not None:
+                m.training = mode
 
 
 def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = None,
             layer_map: dict[type, type] | None = None,
             policy: LayerPolicy | dict[Any, RPUConfig | None] | None = None,
             exclude: Iterable[str | type] | None = None, fold_batchnorm: bool = False,
-            inplace: bool = False) -> nn.Module:
+            inplace: bool = False, progress: bool | None = None) -> nn.Module:
     """Map every matrix layer of ``model`` onto analog tiles; returns the converted model.
 
     Args:
@@ -82,6 +88,11 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
             mapping; the BatchNorm becomes ``nn.Identity``.
         inplace: convert ``model`` itself instead of a deep copy (use the returned object:
             it is ``model`` unless the root itself is a layer or its code was rewritten).
+            Without it, the copy never duplicates the weights of the layers that become
+            analog (their tiles hold the only copy), so peak memory stays near the original
+            model plus the analog one.
+        progress: a progress bar over the matrix layers on stderr: ``True`` always, ``False``
+            never, ``None`` (default) when the conversion takes longer than two seconds.
 
     What is mapped: ``nn.Linear`` (and subclasses), ``nn.Conv1d/2d/3d``, GPT-2 style
     ``Conv1D`` (weight ``[in, out]``: becomes an ``AnalogLinear`` with the transposed weight),
@@ -113,7 +124,7 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     """
     return _convert(model, rpu_config, example_inputs=example_inputs, layer_map=layer_map,
                     policy=policy, exclude=exclude, fold_batchnorm=fold_batchnorm,
-                    inplace=inplace, verb="convert")
+                    inplace=inplace, progress=progress, verb="convert")
 
 
 def convert_to_analog(module: nn.Module, rpu_config: RPUConfig,
@@ -152,7 +163,8 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
              layer_map: Any = None, policy: Any = None, exclude: Any = None,
              fold_batchnorm: bool = False, inplace: bool = False,
              tile_module_class: type | None = None, config_fn: Callable | None = None,
-             root_name: str = "", verbose: bool = False, verb: str = "convert") -> nn.Module:
+             root_name: str = "", verbose: bool = False, verb: str = "convert",
+             progress: bool | None = None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{verb}: model must be an nn.Module, got {type(model).__name__}")
     check_rpu_config(rpu_config, f"{verb}: rpu_config")
@@ -165,11 +177,16 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
         warnings.warn("fold_batchnorm=True folds the running statistics: the converted model "
                       "computes inference-mode BatchNorm even in training mode", UserWarning,
                       stacklevel=3)
-    if not inplace:
-        model = copy.deepcopy(model)
     log = ConversionLog(rpu_config.to_dict())
     ctx = ConversionContext(rpu_config, PolicyResolver(layer_policy, rpu_config), layer_map, log,
                             tile_module_class, config_fn, verbose)
+    shared: set[int] = set()
+    if not inplace and fold_batchnorm:  # folding scales weights in place: copy them all
+        model = copy.deepcopy(model)
+    elif not inplace:
+        model, shared = copy_sharing_weights(model, ctx.is_matrix_module)
+    ctx.progress = ProgressBar(sum(map(ctx.is_matrix_module, model.modules())),
+                               "convert: layers", enabled=progress)
     passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
     with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
         if inputs is not None:
@@ -180,6 +197,8 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     else:
         log.capture = "fx"
     converted = _sweep(converted, root_name, ctx)
+    ctx.progress.close()
+    unshare(converted, shared)
     _order_records(converted, root_name, log)
     disable_fused_transformer_paths(converted)
     ctx.resolver.warn_unused()

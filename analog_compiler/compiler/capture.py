@@ -57,6 +57,10 @@ def trace(module: nn.Module, leaf_rule: LeafRule) -> tuple[fx.GraphModule | None
         gm = fx.GraphModule(module, graph, class_name=type(module).__name__)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: fall back
         return None, trace_error(exc)
+    finally:
+        # The tracer maps every submodule to its path and sits in a reference cycle: drop its
+        # state so a replaced layer's weights are freed at once, not at the next gc cycle.
+        vars(tracer).clear()
     adopt_tree(gm, module)
     return gm, ""
 

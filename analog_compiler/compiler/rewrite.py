@@ -16,6 +16,7 @@ from torch import nn
 from ..conversion_log import ConversionLog, LayerRecord
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
+from ..progress import ProgressBar
 from .canonicalize import is_transposed_conv1d, transposed_conv1d_to_linear
 from .layer_map import UNSUPPORTED_MATRIX_LAYERS, lookup
 from .policy import Decision, PolicyResolver, RPUConfig, UserConfigError, check_rpu_config
@@ -39,6 +40,8 @@ class ConversionContext:
     keep_functional: str = ""
     """Non-empty while the current graph must not be rewritten: the reason its functional
     products stay digital."""
+    progress: ProgressBar | None = None
+    """Advanced once per analog layer built."""
 
     # ------------------------------------------------------------------ classification
     def is_matrix_module(self, module: nn.Module) -> bool:
@@ -90,7 +93,10 @@ class ConversionContext:
         hit = lookup(self.layer_map, type(digital))
         if hit is None:
             raise TypeError(f"no analog layer for {type(digital).__name__} in the layer map")
-        return hit[1].from_digital(digital, cfg, self.tile_module_class)
+        analog = hit[1].from_digital(digital, cfg, self.tile_module_class)
+        if self.progress is not None:
+            self.progress.update()
+        return analog
 
     # ------------------------------------------------------------------ module swap
     def map_module(self, module: nn.Module, name: str) -> nn.Module:

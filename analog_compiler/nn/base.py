@@ -7,6 +7,8 @@ weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,20 @@ from ..runtime import (
 )
 from ..runtime.checks import check_finite, check_t_inference
 from .tiles import AnalogTile, tiles_of
+
+_SKIP_RESET = contextvars.ContextVar("analog_compiler_skip_reset", default=False)
+
+
+@contextlib.contextmanager
+def weights_set_later() -> Iterator[None]:
+    """Build analog layers without the digital-style random initialisation (their tile
+    weights stay zero): for ``from_digital``, which sets every weight right after. Saves a
+    throw-away digital layer and two random fills per layer."""
+    token = _SKIP_RESET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_RESET.reset(token)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -140,6 +156,8 @@ class AnalogLayerBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialise weight and bias as the digital torch layer does."""
+        if _SKIP_RESET.get():
+            return
         ref = self._digital_template()
         ref.reset_parameters()
         self.set_weights(ref.weight.detach(), None if ref.bias is None else ref.bias.detach(),
