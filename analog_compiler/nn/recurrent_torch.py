@@ -95,9 +95,10 @@ class AnalogRecurrentBase(AnalogContainerMixin, nn.Module):
             h = ref.new_zeros(n, batch, self._out_size)
             parts = [h, ref.new_zeros(n, batch, self.hidden_size)] if lstm else [h]
         else:
+            if lstm and (not isinstance(hx, tuple | list) or len(hx) != 2):
+                raise ValueError(f"{name}: hx must be a tuple (h_0, c_0), got "
+                                 f"{type(hx).__name__}")
             parts = list(hx) if lstm else [hx]
-            if lstm and len(parts) != 2:
-                raise ValueError(f"{name}: hx must be a tuple (h_0, c_0)")
             sizes = [self._out_size, self.hidden_size][:len(parts)]
             for k, (t, size) in enumerate(zip(parts, sizes)):
                 want = [n, batch, size] if batched else [n, size]
