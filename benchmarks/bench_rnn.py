@@ -17,27 +17,10 @@ import time
 from collections import defaultdict
 
 import torch
+from bench_forward import paired  # the same interleaved timing (the script's folder)
 from torch import nn
 
 import analog_compiler as ac
-
-
-def paired(digital, analog, reps: int, warmup: int) -> tuple[float, float, float]:
-    """Median digital time, median analog time (ms), median of the per-run ratios."""
-    for _ in range(warmup):
-        digital()
-        analog()
-    td, ta = [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        digital()
-        t1 = time.perf_counter()
-        analog()
-        t2 = time.perf_counter()
-        td.append(t1 - t0)
-        ta.append(t2 - t1)
-    return (statistics.median(td) * 1e3, statistics.median(ta) * 1e3,
-            statistics.median(a / d for a, d in zip(ta, td)))
 
 
 def profile(analog: nn.Module, x: torch.Tensor, reps: int) -> dict[str, float]:

@@ -32,6 +32,7 @@ import analog_compiler as ac
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_common import evaluate, load_digits_split  # noqa: E402
+from hwa_finetune import finetune  # noqa: E402  (Adam, cosine schedule, clip/remap hook)
 
 TIMES = {"1 min": 60.0, "1 day": 86_400.0, "1 month": 2.6e6, "1 year": 3.15e7}
 
@@ -48,27 +49,6 @@ class DigitsLSTM(nn.Module):
         rows = x.reshape(x.shape[0], 8, 8)  # [N, 1, 8, 8] -> [N, time=8, pixels=8]
         _, (h_n, _) = self.lstm(rows)
         return self.head(h_n[-1])
-
-
-def train(model: nn.Module, x: Tensor, y: Tensor, epochs: int, lr: float,
-          hwa: bool = False, batch_size: int = 64, seed: int = 0) -> nn.Module:
-    """Adam with a cosine schedule; with ``hwa`` the clip/remap hook runs after every step."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-    if hwa:
-        ac.attach_hwa_hooks(opt, model)
-    loss_fn = nn.CrossEntropyLoss()
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(y))
-        for start in range(0, len(perm), batch_size):
-            idx = perm[start:start + batch_size]
-            opt.zero_grad()
-            loss_fn(model(x[idx]), y[idx]).backward()
-            opt.step()
-        sched.step()
-    return model.eval()
 
 
 def chip_config(compensation: bool = True, weight_noise: float = 0.0) -> ac.InferenceRPUConfig:
@@ -104,7 +84,7 @@ def run(epochs: int = 30, chips: int = 3, hwa_epochs: int = 4, hidden: int = 48,
     """The whole experiment; returns the digital accuracy and the accuracy tables."""
     x_train, y_train, x_test, y_test = load_digits_split()
     torch.manual_seed(seed)
-    digital = train(DigitsLSTM(hidden), x_train, y_train, epochs, lr=1e-2, seed=seed)
+    digital = finetune(DigitsLSTM(hidden), x_train, y_train, epochs, lr=1e-2, seed=seed)
     results: dict[str, object] = {"digital": evaluate(digital, x_test, y_test)}
     plain = ac.convert(digital, chip_config())
     if report:
@@ -113,7 +93,7 @@ def run(epochs: int = 30, chips: int = 3, hwa_epochs: int = 4, hidden: int = 48,
     results["plain, no compensation"] = drift_accuracy(
         ac.convert(digital, chip_config(compensation=False)), x_test, y_test, chips)
     hwa = ac.convert(copy.deepcopy(digital), chip_config(weight_noise=0.05))
-    train(hwa, x_train, y_train, hwa_epochs, lr=2e-3, hwa=True, seed=seed)
+    finetune(hwa, x_train, y_train, hwa_epochs, lr=2e-3, seed=seed)
     results["HWA fine-tuned, compensation"] = drift_accuracy(hwa, x_test, y_test, chips)
     return results
 

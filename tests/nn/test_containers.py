@@ -17,6 +17,15 @@ def cfg(tile: int = 4) -> ac.InferenceRPUConfig:
                                                              max_output_size=tile))
 
 
+def assert_same_noisy_output(model: nn.Module, other: nn.Module, x: torch.Tensor,
+                             seed: int = 3) -> None:
+    """Both models give the same output for the same noise draws (seeded forwards)."""
+    torch.manual_seed(seed)
+    want = model(x)
+    torch.manual_seed(seed)
+    torch.testing.assert_close(other(x), want)
+
+
 def seq() -> ac.AnalogSequential:
     torch.manual_seed(0)
     return ac.AnalogSequential(ac.AnalogLinear(6, 5, rpu_config=cfg()), nn.ReLU(),
@@ -83,11 +92,7 @@ def test_get_and_set_weights_dict():
     for layer in other.analog_layers():
         layer.set_weights(torch.zeros_like(layer.get_weights()[0]))
     other.set_weights(weights)
-    x = torch.randn(4, 6)
-    torch.manual_seed(3)  # the same noise draws
-    want = model(x)
-    torch.manual_seed(3)
-    torch.testing.assert_close(other(x), want)
+    assert_same_noisy_output(model, other, torch.randn(4, 6))
     with pytest.raises(ac.ModuleError, match="2.0.analog_module"):
         other.set_weights({"0.analog_module": weights["0.analog_module"]})
     with pytest.raises(TypeError, match="dict"):
@@ -147,11 +152,7 @@ def test_wrapper_adds_the_verbs_and_shares_the_state():
     wrapped.eval()
     wrapped.drift_analog_weights(60.0)
     assert net.fc.analog_module.is_programmed  # shared layers
-    x = torch.randn(2, 4)
-    torch.manual_seed(3)
-    want = net(x)
-    torch.manual_seed(3)
-    torch.testing.assert_close(wrapped(x), want)
+    assert_same_noisy_output(net, wrapped, torch.randn(2, 4))
     plain = ac.AnalogWrapper.to_digital(wrapped)
     assert type(plain) is Net and plain.fc is net.fc
     assert type(ac.AnalogWrapper.from_digital(plain)) is type(wrapped)
@@ -166,11 +167,8 @@ def test_wrapper_pickles_and_copies():
     assert type(loaded) is type(wrapped) and loaded.fc.analog_module.is_programmed
     clone = copy.deepcopy(wrapped)
     assert type(clone) is type(wrapped) and clone.fc is not wrapped.fc
-    x = torch.randn(2, 4)
-    torch.manual_seed(1)
-    want = wrapped(x)
-    torch.manual_seed(1)
-    torch.testing.assert_close(clone(x), want)
+    assert_same_noisy_output(wrapped, clone, torch.randn(2, 4))
+    assert_same_noisy_output(wrapped, loaded, torch.randn(2, 4))
 
 
 def test_sequential_checkpoint_weights_only():
@@ -182,11 +180,7 @@ def test_sequential_checkpoint_weights_only():
     fresh = seq()
     fresh.load_state_dict(state, load_rpu_config=False)
     fresh.eval()
-    x = torch.randn(3, 6)
-    torch.manual_seed(2)
-    want = model(x)
-    torch.manual_seed(2)
-    torch.testing.assert_close(fresh(x), want)
+    assert_same_noisy_output(model, fresh, torch.randn(3, 6))
 
 
 def test_convert_to_analog_root_is_an_analog_wrapper():
