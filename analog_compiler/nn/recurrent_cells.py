@@ -43,7 +43,8 @@ LSTMState = namedtuple("LSTMState", ["hx", "cx"])
 RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig
 
 
-def _check_size(cell: str, field: str, value: Any, minimum: int = 1) -> int:
+def check_size(cell: str, field: str, value: Any, minimum: int = 1) -> int:
+    """``value`` if it is an integer >= ``minimum``, else a ``ValueError`` naming ``cell.field``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{cell}: {field} must be an integer >= {minimum}, got {value!r}")
     return value
@@ -65,8 +66,8 @@ class AnalogRNNCellBase(AnalogContainerMixin, nn.Module):
                  tile_module_class: type[TileArray] | None = None) -> None:
         super().__init__()
         name = type(self).__name__
-        self.input_size = _check_size(name, "input_size", input_size)
-        self.hidden_size = _check_size(name, "hidden_size", hidden_size)
+        self.input_size = check_size(name, "input_size", input_size)
+        self.hidden_size = check_size(name, "hidden_size", hidden_size)
         if not isinstance(bias, bool):
             raise TypeError(f"{name}: bias must be a bool, got {bias!r}")
         self.bias = bias
@@ -152,7 +153,7 @@ class AnalogLSTMCell(AnalogRNNCellBase):
                  rpu_config: RPUConfig | None = None,
                  tile_module_class: type[TileArray] | None = None, proj_size: int = 0) -> None:
         super().__init__(input_size, hidden_size, bias, rpu_config, tile_module_class)
-        self.proj_size = _check_size("AnalogLSTMCell", "proj_size", proj_size, 0)
+        self.proj_size = check_size("AnalogLSTMCell", "proj_size", proj_size, 0)
         if proj_size >= hidden_size:
             raise ValueError(f"AnalogLSTMCell: proj_size ({proj_size}) must be smaller than "
                              f"hidden_size ({hidden_size})")

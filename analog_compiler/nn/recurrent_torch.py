@@ -34,6 +34,7 @@ from .recurrent_cells import (
     AnalogVanillaRNNCell,
     LSTMState,
     RPUConfig,
+    check_size,
 )
 
 LinearFn = Callable[[nn.Module], nn.Module]
@@ -54,6 +55,12 @@ class AnalogRecurrentBase(AnalogContainerMixin, nn.Module):
                  dtype: torch.dtype | None = None) -> None:
         super().__init__()
         name = type(self).__name__
+        check_size(name, "input_size", input_size)
+        check_size(name, "hidden_size", hidden_size)
+        for field, value in (("bias", bias), ("batch_first", batch_first),
+                             ("bidirectional", bidirectional)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}: {field} must be a bool, got {value!r}")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"{name}: num_layers must be an integer >= 1, got {num_layers!r}")
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
@@ -238,6 +245,7 @@ class AnalogRecurrentBase(AnalogContainerMixin, nn.Module):
         return layer.train(module.training)
 
     def extra_repr(self) -> str:
+        """torch's ``repr`` arguments (the non-default ones)."""
         text = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
         for field, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
                                ("bidirectional", False), ("proj_size", 0)):

@@ -267,6 +267,10 @@ def test_errors_name_the_layer_and_field():
         lstm(torch.randn(3, 2, 5), (torch.zeros(1, 2, 6), torch.zeros(2, 2, 6)))
     with pytest.raises(ValueError, match=r"hx must be a tuple"):
         lstm(torch.randn(3, 2, 5), torch.zeros(2, 2, 6))
+    with pytest.raises(ValueError, match="AnalogLSTM: hidden_size must be an integer >= 1"):
+        ac.AnalogLSTM(5, 0)
+    with pytest.raises(TypeError, match="AnalogGRU: batch_first must be a bool"):
+        ac.AnalogGRU(5, 6, batch_first="yes")
     with pytest.raises(ValueError, match="AnalogGRU: num_layers"):
         ac.AnalogGRU(5, 6, num_layers=0)
     with pytest.raises(ValueError, match="dropout"):
