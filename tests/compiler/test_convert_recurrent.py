@@ -68,6 +68,9 @@ def test_report_counts_per_sequence_and_per_time_step(ideal):
     # ideal tiles of 16 inputs x 12 outputs: a 24 x 12 matrix spans 1 x 2 tiles
     assert rows["lstm.cells.l1.weight_ih"].tile_count == 2
     assert any(n.startswith("gru (AnalogGRU") for n in rep.notes)
+    # without example inputs: the static work per time step
+    static = next(n for n in ac.report(analog).notes if n.startswith("lstm (AnalogLSTM"))
+    assert f"per time step {per_step:,} MACs" in static and "sequence" not in static
 
 
 def test_policy_keeps_a_recurrent_layer_digital(ideal):
