@@ -90,3 +90,20 @@ def test_onnx_keep_quantization_unrolls_the_steps(tmp_path):
     x = torch.randn(2, 4, 6)
     result = ac.export_onnx(analog, (x,), tmp_path / "q.onnx", keep_quantization=True, seed=1)
     assert result.max_rel_diff <= 1e-4
+
+
+def test_aihwkit_rnn_to_digital_keeps_its_class_with_linear_matrices():
+    torch.manual_seed(0)
+    rnn = ac.AnalogRNN(ac.AnalogLSTMCellCombinedWeight, 6, 8, rpu_config=pcm_config(),
+                       num_layers=2).eval()
+    model = ac.AnalogSequential(rnn)
+    rep = ac.report(model, (torch.randn(5, 2, 6),))
+    assert any(n.startswith("0 (AnalogRNN, ") and "2 sequence(s) of 5 time steps" in n
+               for n in rep.notes)
+    ac.drift_analog_weights(model, 60.0)
+    digital = ac.to_digital(model)
+    assert type(digital) is nn.Sequential and type(digital[0]) is ac.AnalogRNN
+    assert type(digital[0].rnn.layers[1].cell.weight) is nn.Linear
+    x = torch.randn(5, 2, 6)
+    for a, b in zip(tree_leaves(digital(x)), tree_leaves(model(x))):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
