@@ -14,9 +14,19 @@ from .nn import (
     AnalogConv1d,
     AnalogConv2d,
     AnalogConv3d,
+    AnalogElmanRNN,
+    AnalogGRU,
+    AnalogGRUCell,
     AnalogLayerBase,
     AnalogLinear,
+    AnalogLSTM,
+    AnalogLSTMCell,
+    AnalogLSTMCellCombinedWeight,
+    AnalogRNN,
+    AnalogSequential,
     AnalogTile,
+    AnalogVanillaRNNCell,
+    AnalogWrapper,
 )
 from .nn.attention import AnalogMultiheadAttention
 from .reporting import HardwareModel, TileReport, report
@@ -67,6 +77,10 @@ __all__ = [
     # layers
     "AnalogLayerBase", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogConv3d",
     "AnalogMultiheadAttention", "AnalogTile",
+    # containers and recurrent layers
+    "AnalogSequential", "AnalogWrapper", "AnalogRNN", "AnalogLSTMCell",
+    "AnalogLSTMCellCombinedWeight", "AnalogGRUCell", "AnalogVanillaRNNCell", "AnalogLSTM",
+    "AnalogGRU", "AnalogElmanRNN",
     # verbs
     "convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy", "report", "TileReport",
     "HardwareModel",

@@ -29,8 +29,8 @@ from torch import nn
 
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
 from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
-from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
+from ..nn.containers import ensure_analog_container
 from ..progress import ProgressBar
 from .capture import has_forward, placeholders_of, propagate_shapes, trace
 from .copying import copy_sharing_weights, unshare
@@ -144,9 +144,10 @@ def convert_to_analog(module: nn.Module, rpu_config: RPUConfig,
             form as ``digital_module``).
         module_name: the root's name, prefixed to every qualified name (``module_name.fc1``).
         ensure_analog_root: give the root the analog model verbs
-            (``program_analog_weights``, ``drift_analog_weights``, ``analog_tile_count``, ...) by
-            re-classing it to a subclass of its own class: ``state_dict`` keys do not change
-            (unlike aihwkit's ``AnalogWrapper``).
+            (``program_analog_weights``, ``drift_analog_weights``, ``analog_tile_count``, ...):
+            it is returned as ``AnalogWrapper(root)`` (class ``AnalogWrapper<Class>``, a subclass
+            of its own class, as in aihwkit), unless it is an analog layer or container
+            already; ``state_dict`` keys do not change.
         exclude_modules: qualified names whose subtrees stay digital.
         inplace: convert ``module`` itself instead of a deep copy.
         verbose: print every layer decision.
@@ -303,64 +304,3 @@ def _order_records(model: nn.Module, root_name: str, log: ConversionLog) -> None
         return index.get(name, len(index)), pos
 
     log.records[:] = [r for _, r in sorted(enumerate(log.records), key=key)]
-
-
-# ---------------------------------------------------------------------- analog root
-class AnalogContainerMixin:
-    """Model-level analog verbs, mixed into a converted root by ``convert_to_analog``."""
-
-    def analog_layers(self) -> Iterator[tuple[str, nn.Module]]:
-        """``(name, layer)`` of every analog layer."""
-        for name, m in self.named_modules():  # type: ignore[attr-defined]
-            if isinstance(m, AnalogLayerBase):
-                yield name, m
-
-    def program_analog_weights(self) -> None:
-        """Program every analog layer (eval mode)."""
-        for _, layer in self.analog_layers():
-            layer.program_analog_weights()
-
-    def drift_analog_weights(self, t_inference: float = 0.0) -> None:
-        """Drift every analog layer to ``t_inference`` seconds."""
-        for _, layer in self.analog_layers():
-            layer.drift_analog_weights(t_inference)
-
-    def analog_tile_count(self) -> int:
-        """Physical tiles of the whole model."""
-        return sum(layer.analog_tile_count() for _, layer in self.analog_layers())
-
-    def analog_tiles(self) -> Iterator[Any]:
-        """Every physical tile of the model."""
-        for _, layer in self.analog_layers():
-            yield from layer.analog_tiles()
-
-    def __reduce_ex__(self, protocol: Any) -> tuple:
-        """Pickle (``torch.save``, ``copy.deepcopy``) as the original class, re-classed on
-        load: the generated class itself cannot be found by name."""
-        base = next(c for c in type(self).__mro__[1:] if c is not AnalogContainerMixin
-                    and not issubclass(c, AnalogContainerMixin))
-        return _rebuild_container, (base, self.__dict__)
-
-
-def _rebuild_container(base: type, state: dict[str, Any]) -> nn.Module:
-    obj = base.__new__(base)
-    obj.__dict__.update(state)
-    return ensure_analog_container(obj)
-
-
-_CONTAINER_CLASSES: dict[type, type] = {}
-
-
-def ensure_analog_container(model: nn.Module) -> nn.Module:
-    """Re-class ``model`` to ``Analog<Class>`` (a subclass of its class and
-    ``AnalogContainerMixin``); attributes and ``state_dict`` are untouched."""
-    if isinstance(model, AnalogContainerMixin | AnalogMultiheadAttention):
-        return model
-    cls = type(model)
-    new_cls = _CONTAINER_CLASSES.get(cls)
-    if new_cls is None:
-        new_cls = type(f"Analog{cls.__name__}", (AnalogContainerMixin, cls),
-                       {"__module__": cls.__module__})
-        _CONTAINER_CLASSES[cls] = new_cls
-    model.__class__ = new_cls
-    return model

@@ -23,7 +23,10 @@ Arrays trained hardware-aware with learned input ranges clip their inputs to ``+
 the DAC; a plain layer cannot clip, so the digital model equals the analog noise-free output for
 inputs inside the learned ranges (``export_onnx(keep_quantization=True)`` keeps the clipping).
 Learned output scales are folded like the other scales. ``AnalogMultiheadAttention`` keeps its
-class with plain ``nn.Linear`` projections (its digital form, the same math).
+class with plain ``nn.Linear`` projections (its digital form, the same math). ``AnalogLSTM``,
+``AnalogGRU`` and ``AnalogElmanRNN`` become ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` (aihwkit's
+``AnalogRNN`` keeps its class with ``nn.Linear`` matrices); ``AnalogSequential`` becomes
+``nn.Sequential`` and an ``AnalogWrapper`` its wrapped class.
 
 ``fold_scales=False`` returns the raw tile weights (as the crossbar holds them, normalised
 conductance units) without any digital output scale; the plain model's output then differs
@@ -48,6 +51,8 @@ from torch import nn
 
 from ..chip import analog_layers
 from ..nn.base import AnalogLayerBase
+from ..nn.containers import AnalogSequential, AnalogWrapper
+from ..nn.recurrent_torch import AnalogRecurrentBase
 from ..runtime.checks import check_t_inference
 
 
@@ -132,16 +137,65 @@ def digital_layer(layer: AnalogLayerBase, *, realistic: bool = True,
     return digital.train(was_training)
 
 
+def digital_recurrent(module: AnalogRecurrentBase, *, realistic: bool = True,
+                      fold_scales: bool = True) -> nn.Module:
+    """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of an analog recurrent layer with the weights its
+    matrices hold now (each read as ``digital_layer`` reads one layer). With
+    ``fold_scales=False`` the per-row scales are attached as the dict
+    ``analog_output_scales`` (torch weight name -> scales)."""
+    names = {id(layer): module.digital_parameter_name(name)
+             for name, layer in module.named_analog_layers()}
+    scales: dict[str, torch.Tensor] = {}
+
+    def linear_fn(layer: nn.Module) -> nn.Module:
+        linear = digital_layer(layer, realistic=realistic, fold_scales=fold_scales)
+        if not fold_scales:
+            scales[names[id(layer)]] = linear.analog_output_scales
+        return linear
+
+    digital = module.digital_twin(linear_fn)
+    if not fold_scales:
+        digital.analog_output_scales = scales
+    return digital
+
+
+def _plain_container(module: nn.Module) -> nn.Module:
+    """``AnalogSequential`` -> ``nn.Sequential``, ``AnalogWrapper<Class>`` -> ``Class`` (the
+    same children); anything else as it is."""
+    if isinstance(module, AnalogSequential | AnalogWrapper):
+        return type(module).to_digital(module)
+    return module
+
+
 def replace_analog_layers(model: nn.Module, *, realistic: bool = True,
                           fold_scales: bool = True) -> nn.Module:
-    """Replace, in place, every analog layer of ``model`` by its digital counterpart; returns the
-    model (the digital layer itself when ``model`` is one analog layer)."""
+    """Replace, in place, every analog layer of ``model`` by its digital counterpart (recurrent
+    layers by ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``AnalogSequential`` and ``AnalogWrapper`` by
+    their plain classes); returns the model (the digital layer itself when ``model`` is one
+    analog layer)."""
     if isinstance(model, AnalogLayerBase):
         return digital_layer(model, realistic=realistic, fold_scales=fold_scales)
+    if isinstance(model, AnalogRecurrentBase):
+        return digital_recurrent(model, realistic=realistic, fold_scales=fold_scales)
+    for name, module in list(model.named_modules()):
+        if name and isinstance(module, AnalogRecurrentBase) and _attached(model, name, module):
+            model.set_submodule(name, digital_recurrent(module, realistic=realistic,
+                                                        fold_scales=fold_scales))
     for name, layer in list(analog_layers(model)):
         model.set_submodule(name, digital_layer(layer, realistic=realistic,
                                                 fold_scales=fold_scales))
-    return model
+    for name, module in list(model.named_modules()):
+        if name and isinstance(module, AnalogSequential | AnalogWrapper):
+            model.set_submodule(name, _plain_container(module))
+    return _plain_container(model)
+
+
+def _attached(model: nn.Module, name: str, module: nn.Module) -> bool:
+    """Whether ``module`` is still at ``name`` (not inside a module replaced before it)."""
+    try:
+        return model.get_submodule(name) is module
+    except AttributeError:
+        return False
 
 
 def to_digital(model: nn.Module, *, realistic: bool = True, t_inference: float | None = None,

@@ -205,6 +205,33 @@ def _totals(rows: list[LayerRow], counts: ForwardCounts | None) -> ReportTotals:
     return t
 
 
+def recurrent_notes(rows: list[LayerRow], recurrent: dict[str, nn.Module],
+                    counts: ForwardCounts | None) -> list[str]:
+    """One note per recurrent layer: its analog work per time step of one sequence (static:
+    every matrix reads one vector per step and direction) and, with ``counts``, per sequence
+    (the forward's work over its sequences; the mean for sequences of different lengths)."""
+    notes = []
+    fmt = "{:,.0f} MACs, {:,.0f} tile MVMs, {:,.0f} ADC conversions".format
+    for name, module in recurrent.items():
+        mine = [r for r in rows if r.status == "analog" and r.name.startswith(f"{name}.")]
+        if not mine:
+            continue
+        per_step = [sum(r.used_cells for r in mine), sum(r.tile_count for r in mine),
+                    sum(r.groups * r.in_splits * sum(r.out_sizes) for r in mine)]
+        head = f"{name or '(model)'} ({type(module).__name__}, " \
+               f"{sum(r.tile_count for r in mine)} tiles): "
+        seq_steps, seqs = counts.sequences.get(name, (0, 0)) if counts is not None else (0, 0)
+        if not seq_steps:
+            notes.append(f"{head}per time step {fmt(*per_step)}")
+            continue
+        work = [sum(r.macs or 0 for r in mine), sum(r.tile_mvms or 0 for r in mine),
+                sum(r.adc_conversions or 0 for r in mine)]
+        notes.append(f"{head}{seqs} sequence(s) of {seq_steps / seqs:g} time steps; per "
+                     f"sequence {fmt(*(w / seqs for w in work))}; per time step "
+                     f"{fmt(*per_step)}")
+    return notes
+
+
 def layer_work(row: LayerRow, layer: AnalogLayerBase, hw: HardwareModel) -> LayerWork:
     """What the cost model needs of one analog row: tile sizes, vectors, ADC bits (from the
     layer's ``out_res``) and whether bound management may re-run vectors."""
@@ -249,17 +276,19 @@ def report(model: nn.Module, example_inputs: Any = None,
     if log is not None:
         notes += fallback_notes(log.fallbacks)
     counts = None
+    recurrent = {n: m for n, m in model.named_modules() if hasattr(m, "sequence_shape")}
     if example_inputs is not None:
         digital = {r.name: m for r in rows if r.status != "analog"
                    for m in [_module_or_none(model, r.name)]
                    if isinstance(m, DIGITAL_MATRIX_TYPES)}
-        counts = count_forward(model, analog, digital, example_inputs)
+        counts = count_forward(model, analog, digital, example_inputs, recurrent)
         _apply_counts(rows, analog, counts)
         ios = [layer.rpu_config.forward for layer in analog.values()]
         if any(io.max_bm_rounds > 0 and not io.is_perfect for io in ios):
             notes.append(BM_NOTE)
     elif analog:
         notes.append(STATIC_NOTE)
+    notes += recurrent_notes(rows, recurrent, counts)
     if analog:
         notes.append(TILE_NOTE)
     else:

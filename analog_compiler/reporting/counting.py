@@ -76,6 +76,9 @@ class ForwardCounts:
     """Every digital matrix MAC of the forward (flop counter: FLOPs / 2)."""
     batch_shape: tuple[int, ...] | None = None
     """Shape of the first tensor of ``example_inputs`` (for the report header)."""
+    sequences: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Recurrent layer name -> ``(sequence steps, sequences)``: the sum over its calls of
+    time steps x sequences, and of sequences."""
 
 
 def digital_module_macs(module: nn.Module, output: Any) -> int:
@@ -89,12 +92,15 @@ def digital_module_macs(module: nn.Module, output: Any) -> int:
 
 
 def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
-                  digital: Mapping[str, nn.Module], example_inputs: Any) -> ForwardCounts:
+                  digital: Mapping[str, nn.Module], example_inputs: Any,
+                  recurrent: Mapping[str, nn.Module] | None = None) -> ForwardCounts:
     """Run ``model`` once on ``example_inputs`` (the rule of ``analog_compiler.inputs``) and
     count what every listed layer did.
 
     ``analog`` maps names to analog layers (their ``analog_module`` is hooked), ``digital`` to
-    digital matrix modules. A failing forward raises ``ValueError`` naming the original error.
+    digital matrix modules, ``recurrent`` to recurrent layers (their ``sequence_shape(*args)``
+    gives the time steps and sequences of each call). A failing forward raises ``ValueError``
+    naming the original error.
     """
     inputs = normalize_example_inputs(example_inputs, "report")
     counts = ForwardCounts(vectors={name: 0 for name in analog},
@@ -113,6 +119,15 @@ def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
             counts.digital_module_macs[name] += digital_module_macs(module, output)
         return hook
 
+    def sequence_hook(name: str):
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            steps, seqs = module.sequence_shape(*args)
+            old = counts.sequences.get(name, (0, 0))
+            counts.sequences[name] = (old[0] + steps * seqs, old[1] + seqs)
+        return hook
+
+    for name, module in (recurrent or {}).items():
+        handles.append(module.register_forward_pre_hook(sequence_hook(name)))
     for name, layer in analog.items():
         handles.append(layer.analog_module.register_forward_pre_hook(vector_hook(name)))
     for name, module in digital.items():
