@@ -147,7 +147,8 @@ class ConversionContext:
             return module
         if isinstance(analog, AnalogRecurrentBase):  # one record per matrix, as the report rows
             for sub, _ in analog.named_analog_layers():
-                self.record(f"{name}.{sub}", f"{source}.{analog.digital_parameter_name(sub)}",
+                self.record(f"{name}.{sub}" if name else sub,
+                            f"{source}.{analog.digital_parameter_name(sub)}",
                             Decision(cfg), cfg)
             return analog
         self.record(name, "Conv1D" if is_transposed_conv1d(module) else source,
