@@ -7,6 +7,10 @@ Programming noise and drift exponents are drawn from a generator seeded with the
 time without storing per-device state, which keeps an analog layer at two weight-sized tensors
 (target and current weights) however often it is drifted.
 
+The other noise models of the family (``HermesNoiseModel``, the ReRAM models, ...) and other
+conductance converters are served by ``DeviceChipSample``, the same construction per tile and
+per device of the model's converter (reference kernel of ``analog::device_chip``).
+
 ``ChipSample`` (torch generators) is the reference kernel of ``analog::pcm_chip``
 (``runtime/chip_ops.py``), which the tile arrays call; the C++ kernel of that op computes the
 same chip statistics in one fused pass per weight, from its own Philox streams.
@@ -14,10 +18,13 @@ same chip statistics in one fused pass per weight, from its own Philox streams.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from .config.noise import PCMLikeNoiseModel
+from .config.noise_base import NoiseModel
 from .tiling import TilePlan
 
 
@@ -86,3 +93,51 @@ class ChipSample:
                 g_d = self.model.apply_read_noise(g_d, g_p, t_inference, xi.to(g_p.device))
             gs.append(g_d)
         return ((gs[0] - gs[1]) / self.scale).to(self.dtype)
+
+
+class DeviceChipSample:
+    """The programmed chip of any noise model of the family (``runtime/config/noise_base.py``),
+    built from (weights, seed): per tile, the model's converter maps the tile's weights to the
+    target conductances of every device of a unit cell; programming noise and the drift
+    parameter are drawn per device from the program seed (tile by tile, device by device, in a
+    fixed order); ``at`` reads every device at ``t`` with fresh per-read noise and maps back.
+    The reference kernel of ``analog::device_chip``."""
+
+    def __init__(self, weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int):
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        self.model, self.plan, self.dtype = model, plan, weight.dtype
+        self.converter = model.converter()
+        w = weight.detach().float()
+        self.device = w.device
+        self.tiles: list[tuple[tuple[int, slice, slice], list[Tensor], list[Tensor], Any]] = []
+        for g in range(plan.groups):
+            for c0, ci in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
+                for r0, ro in zip(plan.offsets(plan.out_sizes), plan.out_sizes):
+                    where = (g, slice(r0, r0 + ro), slice(c0, c0 + ci))
+                    targets, params = self.converter.to_conductances(w[where])
+                    progs, drift = [], []
+                    for g_t in targets:
+                        xi_p = torch.randn(g_t.shape, generator=gen).to(g_t.device)
+                        xi_d = torch.randn(g_t.shape, generator=gen).to(g_t.device)
+                        progs.append(model.program(g_t, xi_p))
+                        drift.append(model.drift_parameter(g_t, xi_d))
+                    self.tiles.append((where, progs, drift, params))
+
+    def at(self, t_inference: float, generator: torch.Generator | None = None,
+           read_noise: bool = True) -> Tensor:
+        """Weights read at ``t_inference`` s; ``read_noise`` False leaves every per-read random
+        out (relaxation and read noise)."""
+        self.model.check_time(t_inference)
+        out = torch.empty(self.plan.groups, sum(self.plan.out_sizes), sum(self.plan.in_sizes),
+                          device=self.device)
+        for where, progs, drift, params in self.tiles:
+            reads = []
+            for g_p, param in zip(progs, drift):
+                xi_d = xi_r = None
+                if read_noise:
+                    xi_d = torch.randn(g_p.shape, generator=generator).to(g_p.device)
+                    xi_r = torch.randn(g_p.shape, generator=generator).to(g_p.device)
+                reads.append(self.model.read(g_p, param, t_inference, xi_d, xi_r))
+            out[where] = self.converter.from_conductances(reads, params)
+        return out.to(self.dtype)
