@@ -99,9 +99,9 @@ class DeviceChipSample:
     """The programmed chip of any noise model of the family (``runtime/config/noise_base.py``),
     built from (weights, seed): per tile, the model's converter maps the tile's weights to the
     target conductances of every device of a unit cell; programming noise and the drift
-    parameter are drawn per device from the program seed (tile by tile, device by device, in a
-    fixed order); ``at`` reads every device at ``t`` with fresh per-read noise and maps back.
-    The reference kernel of ``analog::device_chip``."""
+    parameter are drawn per device from the program seed (all devices of all tiles as one flat
+    vector, tile by tile and device by device); ``at`` reads every device at ``t`` with fresh
+    per-read noise and maps each tile back. The reference kernel of ``analog::device_chip``."""
 
     def __init__(self, weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int):
         gen = torch.Generator(device="cpu")
@@ -110,34 +110,41 @@ class DeviceChipSample:
         self.converter = model.converter()
         w = weight.detach().float()
         self.device = w.device
-        self.tiles: list[tuple[tuple[int, slice, slice], list[Tensor], list[Tensor], Any]] = []
+        # (tile slice, device shapes, converter parameters) per tile, and the flat targets
+        self.tiles: list[tuple[tuple[int, slice, slice], list[torch.Size], Any]] = []
+        flat: list[Tensor] = []
         for g in range(plan.groups):
             for c0, ci in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
                 for r0, ro in zip(plan.offsets(plan.out_sizes), plan.out_sizes):
                     where = (g, slice(r0, r0 + ro), slice(c0, c0 + ci))
                     targets, params = self.converter.to_conductances(w[where])
-                    progs, drift = [], []
-                    for g_t in targets:
-                        xi_p = torch.randn(g_t.shape, generator=gen).to(g_t.device)
-                        xi_d = torch.randn(g_t.shape, generator=gen).to(g_t.device)
-                        progs.append(model.program(g_t, xi_p))
-                        drift.append(model.drift_parameter(g_t, xi_d))
-                    self.tiles.append((where, progs, drift, params))
+                    self.tiles.append((where, [t.shape for t in targets], params))
+                    flat += [t.flatten() for t in targets]
+        g_target = torch.cat(flat)
+        xi_p = torch.randn(g_target.shape, generator=gen).to(self.device)
+        xi_d = torch.randn(g_target.shape, generator=gen).to(self.device)
+        self.g_prog = model.program(g_target, xi_p)
+        self.param = model.drift_parameter(g_target, xi_d)
 
     def at(self, t_inference: float, generator: torch.Generator | None = None,
            read_noise: bool = True) -> Tensor:
         """Weights read at ``t_inference`` s; ``read_noise`` False leaves every per-read random
         out (relaxation and read noise)."""
         self.model.check_time(t_inference)
+        xi_d = xi_r = None
+        if read_noise:
+            shape = self.g_prog.shape
+            xi_d = torch.randn(shape, generator=generator).to(self.device)
+            xi_r = torch.randn(shape, generator=generator).to(self.device)
+        g = self.model.read(self.g_prog, self.param, t_inference, xi_d, xi_r)
         out = torch.empty(self.plan.groups, sum(self.plan.out_sizes), sum(self.plan.in_sizes),
                           device=self.device)
-        for where, progs, drift, params in self.tiles:
+        start = 0
+        for where, shapes, params in self.tiles:
             reads = []
-            for g_p, param in zip(progs, drift):
-                xi_d = xi_r = None
-                if read_noise:
-                    xi_d = torch.randn(g_p.shape, generator=generator).to(g_p.device)
-                    xi_r = torch.randn(g_p.shape, generator=generator).to(g_p.device)
-                reads.append(self.model.read(g_p, param, t_inference, xi_d, xi_r))
+            for shape in shapes:
+                n = shape.numel()
+                reads.append(g[start:start + n].view(shape))
+                start += n
             out[where] = self.converter.from_conductances(reads, params)
         return out.to(self.dtype)

@@ -30,7 +30,7 @@ WAN2022_COEFF: Table = (
     (86400.0, (0.701, 22.086, -50.773, 47.095, -16.458)),
     (172800.0, (0.782, 20.274, -43.507, 37.062, -11.934)),
 )
-#: ReRAM CMO (Falcone et al. 2024): programming-noise std polynomial in g (uS) per acceptance
+#: ReRAM CMO (Falcone et al., in review): programming-noise std polynomial in g (uS) per acceptance
 #: range of the program-and-verify loop.
 CMO_COEFF: Table = ((0.2, (0.00081107, 0.00106879)), (2.0, (0.0112185391, 0.01129027418)))
 
@@ -121,7 +121,7 @@ class ReRamWan2022NoiseModel(NoiseModel):
 
 @dataclass
 class ReRamCMONoiseModel(NoiseModel):
-    """ReRAM with a conductive-metal-oxide layer (Falcone et al., 2024): one device per weight
+    """ReRAM with a conductive-metal-oxide layer (Falcone et al., in review): one device per weight
     (``SingleDeviceConductanceConverter(g_max, g_min)``), programming noise a polynomial in
     ``g`` (uS) for the program-and-verify ``acceptance_range``, log-time relaxation
     ``g_p + mean ln t + (std_0 ln t + std_1) xi`` (times ``drift_scale``) and read noise
