@@ -23,10 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig
-
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
-RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig
+from ..runtime import RPU_CONFIG_TYPES, RPUConfig
 
 
 class UserConfigError(TypeError):

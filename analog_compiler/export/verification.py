@@ -93,8 +93,9 @@ def _compare(got: Tensor, want: Tensor) -> tuple[float, float, float, float]:
             float(d.mean()))
 
 
-def record_layer_io(model: nn.Module, inputs: Sequence[Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{name: (input, output)}`` of every ``EmulatedTileArray`` in one forward of ``model``."""
+def record_layer_io(model: nn.Module, inputs: Any) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{name: (input, output)}`` of every ``EmulatedTileArray`` in one forward of ``model`` on
+    ``inputs`` (an ``ExampleInputs``, or a sequence of positional Tensors)."""
     records: dict[str, tuple[Tensor, Tensor]] = {}
     handles = []
     for name, module in model.named_modules():
@@ -104,14 +105,14 @@ def record_layer_io(model: nn.Module, inputs: Sequence[Tensor]) -> dict[str, tup
             handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(*inputs)
+            inputs.call(model) if hasattr(inputs, "call") else model(*inputs)
     finally:
         for h in handles:
             h.remove()
     return records
 
 
-def verify_layers(model: nn.Module, inputs: Sequence[Tensor],
+def verify_layers(model: nn.Module, inputs: Any,
                   export: Callable[[nn.Module, tuple[Tensor, ...], Path], Any],
                   run: Callable[[Path, Sequence[Tensor]], list[Tensor]]) -> list[LayerAgreement]:
     """Export every emulated analog layer of ``model`` alone (``export(module, (x,), path)``),

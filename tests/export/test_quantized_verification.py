@@ -15,6 +15,7 @@ from analog_compiler.export import ExportVerificationError, export_onnx
 from analog_compiler.export.emulate import replace_with_emulation
 from analog_compiler.export.onnx import _export_graph, _quiet, run_onnxruntime, verify_quantized
 from analog_compiler.export.verification import record_layer_io, verify_layers
+from analog_compiler.inputs import ExampleInputs
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -26,7 +27,7 @@ def emulated(kind: str = "linear"):
 
 
 def export(module, args, path):
-    _export_graph(module, args, path, None, False, "auto")
+    _export_graph(module, ExampleInputs(tuple(args)), path, None, False, "auto")
 
 
 def test_export_reports_per_layer_and_end_to_end_agreement(tmp_path) -> None:

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from analog_compiler.runtime import chip_ops
+from analog_compiler.runtime import ops
 from analog_compiler.runtime.tiling import TilePlan
 from pcm_formulas import assert_mean, assert_std, folded_normal_moments, read_sigma, sigma_prog
 from torch import Tensor
@@ -179,7 +179,7 @@ T_READ = {ac.ReRamWan2022NoiseModel: 86400.0}
 def chip(model: ac.NoiseModel, w: Tensor, seed: int, t: float, read: int | None) -> Tensor:
     plan = TilePlan.build(w.shape[2], w.shape[1], 64, 48, 1)
     rs = None if read is None else torch.tensor(read)
-    return chip_ops.pcm_chip(w, plan, model, seed, t, rs)
+    return ops.pcm_chip(w, plan, model, seed, t, rs)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: type(m).__name__)
