@@ -106,19 +106,21 @@ T dac_scale(T alpha) {
 
 inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }
 
-// DAC of one input segment: round(x * (1 / (ar * step))) * step, clip to +-inp_bound, + input
-// noise (one reciprocal per vector, then multiplies: the reference computes the same).
+// DAC of one input segment: round((x * (1 / ar)) / step) * step, clip to +-inp_bound, + input
+// noise. aihwkit's arithmetic (scale = (1 / alpha) / red, multiply, divide by the step, round):
+// 1 / (alpha * red) is exactly (1 / alpha) / red for a power-of-two red, and dividing by the step
+// (not multiplying by its reciprocal) decides the ties at x / ar = k / 2 steps as aihwkit does.
 template <typename T>
 void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, uint32_t vec,
              uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
-  const T inv = T(1) / (ar * step);
+  const T inv = T(1) / ar;
   if (io.inp_step > 0 && io.inp_sto_round) {
     fill_uniform(ubuf, len, vec, tile, stream(round, kInUniform), key);
     for (int64_t k = 0; k < len; ++k)
-      out[k] = std::floor(x[k] * inv + static_cast<T>(ubuf[k])) * step;
+      out[k] = std::floor((x[k] * inv) / step + static_cast<T>(ubuf[k])) * step;
   } else if (io.inp_step > 0) {
-    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint(x[k] * inv) * step;
+    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) / step) * step;
   } else {
     for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
   }
@@ -206,12 +208,13 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
 template <typename T>
 void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, const Io& io) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
-  for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / (ar[r] * step);
+  for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / ar[r];  // as dac_row
   for (int64_t k = 0; k < len; ++k) {
     T* row = xt + k * m;
     if (io.inp_step > 0)
       for (int64_t r = 0; r < m; ++r)
-        row[r] = std::min(std::max(std::nearbyint(row[r] * inv[r]) * step, -bound), bound);
+        row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) / step) * step, -bound),
+                          bound);
     else
       for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
   }

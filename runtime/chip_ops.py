@@ -10,15 +10,24 @@ The reference kernel below (``runtime.programming.ChipSample``, torch generators
 statistics; the C++ library registers a fused CPU kernel (Philox streams keyed by the seed and
 the element index: the same statistics, not the same numbers, and independent of the thread
 count).
+
+``analog::device_chip`` serves every other model of the noise family (``HermesNoiseModel``,
+``StateIndependentNoiseModel``, ``CustomDriftPCMLikeNoiseModel``, the ReRAM models) and any
+conductance converter: the model travels as its JSON, its reference kernel
+(``device_chip_reference``, ``runtime.programming.DeviceChipSample``) is the only one (no
+compiled kernel yet). ``ops.pcm_chip`` picks the op.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
 
 from .config.noise import PCMLikeNoiseModel
-from .programming import ChipSample
+from .config.noise_base import NoiseModel
+from .programming import ChipSample, DeviceChipSample
 from .tiling import TilePlan
 
 
@@ -45,3 +54,20 @@ def model_args(model: PCMLikeNoiseModel) -> dict:
                 prog_noise_scale=float(model.prog_noise_scale),
                 read_noise_scale=float(model.read_noise_scale),
                 drift_scale=float(model.drift_scale))
+
+
+@functools.lru_cache(maxsize=64)
+def _model_from_json(text: str) -> NoiseModel:
+    return NoiseModel.from_json(text)
+
+
+def device_chip_reference(weight: Tensor, in_sizes: list[int], out_sizes: list[int],
+                          seed: Tensor, t_inference: float, read_noise: bool, read_seed: Tensor,
+                          model: str) -> Tensor:
+    """Reference kernel of ``analog::device_chip`` (``DeviceChipSample``; ``model`` is the noise
+    model's JSON)."""
+    plan = TilePlan(weight.shape[0], tuple(in_sizes), tuple(out_sizes))
+    chip = DeviceChipSample(weight, plan, _model_from_json(model), int(seed))
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(read_seed))
+    return chip.at(float(t_inference), gen, read_noise=read_noise)

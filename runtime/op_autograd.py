@@ -143,7 +143,7 @@ def _im2col2d_backward(ctx, grad):
 _FAKES: dict[str, Callable[..., Any]] = {
     "tile_forward": _tile_forward_fake, "tile_backward": _tile_backward_fake,
     "tile_conv2d": _tile_conv2d_fake, "tile_readout": _tile_readout_fake,
-    "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake,
+    "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake, "device_chip": _pcm_chip_fake,
 }
 _AUTOGRAD: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tile_forward": (_tile_forward_backward, _tile_forward_setup),

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from . import _ext, chip_ops, conv_ops, im2col, op_autograd, reference
 from .config.noise import PCMLikeNoiseModel
+from .config.noise_base import NoiseModel
 from .periphery import KernelIO
 from .tiling import TilePlan
 
@@ -40,12 +41,14 @@ SCHEMAS: dict[str, str] = {
                 "float t_inference, bool read_noise, Tensor read_seed, float g_max, "
                 "float[] prog_coeff, float t_read, float t_0, float prog_noise_scale, "
                 "float read_noise_scale, float drift_scale) -> Tensor",
+    "device_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
+                   "float t_inference, bool read_noise, Tensor read_seed, str model) -> Tensor",
 }
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
     "tile_conv2d": conv_ops.tile_conv2d_reference, "tile_readout": reference.tile_readout,
     "im2col2d": im2col.im2col2d_reference,
-    "pcm_chip": chip_ops.pcm_chip_reference,
+    "pcm_chip": chip_ops.pcm_chip_reference, "device_chip": chip_ops.device_chip_reference,
 }
 
 _lib = torch.library.Library("analog", "FRAGMENT")
@@ -103,13 +106,18 @@ def im2col2d(x: Tensor, kernel: list[int], dilation: list[int], stride: list[int
     return torch.ops.analog.im2col2d(x, list(kernel), list(dilation), list(stride))
 
 
-def pcm_chip(weight: Tensor, plan: TilePlan, model: PCMLikeNoiseModel, seed: int | Tensor,
+def pcm_chip(weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int | Tensor,
              t_inference: float, read_seed: Tensor | None = None) -> Tensor:
-    """Weights of the chip (``weight``, ``seed``) read at ``t_inference`` s; ``read_seed``
-    ``None`` reads without read noise (the programmed / drifted conductances only)."""
+    """Weights of the chip (``weight``, ``seed``) of ``model`` read at ``t_inference`` s;
+    ``read_seed`` ``None`` reads without read noise (the programmed / drifted conductances
+    only). ``PCMLikeNoiseModel`` runs ``analog::pcm_chip``, every other model of the noise
+    family ``analog::device_chip``."""
+    model.check_time(float(t_inference))
     seed_t = torch.as_tensor(int(seed), dtype=torch.int64)
     read = read_seed is not None
     rs = read_seed if read else torch.zeros((), dtype=torch.int64)
-    return torch.ops.analog.pcm_chip(weight.detach(), list(plan.in_sizes), list(plan.out_sizes),
-                                     seed_t, float(t_inference), read, rs,
-                                     **chip_ops.model_args(model))
+    args = (weight.detach(), list(plan.in_sizes), list(plan.out_sizes), seed_t,
+            float(t_inference), read, rs)
+    if type(model) is PCMLikeNoiseModel:
+        return torch.ops.analog.pcm_chip(*args, **chip_ops.model_args(model))
+    return torch.ops.analog.device_chip(*args, model.to_json())

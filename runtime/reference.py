@@ -6,8 +6,9 @@ gathered into a padded ``[groups, n_in, n_out, tile_rows, tile_cols]`` view, so 
 does every tile; only bound management loops, over its halving rounds.
 
 Forward of tile ``(g, i, j)`` for input vector ``x_i`` (columns of split ``i``):
-noise management (alpha per vector) -> DAC (``round(x * (1 / (alpha * red * step))) * step``:
-one reciprocal per vector, then multiplies, as the compiled kernels compute it; clip to
+noise management (alpha per vector) -> DAC (``round((x * (1 / (alpha * red))) / step) * step``:
+aihwkit's arithmetic, one reciprocal per vector, a multiply and a division by the step, as the
+compiled kernels compute it; it decides the rounding ties of a halved input; clip to
 ``+-inp_bound``, + input noise) -> MVM -> weight read noise -> output noise -> ADC (round, clip to
 ``+-out_bound``) -> ITERATIVE bound management (vectors whose output clipped are redone with
 ``red`` doubled, per vector and tile) -> ``* alpha * red``. Then ``* out_scales`` per tile and
@@ -47,10 +48,10 @@ def _quantize(v: Tensor, step: float, sto_round: bool, gen: torch.Generator) -> 
 
 def _dac(x: Tensor, scale: Tensor, step: float, sto_round: bool,
          gen: torch.Generator) -> Tensor:
-    """``x / scale`` quantized to ``step``: ``round(x * (1 / (scale * step))) * step``."""
+    """``x / scale`` quantized to ``step``: ``round((x * (1 / scale)) / step) * step``."""
     if step <= 0:
         return x / scale
-    v = x * (1.0 / (scale * step))
+    v = (x * (1.0 / scale)) / step
     if sto_round:
         noise = torch.rand(v.shape, generator=gen, device=v.device, dtype=v.dtype)
         return torch.floor(v + noise) * step

@@ -18,13 +18,13 @@ def _quant(v: Tensor, step: float) -> Tensor:
 
 
 def _dac(x: Tensor, scale: float, step: float) -> Tensor:
-    """``x / scale`` on the DAC grid, as documented: ``round(x * (1 / (scale * step))) * step``
-    in the input's precision (a halved input can land exactly on a half step, so the order of
-    the operations decides the rounding)."""
+    """``x / scale`` on the DAC grid, as aihwkit computes it: ``round((x * (1 / scale)) / step)
+    * step`` in the input's precision (a halved input can land exactly on a half step, so the
+    order of the operations decides the rounding)."""
     if step <= 0:
         return x / scale
-    s = torch.tensor(scale, dtype=x.dtype) * step
-    return torch.round(x * (1.0 / s)) * step
+    inv = 1.0 / torch.tensor(scale, dtype=x.dtype)
+    return torch.round((x * inv) / step) * step
 
 
 def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: list[int],
@@ -42,8 +42,8 @@ def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: lis
         * 2 * io.inp_bound
     out_step = 0.0 if io.out_res <= 0 else (io.out_res if io.out_res < 1 else 1 / io.out_res) \
         * 2 * io.out_bound
-    # Bound management may double the reduction while red <= max_bm_factor and
-    # red <= max_bm_res / DAC step.
+    # Bound management (aihwkit's C++ loop) accepts the round whose reduction exceeds
+    # max_bm_factor or max_bm_res / DAC step, or that did not clip.
     col0 = 0
     for i, cols in enumerate(in_sizes):
         row0 = 0
@@ -80,12 +80,12 @@ def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: lis
                                 yv = yv.clamp(-io.out_bound, io.out_bound)
                             else:
                                 clipped = torch.zeros(rows, dtype=torch.bool)
-                            nxt = 2 * red
+                            last = (red > io.max_bm_factor
+                                    or (in_step > 0 and red > io.max_bm_res / in_step))
                             may_redo = (io.bound_management is ac.BoundManagementType.ITERATIVE
-                                        and io.out_bound > 0 and nxt <= io.max_bm_factor
-                                        and (in_step <= 0 or nxt * in_step <= io.max_bm_res))
+                                        and io.out_bound > 0 and not last)
                             if bool(clipped.any()) and may_redo:
-                                red = nxt
+                                red = 2 * red
                                 continue
                             break
                         yv = yv * alpha * red

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_quantization:
         what += " with the DAC/ADC periphery"
     print(f"wrote {res.path} ({what}; {res.path.stat().st_size / 1024:.0f} kB)")
-    if res.max_abs_diff is not None:
+    if res.agreement is not None:  # quantized: per-layer check and end-to-end statistic
+        print(res.agreement.summary())
+    elif res.max_abs_diff is not None:
         print(f"onnxruntime matches PyTorch: max |diff| {res.max_abs_diff:.2e} "
               f"(relative {res.max_rel_diff:.2e})")
     return 0

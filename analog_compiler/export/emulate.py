@@ -99,8 +99,8 @@ class EmulatedTileArray(nn.Module):
 
     def _mvm(self, x: Tensor, w: Tensor, alpha: Tensor, red: float) -> tuple[Tensor, Tensor]:
         """One DAC -> MatMul -> ADC pass with input reduction ``red``: ``(y, clipped)``."""
-        if self.inp_step > 0:  # as the kernels: one reciprocal per vector, then multiplies
-            xs = torch.round(x * (1.0 / (alpha * red * self.inp_step))) * self.inp_step
+        if self.inp_step > 0:  # as the kernels (aihwkit's arithmetic, which decides the ties)
+            xs = torch.round((x * (1.0 / (alpha * red))) / self.inp_step) * self.inp_step
         else:
             xs = x / (alpha * red)
         xs = xs.clamp(-self.inp_bound, self.inp_bound)

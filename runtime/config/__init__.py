@@ -1,10 +1,21 @@
 """Config dataclasses shared by the runtime and the compiler (re-exported by analog_compiler)."""
 
 from .base import CONFIG_REGISTRY, ConfigBase
+from .converters import (
+    ConductanceConverter,
+    CustomPairConductanceConverter,
+    DualPairConductanceConverter,
+    NPairConductanceConverter,
+    SingleDeviceConductanceConverter,
+    SinglePairConductanceConverter,
+)
 from .enums import BoundManagementType, NoiseManagementType, WeightNoiseType
 from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
+from .noise_base import NoiseModel
+from .noise_pcm import CustomDriftPCMLikeNoiseModel, HermesNoiseModel, StateIndependentNoiseModel
+from .noise_reram import ReRamCMONoiseModel, ReRamWan2022NoiseModel
 from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
 from .training import (
                        InputRangeParameter,
@@ -25,4 +36,10 @@ __all__ = [
     # hardware-aware training
     "InputRangeParameter", "PrePostProcessingParameter", "WeightClipParameter", "WeightClipType",
     "WeightModifierParameter", "WeightModifierType", "WeightRemapParameter", "WeightRemapType",
+    # the noise-model family and the conductance converters (issue 11)
+    "NoiseModel", "StateIndependentNoiseModel", "CustomDriftPCMLikeNoiseModel",
+    "HermesNoiseModel", "ReRamWan2022NoiseModel", "ReRamCMONoiseModel", "ConductanceConverter",
+    "SinglePairConductanceConverter", "DualPairConductanceConverter",
+    "NPairConductanceConverter", "CustomPairConductanceConverter",
+    "SingleDeviceConductanceConverter",
 ]

@@ -246,3 +246,21 @@ def check_config(obj: Any, name: str, cls: type | tuple[type, ...], *,
         names = cls.__name__ if isinstance(cls, type) else " or ".join(c.__name__ for c in cls)
         raise TypeError(f"{type(obj).__name__}.{name} must be a {names}, "
                         f"got {type(value).__name__}")
+
+
+def check_float_tuple(obj: Any, name: str, *, min_len: int = 1, positive: bool = False) -> None:
+    """Raise ``ValueError`` naming ``Class.field`` unless the field is a sequence of at least
+    ``min_len`` numbers (> 0 when ``positive``); stores it as a tuple of floats."""
+    value = getattr(obj, name)
+    where = f"{type(obj).__name__}.{name}"
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        values = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} must be a list of numbers, got {value!r}") from None
+    if len(values) < min_len:
+        raise ValueError(f"{where} needs at least {min_len} value(s), got {values!r}")
+    if positive and any(not v > 0 for v in values):
+        raise ValueError(f"{where} values must be > 0, got {values!r}")
+    object.__setattr__(obj, name, values)

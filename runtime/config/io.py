@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from .base import ConfigBase, check_bool, check_number
 from .enums import BoundManagementType, NoiseManagementType, WeightNoiseType, coerce_enum
@@ -46,9 +49,10 @@ class IOParameters(ConfigBase):
     bound_management: BoundManagementType = BoundManagementType.ITERATIVE
     """ITERATIVE: redo the vectors whose output clipped with the input halved."""
     max_bm_factor: float = 1000.0
-    """Largest input reduction bound management may use."""
+    """Bound management stops after the round whose input reduction first exceeds this."""
     max_bm_res: float = 0.25
-    """Bound management stops once ``reduction * dac_step`` exceeds this."""
+    """Bound management stops after the round whose ``reduction * dac_step`` first exceeds
+    this."""
     noise_management: NoiseManagementType = NoiseManagementType.ABS_MAX
     """How each input vector is scaled into the DAC range."""
     nm_thres: float = 0.0
@@ -100,13 +104,18 @@ class IOParameters(ConfigBase):
 
     @property
     def max_bm_rounds(self) -> int:
-        """How many times bound management may halve the input: ``red = 2**k`` is allowed while
-        ``red <= max_bm_factor`` and ``red * inp_step <= max_bm_res``."""
+        """How many times bound management may halve the input, as aihwkit's C++ loop counts:
+        the round with reduction ``red`` (1, 2, 4, ...) is the last one when ``red`` exceeds
+        ``max_bm_factor`` or ``max_bm_res / inp_step``; so the last reduction is the first power
+        of two that *exceeds* a limit (7-bit DAC: 16; ``max_bm_factor=1000``: 1024)."""
         if self.bound_management is BoundManagementType.NONE or self.out_bound <= 0:
             return 0
-        rounds, red = 0, 2.0
         step = self.inp_step
-        while red <= self.max_bm_factor and (step <= 0 or red * step <= self.max_bm_res):
+        # aihwkit compares in float32: (int)red > max_bm_factor || red > max_bm_res / inp_res.
+        res_limit = float(np.float32(self.max_bm_res) / np.float32(step)) if step > 0 \
+            else math.inf
+        rounds, red = 0, 1.0
+        while not (red > self.max_bm_factor or red > res_limit):
             rounds += 1
             red *= 2.0
         return rounds

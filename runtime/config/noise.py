@@ -13,11 +13,14 @@ import torch
 from torch import Tensor
 
 from .base import ConfigBase, check_number
+from .converters import ConductanceConverter, SinglePairConductanceConverter
+from .noise_base import NoiseModel
 
 
 @dataclass
-class PCMLikeNoiseModel(ConfigBase):
-    """Programming noise, drift and 1/f read noise of phase-change memory (Nandakumar et al.)."""
+class PCMLikeNoiseModel(NoiseModel):
+    """Programming noise, drift and 1/f read noise of phase-change memory (Nandakumar et al.);
+    one ``G+``/``G-`` pair per weight (``SinglePairConductanceConverter(g_max)``)."""
 
     prog_coeff: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
     """Polynomial of the programming-noise std in ``g/g_max`` (uS at ``g_max = 25``)."""
@@ -80,6 +83,27 @@ class PCMLikeNoiseModel(ConfigBase):
         """``max(0, g_d + |g_d| * scale * sigma_r * xi)``."""
         sigma = self.read_noise_std(g_prog, t_inference)
         return (g_drift + g_drift.abs() * self.read_noise_scale * sigma * xi).clamp_min(0.0)
+
+    # The NoiseModel interface (runtime/config/noise_base.py).
+    def converter(self) -> ConductanceConverter:
+        """``SinglePairConductanceConverter(g_max)``."""
+        return SinglePairConductanceConverter(g_max=self.g_max)
+
+    def program(self, g_target: Tensor, xi: Tensor) -> Tensor:
+        """``apply_programming_noise``."""
+        return self.apply_programming_noise(g_target, xi)
+
+    def drift_parameter(self, g_target: Tensor, xi: Tensor) -> Tensor:
+        """``drift_exponent``."""
+        return self.drift_exponent(g_target, xi)
+
+    def read(self, g_prog: Tensor, param: Tensor, t_inference: float, xi_drift: Tensor | None,
+             xi_read: Tensor | None) -> Tensor:
+        """``apply_drift``, then ``apply_read_noise`` (when ``xi_read`` is given)."""
+        g_d = self.apply_drift(g_prog, param, t_inference)
+        if xi_read is None:
+            return g_d
+        return self.apply_read_noise(g_d, g_prog, t_inference, xi_read)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from .base import ConfigBase, check_config
 from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
+from .noise_base import NoiseModel
 from .training import (
     PrePostProcessingParameter,
     WeightClipParameter,
@@ -24,8 +25,10 @@ class InferenceRPUConfig(ConfigBase):
     """Periphery of the forward pass."""
     mapping: MappingParameter = field(default_factory=MappingParameter)
     """Tile sizes and weight scaling."""
-    noise_model: PCMLikeNoiseModel | None = field(default_factory=PCMLikeNoiseModel)
-    """Programming noise, drift and read noise; None: programming is exact."""
+    noise_model: NoiseModel | None = field(default_factory=PCMLikeNoiseModel)
+    """Programming noise, drift and read noise (any model of the family:
+    ``PCMLikeNoiseModel``, ``HermesNoiseModel``, ``ReRamWan2022NoiseModel``, ...); None:
+    programming is exact."""
     drift_compensation: GlobalDriftCompensation | PerColumnDriftCompensation | None = field(
         default_factory=GlobalDriftCompensation)
     """How outputs are rescaled after drift; None: no compensation."""
@@ -42,7 +45,7 @@ class InferenceRPUConfig(ConfigBase):
     def __post_init__(self) -> None:
         check_config(self, "forward", IOParameters)
         check_config(self, "mapping", MappingParameter)
-        check_config(self, "noise_model", PCMLikeNoiseModel, optional=True)
+        check_config(self, "noise_model", NoiseModel, optional=True)
         check_config(self, "drift_compensation",
                      (GlobalDriftCompensation, PerColumnDriftCompensation), optional=True)
         check_config(self, "modifier", WeightModifierParameter)

@@ -41,11 +41,14 @@ def test_quantizer_steps() -> None:
     assert io.out_step == pytest.approx(24.0 / 510)
     assert resolution_step(254, 1.0) == pytest.approx(2.0 / 254)  # r >= 1: number of steps
     assert resolution_step(0.0, 1.0) == 0.0 and resolution_step(-1.0, 5.0) == 0.0
-    # max_bm_rounds: red = 2, 4, 8 satisfy red <= 0.25 / (2/126) = 15.75; 16 does not.
-    assert io.max_bm_rounds == 3
-    assert ac.IOParameters(inp_res=-1.0, max_bm_factor=100.0).max_bm_rounds == 6  # 2..64
+    # max_bm_rounds, as aihwkit's C++ loop: the round with red = 16 is the first whose red
+    # exceeds 0.25 / (2/126) = 15.75, and it is still computed (red = 2, 4, 8, 16).
+    assert io.max_bm_rounds == 4
+    assert ac.IOParameters(inp_res=-1.0, max_bm_factor=100.0).max_bm_rounds == 7  # 2..128
+    assert ac.IOParameters(inp_res=-1.0).max_bm_rounds == 10  # 2..1024
+    assert ac.IOParameters(max_bm_factor=4).max_bm_rounds == 3  # 2, 4, 8
     assert ac.IOParameters(bound_management="NONE").max_bm_rounds == 0
-    assert ac.IOParameters(max_bm_factor=2.0).max_bm_rounds == 1
+    assert ac.IOParameters(max_bm_factor=2.0).max_bm_rounds == 2  # 2, 4
     assert ac.IOParameters(out_bound=0.0).max_bm_rounds == 0
 
 
