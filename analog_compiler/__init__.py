@@ -18,22 +18,34 @@ from .nn import (
     AnalogTile,
 )
 from .nn.attention import AnalogMultiheadAttention
+from .optim import AnalogSGD
 from .reporting import TileReport, report
 from .runtime import (
     AnalogCompilerError,
     BoundManagementType,
+    ConstantStepDevice,
+    ExpStepDevice,
     FloatingPointRPUConfig,
     GlobalDriftCompensation,
+    IdealDevice,
     InferenceRPUConfig,
     InputRangeParameter,
     IOParameters,
+    LinearStepDevice,
     MappingParameter,
     ModuleError,
     NoiseManagementType,
     PCMLikeNoiseModel,
     PerColumnDriftCompensation,
+    PiecewiseStepDevice,
+    PowStepDevice,
     PrePostProcessingParameter,
+    PulsedDevice,
+    PulseType,
+    SingleRPUConfig,
+    SoftBoundsDevice,
     TilePlan,
+    UpdateParameters,
     WeightClipParameter,
     WeightClipType,
     WeightModifierParameter,
@@ -72,4 +84,8 @@ __all__ = [
     # hardware-aware training
     "StandardHWATrainingPreset", "StandardIOParameters", "attach_hwa_hooks",
     "calibrate_input_ranges", "post_update_step",
+    # in-memory training (pulsed update on resistive devices)
+    "SingleRPUConfig", "UpdateParameters", "PulseType", "PulsedDevice", "IdealDevice",
+    "ConstantStepDevice", "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice",
+    "PowStepDevice", "PiecewiseStepDevice", "AnalogSGD",
 ]

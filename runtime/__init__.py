@@ -10,6 +10,7 @@ from .config import __all__ as _config_all
 from .errors import AnalogCompilerError, ModuleError
 from .tile_array import TileArray, kernel_io
 from .tiling import TilePlan, balanced_split
+from .training_tile import TrainingTileArray
 
 __all__ = [*_config_all, "ops", "backend", "AnalogCompilerError", "ModuleError", "TileArray",
-           "kernel_io", "TilePlan", "balanced_split"]
+           "kernel_io", "TilePlan", "balanced_split", "TrainingTileArray"]

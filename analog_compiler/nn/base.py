@@ -16,9 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray
+from ..runtime.config import SingleRPUConfig
+from ..runtime.training_tile import TrainingTileArray
 from .tiles import AnalogTile, tiles_of
 
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -26,15 +28,18 @@ def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | Floa
     if rpu_config is None:
         return InferenceRPUConfig()
     if not isinstance(rpu_config, RPU_CONFIG_TYPES):
-        raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig or "
-                        f"FloatingPointRPUConfig, got {type(rpu_config).__name__}")
+        raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig, "
+                        f"FloatingPointRPUConfig or SingleRPUConfig, "
+                        f"got {type(rpu_config).__name__}")
     return rpu_config
 
 
-def resolve_tile_class(tile_module_class: Any, layer: str) -> type[TileArray]:
-    """The tile-array class to build (``TileArray`` or a subclass)."""
+def resolve_tile_class(tile_module_class: Any, layer: str,
+                       rpu_config: Any = None) -> type[TileArray]:
+    """The tile-array class to build (``TileArray`` or a subclass); by default the one of the
+    rpu_config (``TrainingTileArray`` for a ``SingleRPUConfig``)."""
     if tile_module_class is None:
-        return TileArray
+        return TrainingTileArray if isinstance(rpu_config, SingleRPUConfig) else TileArray
     if not (isinstance(tile_module_class, type) and issubclass(tile_module_class, TileArray)):
         raise TypeError(f"{layer}: tile_module_class must be a TileArray subclass, "
                         f"got {tile_module_class!r}")

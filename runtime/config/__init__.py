@@ -1,6 +1,17 @@
 """Config dataclasses shared by the runtime and the compiler (re-exported by analog_compiler)."""
 
 from .base import CONFIG_REGISTRY, ConfigBase
+from .devices import (
+    PULSED_DEVICE_TYPES,
+    ConstantStepDevice,
+    ExpStepDevice,
+    IdealDevice,
+    LinearStepDevice,
+    PiecewiseStepDevice,
+    PowStepDevice,
+    PulsedDevice,
+    SoftBoundsDevice,
+)
 from .enums import BoundManagementType, NoiseManagementType, WeightNoiseType
 from .io import IOParameters
 from .mapping import MappingParameter
@@ -16,6 +27,7 @@ from .training import (
                        WeightRemapParameter,
                        WeightRemapType,
 )
+from .update import PulseType, SingleRPUConfig, UpdateParameters
 
 __all__ = [
     "CONFIG_REGISTRY", "ConfigBase", "BoundManagementType", "NoiseManagementType",
@@ -25,4 +37,8 @@ __all__ = [
     # hardware-aware training
     "InputRangeParameter", "PrePostProcessingParameter", "WeightClipParameter", "WeightClipType",
     "WeightModifierParameter", "WeightModifierType", "WeightRemapParameter", "WeightRemapType",
+    # in-memory training (pulsed update)
+    "PULSED_DEVICE_TYPES", "PulsedDevice", "IdealDevice", "ConstantStepDevice",
+    "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice", "PowStepDevice",
+    "PiecewiseStepDevice", "PulseType", "UpdateParameters", "SingleRPUConfig",
 ]
