@@ -14,6 +14,7 @@ from analog_compiler.runtime import (
     UpdateParameters,
 )
 from analog_compiler.runtime.update import sample_device_state
+from analog_compiler.runtime.update_ops import encode_device, encode_update
 
 QUIET = dict(dw_min_dtod=0.0, dw_min_std=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
 
@@ -158,6 +159,6 @@ def test_tile_update_opcheck():
     rc = arr.rpu_config
     args = (arr.weight.detach().clone(), [t.clone() for t in arr.device_state()],
             torch.randn(3, 4), torch.randn(3, 5), 0.05, torch.tensor(3), [4], [5],
-            rc.device.to_json(), rc.update.to_json())
+            *encode_device(rc.device), *encode_update(rc.update))
     torch.library.opcheck(torch.ops.analog.tile_update.default, args,
                           test_utils=("test_schema", "test_faketensor"))
