@@ -200,6 +200,7 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
   const int64_t n_words = (max_bl + 63) / 64;
   // Probabilities (and, for stochastic pulses, the trains) of every vector.
   std::vector<double> P(N * cols), Q(N * rows);
+  std::vector<std::vector<int32_t>> active(N);  // per vector: the inputs that fire at all
   std::vector<uint64_t> xb, db;
   if (stochastic) {
     xb.assign(N * cols * n_words, 0);
@@ -214,7 +215,13 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
                             u.sto_round, &rx);
         if (pulse_type == kDetImplicit) p = quantize(p, u.x_res_implicit, false, nullptr);
         P[n * cols + i] = p;
-        if (stochastic) draw_train(p, bl[n], &xb[(n * cols + i) * n_words], n_words, rx);
+        bool fires = p > 0;
+        if (stochastic) {
+          uint64_t* words = &xb[(n * cols + i) * n_words];
+          draw_train(p, bl[n], words, n_words, rx);
+          fires = std::any_of(words, words + n_words, [](uint64_t v) { return v != 0; });
+        }
+        if (fires) active[n].push_back(static_cast<int32_t>(i));
       }
       for (int64_t j = 0; j < rows; ++j) {
         double q = quantize(std::min(1.0, B[n] * std::abs(double(d[n * ldd + j]))), u.res,
@@ -236,7 +243,10 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
         if (bl[n] == 0 || q <= 0) continue;
         const bool d_pos = d[n * ldd + j] > 0;
         const uint64_t* dj = stochastic ? &db[(n * rows + j) * n_words] : nullptr;
-        for (int64_t i = 0; i < cols; ++i) {
+        if (stochastic && std::none_of(dj, dj + n_words, [](uint64_t v) { return v != 0; })) {
+          continue;
+        }
+        for (const int32_t i : active[n]) {
           double count;
           if (stochastic) {
             const uint64_t* xi = &xb[(n * cols + i) * n_words];
