@@ -24,6 +24,7 @@ from .runtime import (
     AnalogCompilerError,
     BoundManagementType,
     ConstantStepDevice,
+    DigitalRankUpdateRPUConfig,
     ExpStepDevice,
     FloatingPointRPUConfig,
     GlobalDriftCompensation,
@@ -33,6 +34,7 @@ from .runtime import (
     IOParameters,
     LinearStepDevice,
     MappingParameter,
+    MixedPrecisionCompound,
     ModuleError,
     NoiseManagementType,
     PCMLikeNoiseModel,
@@ -87,5 +89,6 @@ __all__ = [
     # in-memory training (pulsed update on resistive devices)
     "SingleRPUConfig", "UpdateParameters", "PulseType", "PulsedDevice", "IdealDevice",
     "ConstantStepDevice", "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice",
-    "PowStepDevice", "PiecewiseStepDevice", "AnalogSGD",
+    "PowStepDevice", "PiecewiseStepDevice", "MixedPrecisionCompound",
+    "DigitalRankUpdateRPUConfig", "AnalogSGD",
 ]

@@ -24,12 +24,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .compounds import mixed_precision_update
 from .config import FloatingPointRPUConfig, SingleRPUConfig
+from .config.compounds import DigitalRankUpdateRPUConfig
 from .config.devices import IdealDevice
 from .ops import tile_forward
 from .tile_array import TileArray, kernel_io, new_seed
 from .update import STATE_KEYS, sample_device_state
 from .update_ops import tile_update
+
+TRAINING_RPU_CONFIG_TYPES = (SingleRPUConfig, DigitalRankUpdateRPUConfig)
+"""The configs of training tiles."""
 
 #: ``id(weight parameter) -> weakref(array)`` of the arrays that ran a training forward.
 _ARRAYS: dict[int, weakref.ref] = {}
@@ -74,14 +79,16 @@ class _TrainingTileFunction(torch.autograd.Function):
 
 
 class TrainingTileArray(TileArray):
-    """The tiles of one layer, trained in memory with pulsed updates (``SingleRPUConfig``)."""
+    """The tiles of one layer, trained in memory (``SingleRPUConfig``: pulsed updates;
+    ``DigitalRankUpdateRPUConfig``: mixed precision, with the digital ``mp_chi`` matrix and the
+    next transfer row ``mp_row`` in the state as well)."""
 
-    def __init__(self, out_features: int, in_features: int, rpu_config: SingleRPUConfig,
-                 bias: bool = True, groups: int = 1, device: Any = None,
-                 dtype: torch.dtype | None = None) -> None:
-        if not isinstance(rpu_config, SingleRPUConfig):
-            raise TypeError("TrainingTileArray: rpu_config must be a SingleRPUConfig, "
-                            f"got {type(rpu_config).__name__}")
+    def __init__(self, out_features: int, in_features: int,
+                 rpu_config: SingleRPUConfig | DigitalRankUpdateRPUConfig, bias: bool = True,
+                 groups: int = 1, device: Any = None, dtype: torch.dtype | None = None) -> None:
+        if not isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES):
+            raise TypeError("TrainingTileArray: rpu_config must be a SingleRPUConfig or "
+                            f"DigitalRankUpdateRPUConfig, got {type(rpu_config).__name__}")
         super().__init__(out_features, in_features,
                          FloatingPointRPUConfig(mapping=rpu_config.mapping), bias=bias,
                          groups=groups, device=device, dtype=dtype)
@@ -92,6 +99,7 @@ class TrainingTileArray(TileArray):
         self.register_buffer("device_seed", torch.zeros((), dtype=torch.int64))
         self.register_buffer("update_count", torch.zeros((), dtype=torch.int64))
         self._pending: list[tuple[Tensor, Tensor]] = []
+        self._sync_compound_state()
         self.sample_devices()
 
     # ------------------------------------------------------------------ config
@@ -105,6 +113,23 @@ class TrainingTileArray(TileArray):
         self._rpu_config = value
         self._io_cache = None
         self._bwd_cache: tuple[int, dict[str, Any]] | None = None
+
+    @property
+    def pulsed_device(self) -> Any:
+        """The device config of the analog devices (the compound's device for mixed
+        precision)."""
+        dev = self.rpu_config.device
+        return dev.device if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig) else dev
+
+    def _sync_compound_state(self) -> None:
+        """Register (or drop) the mixed-precision state the config needs."""
+        if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
+            if "mp_chi" not in self._buffers:
+                self.register_buffer("mp_chi", torch.zeros_like(self.weight.detach()))
+                self.register_buffer("mp_row", torch.zeros((), dtype=torch.int64))
+        else:
+            self._buffers.pop("mp_chi", None)
+            self._buffers.pop("mp_row", None)
 
     @property
     def _bwd_io(self) -> dict[str, Any]:
@@ -123,7 +148,7 @@ class TrainingTileArray(TileArray):
         """Draw the per-device parameters (device-to-device variation) from ``seed`` (default:
         the device config's ``construction_seed``, or a fresh seed from torch's generator when
         that is 0), and clip the weights into the new bounds."""
-        dev = self.rpu_config.device
+        dev = self.pulsed_device
         if seed is None:
             seed = dev.construction_seed or int(new_seed())
         self.device_seed.fill_(int(seed))
@@ -136,7 +161,7 @@ class TrainingTileArray(TileArray):
     @torch.no_grad()
     def clip_to_bounds(self) -> None:
         """Clip the tile weights into each device's ``[min_bound, max_bound]``."""
-        if not isinstance(self.rpu_config.device, IdealDevice):
+        if not isinstance(self.pulsed_device, IdealDevice):
             self.weight.copy_(torch.minimum(torch.maximum(self.weight, self.dev_min_bound),
                                             self.dev_max_bound))
 
@@ -148,12 +173,14 @@ class TrainingTileArray(TileArray):
         self.clip_to_bounds()
 
     def apply_rpu_config(self, rpu_config: Any) -> None:
-        """Adopt a new ``SingleRPUConfig`` (e.g. from a checkpoint; the device state tensors
+        """Adopt a new training config (e.g. from a checkpoint; the device state tensors
         load afterwards)."""
-        if not isinstance(rpu_config, SingleRPUConfig):
+        if not isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES):
             raise TypeError("TrainingTileArray: a checkpoint's rpu_config must be a "
-                            f"SingleRPUConfig, got {type(rpu_config).__name__}")
+                            f"SingleRPUConfig or DigitalRankUpdateRPUConfig, "
+                            f"got {type(rpu_config).__name__}")
         super().apply_rpu_config(rpu_config)
+        self._sync_compound_state()
 
     # ------------------------------------------------------------------ passes
     def forward(self, x: Tensor) -> Tensor:
@@ -192,10 +219,18 @@ class TrainingTileArray(TileArray):
         if d.dim() != 2 or tuple(d.shape) != (x.shape[0], n_out):
             raise ValueError(f"TrainingTileArray.update: d must be [{x.shape[0]}, {n_out}], "
                              f"got {list(d.shape)}")
-        seed = torch.tensor((int(self.device_seed) * 1_000_003 + int(self.update_count) + 1)
-                            % 2**62, dtype=torch.int64)
-        tile_update(self.weight, self.device_state(), x, d, float(lr), seed, plan,
-                    self.rpu_config.device, self.rpu_config.update)
+        seed = (int(self.device_seed) * 1_000_003 + int(self.update_count) + 1) % 2**62
+        if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
+            gen = torch.Generator(device=self.weight.device).manual_seed(seed)
+            state = dict(zip(STATE_KEYS, self.device_state()))
+            row = mixed_precision_update(self.weight, self.mp_chi, state, x, d, float(lr),
+                                         self.rpu_config.device, int(self.update_count) + 1,
+                                         int(self.mp_row), gen)
+            self.mp_row.fill_(row)
+        else:
+            tile_update(self.weight, self.device_state(), x, d, float(lr),
+                        torch.tensor(seed, dtype=torch.int64), plan, self.rpu_config.device,
+                        self.rpu_config.update)
         self.update_count += 1
 
     def apply_update(self, lr: float) -> None:

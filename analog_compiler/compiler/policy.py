@@ -23,10 +23,17 @@ from typing import Any
 
 from torch import nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, SingleRPUConfig
+from ..runtime import (
+    DigitalRankUpdateRPUConfig,
+    FloatingPointRPUConfig,
+    InferenceRPUConfig,
+    SingleRPUConfig,
+)
 
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig)
-RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
+                    DigitalRankUpdateRPUConfig)
+RPUConfig = (InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
+             | DigitalRankUpdateRPUConfig)
 
 
 class UserConfigError(TypeError):
@@ -40,8 +47,9 @@ def check_rpu_config(value: Any, where: str, *, allow_none: bool = False) -> Non
         return
     if not isinstance(value, RPU_CONFIG_TYPES):
         extra = " or None (keep digital)" if allow_none else ""
-        raise UserConfigError(f"{where} must be an InferenceRPUConfig, FloatingPointRPUConfig "
-                              f"or SingleRPUConfig{extra}, got {type(value).__name__}")
+        raise UserConfigError(f"{where} must be an InferenceRPUConfig, FloatingPointRPUConfig, "
+                              f"SingleRPUConfig or DigitalRankUpdateRPUConfig{extra}, "
+                              f"got {type(value).__name__}")
 
 
 @dataclass

@@ -16,11 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray
-from ..runtime.config import SingleRPUConfig
-from ..runtime.training_tile import TrainingTileArray
+from ..runtime.config import DigitalRankUpdateRPUConfig, SingleRPUConfig
+from ..runtime.training_tile import TRAINING_RPU_CONFIG_TYPES, TrainingTileArray
 from .tiles import AnalogTile, tiles_of
 
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig)
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
+                    DigitalRankUpdateRPUConfig)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -29,7 +30,7 @@ def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | Floa
         return InferenceRPUConfig()
     if not isinstance(rpu_config, RPU_CONFIG_TYPES):
         raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig, "
-                        f"FloatingPointRPUConfig or SingleRPUConfig, "
+                        f"FloatingPointRPUConfig, SingleRPUConfig or DigitalRankUpdateRPUConfig, "
                         f"got {type(rpu_config).__name__}")
     return rpu_config
 
@@ -37,9 +38,10 @@ def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | Floa
 def resolve_tile_class(tile_module_class: Any, layer: str,
                        rpu_config: Any = None) -> type[TileArray]:
     """The tile-array class to build (``TileArray`` or a subclass); by default the one of the
-    rpu_config (``TrainingTileArray`` for a ``SingleRPUConfig``)."""
+    rpu_config (``TrainingTileArray`` for the training configs)."""
     if tile_module_class is None:
-        return TrainingTileArray if isinstance(rpu_config, SingleRPUConfig) else TileArray
+        return (TrainingTileArray if isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES)
+                else TileArray)
     if not (isinstance(tile_module_class, type) and issubclass(tile_module_class, TileArray)):
         raise TypeError(f"{layer}: tile_module_class must be a TileArray subclass, "
                         f"got {tile_module_class!r}")

@@ -1,6 +1,7 @@
 """Config dataclasses shared by the runtime and the compiler (re-exported by analog_compiler)."""
 
 from .base import CONFIG_REGISTRY, ConfigBase
+from .compounds import DigitalRankUpdateRPUConfig, MixedPrecisionCompound
 from .devices import (
     PULSED_DEVICE_TYPES,
     ConstantStepDevice,
@@ -41,4 +42,5 @@ __all__ = [
     "PULSED_DEVICE_TYPES", "PulsedDevice", "IdealDevice", "ConstantStepDevice",
     "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice", "PowStepDevice",
     "PiecewiseStepDevice", "PulseType", "UpdateParameters", "SingleRPUConfig",
+    "MixedPrecisionCompound", "DigitalRankUpdateRPUConfig",
 ]
