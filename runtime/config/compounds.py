@@ -13,9 +13,7 @@ from dataclasses import dataclass, field
 
 from .base import ConfigBase, check_bool, check_config, check_int, check_number
 from .devices import ConstantStepDevice, PulsedDevice
-from .io import IOParameters
-from .mapping import MappingParameter
-from .update import UpdateParameters
+from .update import TrainingRPUConfigBase
 
 
 @dataclass
@@ -67,38 +65,14 @@ class MixedPrecisionCompound(ConfigBase):
 
 
 @dataclass
-class DigitalRankUpdateRPUConfig(ConfigBase):
+class DigitalRankUpdateRPUConfig(TrainingRPUConfigBase):
     """A training tile whose update is a digital rank update transferred to analog devices
     (aihwkit's ``DigitalRankUpdateRPUConfig``); ``update`` is kept for aihwkit compatibility
     (the transfer pulses are deterministic counts)."""
 
     device: MixedPrecisionCompound = field(default_factory=MixedPrecisionCompound)
     """The compound (``MixedPrecisionCompound``)."""
-    forward: IOParameters = field(default_factory=IOParameters)
-    """Periphery of the forward pass."""
-    backward: IOParameters = field(default_factory=IOParameters)
-    """Periphery of the backward pass."""
-    update: UpdateParameters = field(default_factory=UpdateParameters)
-    """Kept for aihwkit compatibility."""
-    mapping: MappingParameter = field(default_factory=MappingParameter)
-    """Tile sizes."""
 
     def __post_init__(self) -> None:
         check_config(self, "device", MixedPrecisionCompound)
-        check_config(self, "forward", IOParameters)
-        check_config(self, "backward", IOParameters)
-        check_config(self, "update", UpdateParameters)
-        check_config(self, "mapping", MappingParameter)
-        if self.mapping.weight_scaling_omega > 0 or self.mapping.learn_out_scaling:
-            raise ValueError("DigitalRankUpdateRPUConfig.mapping: weight_scaling_omega > 0 and "
-                             "learn_out_scaling are not supported on training tiles")
-
-    @property
-    def noise_model(self) -> None:
-        """Training tiles are not programmed with a noise model."""
-        return None
-
-    @property
-    def drift_compensation(self) -> None:
-        """Training tiles do not drift."""
-        return None
+        self._check_training_fields()

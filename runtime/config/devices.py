@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ConfigBase, check_bool, check_int, check_number
+from .base import CONFIG_REGISTRY, ConfigBase, check_bool, check_int, check_number
 
 
 def _off(obj: Any, name: str, off: Any = 0.0) -> None:
@@ -145,7 +145,54 @@ class ConstantStepDevice(PulsedDevice):
 
 
 @dataclass
-class LinearStepDevice(PulsedDevice):
+class _WriteNoiseDevice(PulsedDevice):
+    """The write-noise fields of aihwkit's device models (write noise is not modelled)."""
+
+    write_noise_std: float = 0.0
+    """Not modelled (must be 0)."""
+    apply_write_noise_on_set: bool = True
+    """Kept for aihwkit compatibility (write noise is not modelled)."""
+
+    def _check_model(self) -> None:
+        check_number(self, "write_noise_std", min_value=0.0)
+        check_bool(self, "apply_write_noise_on_set")
+        _off(self, "write_noise_std")
+        if self.w_max <= self.w_min:
+            raise ValueError(f"{type(self).__name__}: needs w_min < w_max, got w_min="
+                             f"{self.w_min}, w_max={self.w_max}")
+
+
+CONFIG_REGISTRY.pop(_WriteNoiseDevice.__name__, None)  # a shared base, not a device
+
+
+@dataclass
+class _SlopedDevice(_WriteNoiseDevice):
+    """Fields shared by the devices whose step is linear in the weight (aihwkit's
+    ``LinearStepDevice`` and ``SoftBoundsDevice``)."""
+
+    mult_noise: bool = True
+    """Multiplicative cycle-to-cycle noise (else additive, in units of the step size)."""
+    reverse_up: bool = False
+    """Not modelled (must be False)."""
+    reverse_down: bool = False
+    """Not modelled (must be False)."""
+    reverse_offset: float = 0.01
+    """Kept for aihwkit compatibility (reverse modes are not modelled)."""
+
+    def _check_model(self) -> None:
+        super()._check_model()
+        check_number(self, "reverse_offset")
+        for name in ("mult_noise", "reverse_up", "reverse_down"):
+            check_bool(self, name)
+        _off(self, "reverse_up", False)
+        _off(self, "reverse_down", False)
+
+
+CONFIG_REGISTRY.pop(_SlopedDevice.__name__, None)  # a shared base, not a device
+
+
+@dataclass
+class LinearStepDevice(_SlopedDevice):
     """Step linear in the weight: ``f^d(w) = 1 + gamma^d_ij * w`` with
     ``gamma^+_ij = -|gamma_up + gamma_up_dtod * xi| / b^max`` and
     ``gamma^-_ij = -|gamma_down + gamma_down_dtod * xi| / b^min`` (``b`` the device's bounds, or
@@ -164,65 +211,35 @@ class LinearStepDevice(PulsedDevice):
     """Allow steps that grow towards the bound (signed instead of ``-|gamma|``)."""
     mean_bound_reference: bool = True
     """Slopes relative to the mean bounds ``w_max``/``w_min`` (else each device's own)."""
-    mult_noise: bool = True
-    """Multiplicative cycle-to-cycle noise (else additive, in units of the step size)."""
-    write_noise_std: float = 0.0
-    """Not modelled (must be 0)."""
-    apply_write_noise_on_set: bool = True
-    """Kept for aihwkit compatibility (write noise is not modelled)."""
-    reverse_up: bool = False
-    """Not modelled (must be False)."""
-    reverse_down: bool = False
-    """Not modelled (must be False)."""
-    reverse_offset: float = 0.01
-    """Kept for aihwkit compatibility (reverse modes are not modelled)."""
 
     def _check_model(self) -> None:
-        for name in ("gamma_up", "gamma_down", "reverse_offset"):
+        super()._check_model()
+        for name in ("gamma_up", "gamma_down"):
             check_number(self, name)
-        for name in ("gamma_up_dtod", "gamma_down_dtod", "write_noise_std"):
+        for name in ("gamma_up_dtod", "gamma_down_dtod"):
             check_number(self, name, min_value=0.0)
-        for name in ("allow_increasing", "mean_bound_reference", "mult_noise",
-                     "apply_write_noise_on_set", "reverse_up", "reverse_down"):
+        for name in ("allow_increasing", "mean_bound_reference"):
             check_bool(self, name)
-        _off(self, "write_noise_std")
-        _off(self, "reverse_up", False)
-        _off(self, "reverse_down", False)
+        if self.w_max == 0 or self.w_min == 0:
+            raise ValueError("LinearStepDevice: the slopes are relative to the bounds; needs "
+                             f"w_min != 0 and w_max != 0, got w_min={self.w_min}, "
+                             f"w_max={self.w_max}")
 
 
 @dataclass
-class SoftBoundsDevice(PulsedDevice):
+class SoftBoundsDevice(_SlopedDevice):
     """Soft bounds: the step shrinks linearly to 0 at the device's own bound,
     ``f^+(w) = 1 - w / b^max_ij``, ``f^-(w) = 1 - w / b^min_ij``; multiplicative noise."""
 
-    mult_noise: bool = True
-    """Multiplicative cycle-to-cycle noise (else additive, in units of the step size)."""
-    write_noise_std: float = 0.0
-    """Not modelled (must be 0)."""
-    apply_write_noise_on_set: bool = True
-    """Kept for aihwkit compatibility (write noise is not modelled)."""
-    reverse_up: bool = False
-    """Not modelled (must be False)."""
-    reverse_down: bool = False
-    """Not modelled (must be False)."""
-    reverse_offset: float = 0.01
-    """Kept for aihwkit compatibility (reverse modes are not modelled)."""
-
     def _check_model(self) -> None:
-        check_number(self, "reverse_offset")
-        check_number(self, "write_noise_std", min_value=0.0)
-        for name in ("mult_noise", "apply_write_noise_on_set", "reverse_up", "reverse_down"):
-            check_bool(self, name)
-        _off(self, "write_noise_std")
-        _off(self, "reverse_up", False)
-        _off(self, "reverse_down", False)
+        super()._check_model()
         if self.w_max <= 0 or self.w_min >= 0:
             raise ValueError(f"SoftBoundsDevice: needs w_min < 0 < w_max, got w_min={self.w_min}"
                              f", w_max={self.w_max}")
 
 
 @dataclass
-class ExpStepDevice(PulsedDevice):
+class ExpStepDevice(_WriteNoiseDevice):
     """Exponential (CMOS-like) step: ``z = 2 a w / (b^max - b^min) + b``,
     ``f^d(w) = max(0, 1 - A^d exp(d gamma^d z))``; the cycle-to-cycle std of one step is
     ``dw_min_std * (dw_min_std_add + |dw| + dw_min_std_slope * |w|)``."""
@@ -243,24 +260,17 @@ class ExpStepDevice(PulsedDevice):
     """Additive part of the cycle-to-cycle std (weight units, times ``dw_min_std``)."""
     dw_min_std_slope: float = 0.0
     """Weight-proportional part of the cycle-to-cycle std (times ``dw_min_std``)."""
-    write_noise_std: float = 0.0
-    """Not modelled (must be 0)."""
-    apply_write_noise_on_set: bool = True
-    """Kept for aihwkit compatibility (write noise is not modelled)."""
 
     def _check_model(self) -> None:
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
             check_number(self, name)
-        for name in ("dw_min_std_add", "dw_min_std_slope", "write_noise_std"):
+        super()._check_model()
+        for name in ("dw_min_std_add", "dw_min_std_slope"):
             check_number(self, name, min_value=0.0)
-        check_bool(self, "apply_write_noise_on_set")
-        _off(self, "write_noise_std")
-        if self.w_max <= self.w_min:
-            raise ValueError("ExpStepDevice: needs w_min < w_max")
 
 
 @dataclass
-class PowStepDevice(PulsedDevice):
+class PowStepDevice(_WriteNoiseDevice):
     """Power-law step (Fusi & Abbott): with ``omega = (b^max - w) / (b^max - b^min)``,
     ``f^+(w) = omega^gamma^+_ij`` and ``f^-(w) = (1 - omega)^gamma^-_ij``,
     ``gamma^d_ij = pow_gamma * (1 + d beta_ij + pow_gamma_dtod * xi)``,
@@ -274,24 +284,17 @@ class PowStepDevice(PulsedDevice):
     """Up/down asymmetry of the exponent."""
     pow_up_down_dtod: float = 0.0
     """Device-to-device std of the exponent's asymmetry."""
-    write_noise_std: float = 0.0
-    """Not modelled (must be 0)."""
-    apply_write_noise_on_set: bool = True
-    """Kept for aihwkit compatibility (write noise is not modelled)."""
 
     def _check_model(self) -> None:
         check_number(self, "pow_gamma", positive=True)
         check_number(self, "pow_up_down")
-        for name in ("pow_gamma_dtod", "pow_up_down_dtod", "write_noise_std"):
+        super()._check_model()
+        for name in ("pow_gamma_dtod", "pow_up_down_dtod"):
             check_number(self, name, min_value=0.0)
-        check_bool(self, "apply_write_noise_on_set")
-        _off(self, "write_noise_std")
-        if self.w_max <= self.w_min:
-            raise ValueError("PowStepDevice: needs w_min < w_max")
 
 
 @dataclass
-class PiecewiseStepDevice(PulsedDevice):
+class PiecewiseStepDevice(_WriteNoiseDevice):
     """Step interpolated linearly between nodes equally spaced over each device's
     ``[b^min, b^max]``: ``f^d(w) = (1 - q) v^d[k] + q v^d[k + 1]``."""
 
@@ -299,10 +302,6 @@ class PiecewiseStepDevice(PulsedDevice):
     """Node values of the up response (at least one; equal length to ``piecewise_down``)."""
     piecewise_down: list[float] = field(default_factory=lambda: [1.0])
     """Node values of the down response."""
-    write_noise_std: float = 0.0
-    """Not modelled (must be 0)."""
-    apply_write_noise_on_set: bool = True
-    """Kept for aihwkit compatibility (write noise is not modelled)."""
 
     def _check_model(self) -> None:
         for name in ("piecewise_up", "piecewise_down"):
@@ -319,11 +318,7 @@ class PiecewiseStepDevice(PulsedDevice):
             raise ValueError("PiecewiseStepDevice: piecewise_up and piecewise_down must have "
                              f"the same length ({len(self.piecewise_up)} != "
                              f"{len(self.piecewise_down)})")
-        check_number(self, "write_noise_std", min_value=0.0)
-        check_bool(self, "apply_write_noise_on_set")
-        _off(self, "write_noise_std")
-        if self.w_max <= self.w_min:
-            raise ValueError("PiecewiseStepDevice: needs w_min < w_max")
+        super()._check_model()
 
 
 PULSED_DEVICE_TYPES = (IdealDevice, PulsedDevice, ConstantStepDevice, LinearStepDevice,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .base import ConfigBase, check_bool, check_config, check_int, check_number
+from .base import CONFIG_REGISTRY, ConfigBase, check_bool, check_config, check_int, check_number
 from .devices import PULSED_DEVICE_TYPES, ConstantStepDevice, IdealDevice, PulsedDevice
 from .enums import coerce_enum
 from .io import IOParameters
@@ -75,15 +75,9 @@ class UpdateParameters(ConfigBase):
 
 
 @dataclass
-class SingleRPUConfig(ConfigBase):
-    """A training tile of one resistive device per cross-point: the forward and the backward
-    run through their own periphery, the update is pulsed (aihwkit's ``SingleRPUConfig``).
+class TrainingRPUConfigBase(ConfigBase):
+    """The periphery, update and mapping fields every training-tile config shares."""
 
-    Weight scaling (``mapping.weight_scaling_omega > 0``) and learned output scales are not
-    supported on training tiles: the tile weights are the layer's weights."""
-
-    device: IdealDevice | PulsedDevice = field(default_factory=ConstantStepDevice)
-    """The resistive device (one of ``PULSED_DEVICE_TYPES``)."""
     forward: IOParameters = field(default_factory=IOParameters)
     """Periphery of the forward pass."""
     backward: IOParameters = field(default_factory=IOParameters)
@@ -93,14 +87,13 @@ class SingleRPUConfig(ConfigBase):
     mapping: MappingParameter = field(default_factory=MappingParameter)
     """Tile sizes."""
 
-    def __post_init__(self) -> None:
-        check_config(self, "device", PULSED_DEVICE_TYPES)
+    def _check_training_fields(self) -> None:
         check_config(self, "forward", IOParameters)
         check_config(self, "backward", IOParameters)
         check_config(self, "update", UpdateParameters)
         check_config(self, "mapping", MappingParameter)
         if self.mapping.weight_scaling_omega > 0 or self.mapping.learn_out_scaling:
-            raise ValueError("SingleRPUConfig.mapping: weight_scaling_omega > 0 and "
+            raise ValueError(f"{type(self).__name__}.mapping: weight_scaling_omega > 0 and "
                              "learn_out_scaling are not supported on training tiles")
 
     @property
@@ -112,3 +105,22 @@ class SingleRPUConfig(ConfigBase):
     def drift_compensation(self) -> None:
         """Training tiles do not drift."""
         return None
+
+
+CONFIG_REGISTRY.pop(TrainingRPUConfigBase.__name__, None)  # a shared base, not a config
+
+
+@dataclass
+class SingleRPUConfig(TrainingRPUConfigBase):
+    """A training tile of one resistive device per cross-point: the forward and the backward
+    run through their own periphery, the update is pulsed (aihwkit's ``SingleRPUConfig``).
+
+    Weight scaling (``mapping.weight_scaling_omega > 0``) and learned output scales are not
+    supported on training tiles: the tile weights are the layer's weights."""
+
+    device: IdealDevice | PulsedDevice = field(default_factory=ConstantStepDevice)
+    """The resistive device (one of ``PULSED_DEVICE_TYPES``)."""
+
+    def __post_init__(self) -> None:
+        check_config(self, "device", PULSED_DEVICE_TYPES)
+        self._check_training_fields()

@@ -93,6 +93,8 @@ def test_pulse_type_accepts_aihwkit_values_and_names():
     (lambda: SoftBoundsDevice(reverse_up=True), r"SoftBoundsDevice\.reverse_up"),
     (lambda: LinearStepDevice(write_noise_std=0.1), r"LinearStepDevice\.write_noise_std"),
     (lambda: PowStepDevice(pow_gamma=0.0), r"PowStepDevice\.pow_gamma must be > 0"),
+    (lambda: ExpStepDevice(w_min=0.2, w_max=0.2), r"ExpStepDevice: needs w_min < w_max"),
+    (lambda: LinearStepDevice(w_min=0.0), r"LinearStepDevice: the slopes are relative"),
     (lambda: PiecewiseStepDevice(piecewise_up=[1.0, 0.5]), r"the same length"),
     (lambda: PiecewiseStepDevice(piecewise_up=[]), r"PiecewiseStepDevice\.piecewise_up"),
     (lambda: IdealDevice(lifetime=1.0), r"IdealDevice\.lifetime"),
