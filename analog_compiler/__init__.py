@@ -9,17 +9,28 @@ Importing the package also registers the ``torch.compile`` backend ``"analog"``.
 from .chip import analog_layers, drift_analog_weights, program_analog_weights
 from .compiler import DEFAULT_LAYER_MAP, LayerPolicy, convert, convert_to_analog
 from .export import export_onnx, to_digital
+from .fsdp import analog_shard_placement, fully_shard_analog
 from .nn import (
     AnalogConv1d,
     AnalogConv2d,
     AnalogConv3d,
+    AnalogElmanRNN,
+    AnalogGRU,
+    AnalogGRUCell,
     AnalogLayerBase,
     AnalogLinear,
+    AnalogLSTM,
+    AnalogLSTMCell,
+    AnalogLSTMCellCombinedWeight,
+    AnalogRNN,
+    AnalogSequential,
     AnalogTile,
+    AnalogVanillaRNNCell,
+    AnalogWrapper,
 )
 from .nn.attention import AnalogMultiheadAttention
 from .optim import AnalogSGD
-from .reporting import TileReport, report
+from .reporting import HardwareModel, TileReport, report
 from .runtime import (
     AnalogCompilerError,
     BoundManagementType,
@@ -56,6 +67,7 @@ from .runtime import (
     WeightRemapParameter,
     WeightRemapType,
 )
+from .studies import SweepResult, SweepStats, sweep
 from .training import (
     StandardHWATrainingPreset,
     StandardIOParameters,
@@ -79,13 +91,20 @@ __all__ = [
     # layers
     "AnalogLayerBase", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogConv3d",
     "AnalogMultiheadAttention", "AnalogTile",
+    # containers and recurrent layers
+    "AnalogSequential", "AnalogWrapper", "AnalogRNN", "AnalogLSTMCell",
+    "AnalogLSTMCellCombinedWeight", "AnalogGRUCell", "AnalogVanillaRNNCell", "AnalogLSTM",
+    "AnalogGRU", "AnalogElmanRNN",
     # verbs
     "convert", "convert_to_analog", "DEFAULT_LAYER_MAP", "LayerPolicy", "report", "TileReport",
+    "HardwareModel",
     "analog_layers", "program_analog_weights", "drift_analog_weights", "to_digital",
     "export_onnx",
+    # studies
+    "sweep", "SweepResult", "SweepStats",
     # hardware-aware training
     "StandardHWATrainingPreset", "StandardIOParameters", "attach_hwa_hooks",
-    "calibrate_input_ranges", "post_update_step",
+    "calibrate_input_ranges", "post_update_step", "fully_shard_analog", "analog_shard_placement",
     # in-memory training (pulsed update on resistive devices)
     "SingleRPUConfig", "UpdateParameters", "PulseType", "PulsedDevice", "IdealDevice",
     "ConstantStepDevice", "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice",

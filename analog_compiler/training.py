@@ -19,6 +19,8 @@ averaged over the ranks with an all-reduce, so every rank must run those forward
 DDP training does), and ranges stay equal. ``learn_out_scaling`` and learned input ranges are
 ordinary parameters; clip/remap run on every rank on identical weights. A checkpoint saved on
 rank 0 (``model.module.state_dict()``) is tensors plus JSON-able configs and loads anywhere.
+Under FSDP2 (``ac.fully_shard_analog``) clip/remap gather the sharded weights of one layer at
+a time and every rank keeps its shard of the result.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from .fsdp import update_sharded
 from .runtime import (
     BoundManagementType,
     GlobalDriftCompensation,
@@ -65,7 +68,7 @@ def post_update_step(model: nn.Module) -> None:
     """Apply every analog layer's ``clip`` and ``remap`` to its tile weights and keep the
     input ranges positive (what ``attach_hwa_hooks`` runs after each optimizer step)."""
     for _, arr in tile_arrays(model):
-        hwa.post_update_step(arr)
+        update_sharded(arr, hwa.post_update_step)
 
 
 def attach_hwa_hooks(optimizer: torch.optim.Optimizer, model: nn.Module) -> RemovableHandle:
@@ -80,7 +83,7 @@ def attach_hwa_hooks(optimizer: torch.optim.Optimizer, model: nn.Module) -> Remo
     def hook(_opt: torch.optim.Optimizer, _args: Any, _kwargs: Any) -> None:
         with torch.no_grad():
             for _, arr in arrays:
-                hwa.post_update_step(arr)
+                update_sharded(arr, hwa.post_update_step)
 
     return optimizer.register_step_post_hook(hook)
 

@@ -14,11 +14,14 @@
 namespace analog {
 namespace driver {
 
+// kDirect: row() returns a pointer into the input (no copy); kBlockT: block_t() loads blocks
+// transposed; kOneHot: the vectors are one-hot, so the driver reads one weight column per
+// vector instead of a GEMM (identity readouts only: no other source pays for the test).
 template <typename T>
 struct DenseRows {
   const T* x;
   int64_t ld;
-  static constexpr bool kDirect = true, kBlockT = false;
+  static constexpr bool kDirect = true, kBlockT = false, kOneHot = false;
   const T* row(int64_t v, int64_t col, int64_t /*len*/, T* /*scratch*/) const {
     return x + v * ld + col;
   }
@@ -47,7 +50,7 @@ struct ConvRows {
         }
   }
 
-  static constexpr bool kDirect = false, kBlockT = true;
+  static constexpr bool kDirect = false, kBlockT = true, kOneHot = false;
 
   const T* row(int64_t v, int64_t col, int64_t len, T* dst) const {
     const int64_t n = v / (Ho * Wo), rem = v % (Ho * Wo);
@@ -119,6 +122,21 @@ struct ConvRows {
         }
       }
   }
+};
+
+// Vector v of the identity readout (analog::tile_readout): e_v in every group's segment, the
+// rows of eye(in_g) repeated over the groups.
+template <typename T>
+struct IdentityRows {
+  int64_t in_g;
+  static constexpr bool kDirect = false, kBlockT = false, kOneHot = true;
+  const T* row(int64_t v, int64_t col, int64_t len, T* dst) const {
+    std::fill(dst, dst + len, T(0));
+    const int64_t k = v - col % in_g;
+    if (k >= 0 && k < len) dst[k] = T(1);
+    return dst;
+  }
+  void block_t(int64_t, int64_t, int64_t, int64_t, T*, T*) const {}
 };
 
 }  // namespace driver

@@ -1,15 +1,11 @@
-// The blocked driver of analog::tile_forward's CPU kernels (semantics: runtime/reference.py),
-// shared by the dense op (x holds the input vectors) and the 2-D convolution op (the vectors are
-// the receptive fields of an image, gathered on the fly: no im2col buffer ever exists).
+// The blocked driver of the analog forward's CPU kernels (semantics: runtime/reference.py),
+// shared by analog::tile_forward (x holds the input vectors), analog::tile_conv2d (the vectors
+// are the receptive fields of an image, gathered on the fly: no im2col buffer ever exists) and
+// analog::tile_readout (the vectors are the identity's rows, one-hot).
 //
-// Phase 1 (AVERAGE_ABS_MAX only): the batch-wide noise-management scale. Phase 2, one task per
-// (group, output split, block of vectors): per input split, load the block's segments (a copy
-// or a gather), noise management and DAC in place, a BLAS GEMM with the tile (plus |W| x^2 for
-// PCM read noise), then one pass over the output block (noise, ADC, clip test, rescale, output
-// scales, partial-sum accumulation). Vectors that clipped are loaded again and redone with the
-// input halved (bound management) inside the task, round after round, on a smaller GEMM. Random
-// numbers come from Philox keyed by (element, vector, tile, round, stream): reproducible per
-// seed, independent of the number of threads, and the same for both row sources.
+// TileDriver below runs it stage by stage. Random numbers come from Philox keyed by (element,
+// vector, tile, round, stream): reproducible per seed, independent of the number of threads,
+// and the same for every row source.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,62 +18,15 @@
 #include <type_traits>
 #include <vector>
 
+#include "gemm.h"
 #include "rng.h"
 #include "row_sources.h"
 #include "tile_periphery.h"
-
-// Fortran BLAS, as exported by the BLAS that torch links (MKL or OpenBLAS); weak, so a torch
-// without them still loads this library and takes the ATen path below.
-extern "C" {
-void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
-            const float*, const int*, const float*, const int*, const float*, float*,
-            const int*) __attribute__((weak));
-void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
-            const double*, const int*, const double*, const int*, const double*, double*,
-            const int*) __attribute__((weak));
-}
 
 namespace analog {
 namespace driver {
 
 using namespace periphery;  // Io, dac_row, out_row, accumulate (tile_periphery.h)
-
-template <typename T>
-void gemm_aten(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-               int64_t ldb, T* c, int64_t ldc, bool a_t) {
-  const auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  auto at_ = a_t ? at::from_blob(const_cast<T*>(a), {k, m}, {lda, 1}, opt).t()
-                 : at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, opt);
-  auto bt = at::from_blob(const_cast<T*>(b), {n, k}, {ldb, 1}, opt);
-  auto ct = at::from_blob(c, {m, n}, {ldc, 1}, opt);
-  at::mm_out(ct, at_, bt.t());
-}
-
-// Row-major C[m, n] = A[m, k] @ B[n, k]^T, with A given as rows (lda >= k) or, when a_t, as
-// its transpose [k, m] (lda >= m). Column-major BLAS sees C^T = B^T' @ A^T.
-template <typename T>
-void gemm_nt(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-             T* c, int64_t ldc, bool a_t = false) {
-  if (m == 0 || n == 0) return;
-  const int im = static_cast<int>(m), in = static_cast<int>(n), ik = static_cast<int>(k);
-  const int ilda = static_cast<int>(lda), ildb = static_cast<int>(ldb);
-  const int ildc = static_cast<int>(ldc);
-  const T one = 1, zero = 0;
-  const char* ta = a_t ? "T" : "N";
-  if (k == 0) {
-    for (int64_t r = 0; r < m; ++r) std::fill(c + r * ldc, c + r * ldc + n, T(0));
-  } else if constexpr (std::is_same_v<T, float>) {
-    if (sgemm_ != nullptr)
-      sgemm_("T", ta, &in, &im, &ik, &one, b, &ildb, a, &ilda, &zero, c, &ildc);
-    else
-      gemm_aten(m, n, k, a, lda, b, ldb, c, ldc, a_t);
-  } else {
-    if (dgemm_ != nullptr)
-      dgemm_("T", ta, &in, &im, &ik, &one, b, &ildb, a, &ilda, &zero, c, &ildc);
-    else
-      gemm_aten(m, n, k, a, lda, b, ldb, c, ldc, a_t);
-  }
-}
 
 struct Plan {
   int64_t groups, out_g, in_g, n, n_in, n_out;
@@ -88,273 +37,373 @@ struct Plan {
 // batch-wide and comes from phase 1).
 template <typename T>
 T segment_alpha(const T* row, int64_t len, const Io& io) {
-  if (io.nm_type == kNmConstant) return static_cast<T>(io.nm_thres);
-  if (io.nm_type != kNmAbsMax) return T(1);
+  if (io.nm_type == nm::CONSTANT) return static_cast<T>(io.nm_thres);
+  if (io.nm_type != nm::ABS_MAX) return T(1);
   T m = 0;
   for (int64_t k = 0; k < len; ++k) m = std::max(m, std::abs(row[k]));
   return io.nm_thres > 0 ? std::min(m, static_cast<T>(io.nm_thres)) : m;
 }
 
+// The blocked forward of one call, stage by stage. Phase 1 (AVERAGE_ABS_MAX only):
+// batch_alpha. Phase 2, one task per (group, output split, block of vectors), per input split:
+//   load   load_block_t (receptive fields, transposed) or load_rows (per vector): the block's
+//          segments, noise management, DAC, and the tile's GEMM (plus |W| x^2 for PCM noise);
+//          load_rows hands one-hot vectors (identity readouts) to onehot_columns instead;
+//   output output_pass: noise, ADC, clip test, then rescale and accumulate, or queue the vector
+//          for bound management;
+//   redo   bound_management: the queued vectors again with the input halved, round by round;
+// then finish_block: bias, and the NCHW store for convolutions.
+template <typename T, typename Src>
+class TileDriver {
+ public:
+  // y is [N, G * out_g] or, with image_positions = P > 0, [N / P, G * out_g, P] (NCHW): each
+  // task then accumulates its block in a buffer and writes it out transposed at the end.
+  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w, const T* wabs,
+             const T* scales, const T* bias, T* y, bool* mask, int64_t image_positions)
+      : p_(p), io_(io), key_(key), src_(src), w_(w), wabs_(wabs), scales_(scales), bias_(bias),
+        y_(y), mask_(mask), P_(image_positions) {
+    max_in_ = *std::max_element(p.in_sizes.begin(), p.in_sizes.end());
+    max_out_ = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
+    batch_nm_ = !io.is_perfect && io.nm_type == nm::AVERAGE_ABS_MAX;
+    pcm_ = io.pcm() && !io.is_perfect;
+    // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
+    block_ = Src::kBlockT && !io.is_perfect && !(io.inp_step > 0 && io.inp_sto_round) &&
+             io.inp_noise <= 0;
+    // The block size depends on the shapes only (large blocks: BLAS packs each tile once per
+    // block), so results do not depend on the thread count or on which thread runs a task.
+    rb_ = 256;
+    while (rb_ > 32 && p.groups * p.n_out * ((p.n + rb_ - 1) / rb_) < 4) rb_ /= 2;
+    n_blocks_ = (p.n + rb_ - 1) / rb_;
+  }
+
+  void run() {
+    if (batch_nm_) batch_alpha();
+    // Threads take tasks from a shared counter, so a thread slowed down (a busy core, more
+    // bound-management redos) does not hold the others up. Small problems run inline (no
+    // thread wake-up for batch-1 latency).
+    const int64_t n_tasks = p_.groups * p_.n_out * n_blocks_;
+    const int64_t macs = p_.n * p_.groups * p_.in_g * p_.out_g;
+    const int64_t workers =
+        macs < (int64_t{1} << 18) ? 1 : std::min<int64_t>(at::get_num_threads(), n_tasks);
+    std::atomic<int64_t> next_task{0};
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+      Workspace ws(*this);
+      for (int64_t t = next_task++; t < n_tasks; t = next_task++) run_task(ws, t);
+    });
+  }
+
+ private:
+  // The only nonzero column of a DAC'd vector (-1: none) or kDense.
+  static constexpr int32_t kDense = -2;
+
+  struct Workspace {  // per thread
+    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc;
+    std::vector<int32_t> onehot;
+    std::vector<float> nbuf, ubuf;
+    std::vector<int64_t> act, redo, next;
+    explicit Workspace(const TileDriver& d) {
+      const int64_t rb = d.rb_, mi = d.max_in_, mo = d.max_out_;
+      ybuf.resize(rb * mo);
+      vbuf.resize(d.io_.pcm() ? rb * mo : 0);
+      xb.resize(d.io_.is_perfect && Src::kDirect ? 0 : rb * mi);
+      xb2.resize(d.io_.pcm() ? rb * mi : 0);
+      for (auto* v : {&norms, &ab, &ar, &inv}) v->resize(rb);
+      onehot.assign(rb, kDense);
+      nbuf.resize(std::max(mi, mo) + 64);
+      ubuf.resize(nbuf.size());
+      acc.resize(d.P_ > 0 ? rb * mo : 0);
+    }
+  };
+
+  struct Task {  // one (group, output split, block of vectors)
+    int64_t g, j, n0, m, so, oo, ldy;
+    T* yb;  // the block's first output row (in y, or in the NCHW accumulation buffer)
+  };
+
+  struct Split {  // one input split of a task: one tile
+    int64_t i, si, xo, gi, woff;
+    uint32_t tile;
+    const T* sc;  // the tile rows' output scales, or null
+  };
+
+  // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
+  void batch_alpha() {
+    const int64_t G = p_.groups, N = p_.n, n_in = p_.n_in;
+    std::vector<T> amax(static_cast<size_t>(G * n_in * N));
+    at::parallel_for(0, N, 256, [&](int64_t b, int64_t e) {
+      std::vector<T> scratch(src_.kDirect ? 0 : max_in_);
+      for (int64_t v = b; v < e; ++v)
+        for (int64_t gi = 0; gi < G * n_in; ++gi) {
+          const int64_t len = p_.in_sizes[gi % n_in];
+          const T* row = src_.row(v, (gi / n_in) * p_.in_g + p_.in_off[gi % n_in], len,
+                                  scratch.data());
+          T m = 0;  // NaN sticks (as in the reference): a NaN makes the batch's scale NaN
+          for (int64_t k = 0; k < len && !std::isnan(m); ++k) {
+            const T a = std::abs(row[k]);
+            m = (std::isnan(a) || a > m) ? a : m;
+          }
+          amax[gi * N + v] = m;
+        }
+    });
+    mean_alpha_.resize(G * n_in);
+    for (int64_t gi = 0; gi < G * n_in; ++gi) {
+      double s = 0;
+      for (int64_t v = 0; v < N; ++v) s += amax[gi * N + v];
+      mean_alpha_[gi] = static_cast<T>(s / static_cast<double>(N));
+    }
+  }
+
+  void run_task(Workspace& ws, int64_t t) {
+    Task k;
+    k.g = t / (p_.n_out * n_blocks_);
+    k.j = (t / n_blocks_) % p_.n_out;
+    k.n0 = (t % n_blocks_) * rb_;
+    k.m = std::min(p_.n, k.n0 + rb_) - k.n0;
+    k.so = p_.out_sizes[k.j];
+    k.oo = p_.out_off[k.j];
+    k.ldy = P_ > 0 ? k.so : p_.groups * p_.out_g;
+    k.yb = P_ > 0 ? ws.acc.data() : y_ + k.n0 * k.ldy + k.g * p_.out_g + k.oo;
+    for (int64_t i = 0; i < p_.n_in; ++i) {
+      const int64_t gi = k.g * p_.n_in + i;
+      const Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
+                    (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
+                    static_cast<uint32_t>(gi * p_.n_out + k.j),
+                    scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
+      // Vectors with alpha = 0 give 0: without a mask to fill, they skip the output pass (and,
+      // per vector, the GEMM).
+      ws.act.clear();
+      int64_t na = 0;
+      if constexpr (Src::kBlockT) {
+        if (block_) na = load_block_t(ws, k, s);
+      }
+      if (!block_) na = load_rows(ws, k, s);
+      output_pass(ws, k, s, na);
+      bound_management(ws, k, s);
+    }
+    finish_block(k);
+  }
+
+  // The zero-vector shortcut (alpha <= 0, no mask to fill): the vector's output is 0.
+  bool skip_zero(const Task& k, const Split& s, int64_t r, T a) const {
+    if (mask_ != nullptr || !(a <= 0)) return false;  // a NaN scale is not a zero vector
+    if (s.i == 0) std::fill(k.yb + r * k.ldy, k.yb + r * k.ldy + k.so, T(0));
+    return true;
+  }
+
+  // Load (block transposed), noise management, DAC, GEMM: the GEMM covers every vector of the
+  // block (output row r is vector n0 + r). Returns the number of active vectors (ws.act).
+  int64_t load_block_t(Workspace& ws, const Task& k, const Split& s) {
+    const int64_t m = k.m, si = s.si;
+    T* xt = ws.xb.data();
+    const bool absmax = !batch_nm_ && io_.nm_type == nm::ABS_MAX;
+    src_.block_t(k.n0, m, s.xo, si, xt, absmax ? ws.ab.data() : nullptr);
+    if (!absmax) {
+      std::fill(ws.ab.begin(), ws.ab.begin() + m,
+                batch_nm_ ? mean_alpha_[s.gi] : segment_alpha<T>(nullptr, 0, io_));
+    } else if (io_.nm_thres > 0) {
+      for (int64_t r = 0; r < m; ++r) ws.ab[r] = std::min(ws.ab[r], static_cast<T>(io_.nm_thres));
+    }
+    for (int64_t r = 0; r < m; ++r) ws.ab[r] = nan_aware(ws.ab[r], xt + r, si, m);
+    for (int64_t r = 0; r < m; ++r) {
+      ws.ar[r] = dac_scale(ws.ab[r]);
+      if (!skip_zero(k, s, r, ws.ab[r])) ws.act.push_back(r);
+    }
+    dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), io_);
+    if (io_.additive()) block_norm_t(xt, m, si, ws.norms.data());
+    gemm_nt(m, k.so, si, xt, m, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so, true);
+    if (pcm_) {
+      for (int64_t q = 0; q < m * si; ++q) ws.xb2[q] = xt[q] * xt[q];
+      gemm_nt(m, k.so, si, ws.xb2.data(), m, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so, true);
+    }
+    return static_cast<int64_t>(ws.act.size());
+  }
+
+  // Load, noise management and DAC vector by vector (keyed by vector and split: the same for
+  // every output split), then one GEMM over the active vectors (output row q is ws.act[q]).
+  int64_t load_rows(Workspace& ws, const Task& k, const Split& s) {
+    const int64_t si = s.si;
+    for (int64_t r = 0; r < k.m; ++r) {
+      const int64_t v = k.n0 + r;
+      if (io_.is_perfect) {
+        if (!Src::kDirect) src_.row(v, s.xo, si, ws.xb.data() + r * si);
+        ws.act.push_back(r);
+        continue;
+      }
+      T* xq = ws.xb.data() + r * si;
+      const T* xv = src_.row(v, s.xo, si, xq);
+      const T a = nan_aware(batch_nm_ ? mean_alpha_[s.gi] : segment_alpha(xv, si, io_), xv, si);
+      ws.ab[r] = a;
+      if (skip_zero(k, s, r, a)) continue;
+      ws.act.push_back(r);
+      dac_row(xv, xq, si, dac_scale(a), io_, key_, static_cast<uint32_t>(v),
+              static_cast<uint32_t>(s.gi), 0, ws.nbuf.data(), ws.ubuf.data());
+      if (io_.additive()) ws.norms[r] = row_norm(xq, si);
+      if (pcm_)
+        for (int64_t c = 0; c < si; ++c) ws.xb2[r * si + c] = xq[c] * xq[c];
+      if constexpr (Src::kOneHot) ws.onehot[r] = sole_nonzero(xq, si);  // kDense if 2+
+    }
+    if (io_.is_perfect) std::fill(ws.ab.begin(), ws.ab.end(), T(1));
+    const int64_t na = static_cast<int64_t>(ws.act.size());
+    int64_t nd = na;  // the dense vectors come first in ws.act
+    if constexpr (Src::kOneHot) {
+      if (io_.is_perfect) std::fill(ws.onehot.begin(), ws.onehot.end(), kDense);
+      std::stable_partition(ws.act.begin(), ws.act.end(),
+                            [&](int64_t r) { return ws.onehot[r] == kDense; });
+      nd = 0;
+      while (nd < na && ws.onehot[ws.act[nd]] == kDense) ++nd;
+    }
+    const T* a1 = ws.xb.data();
+    const T* a2 = ws.xb2.data();
+    int64_t lda = si;
+    if constexpr (Src::kDirect) {
+      if (io_.is_perfect) {  // the GEMM reads the input in place
+        a1 = src_.row(k.n0, s.xo, si, nullptr);
+        lda = src_.ld;
+      }
+    }
+    if (nd < k.m) {  // gather the dense vectors
+      ws.xr.resize(nd * si);
+      ws.xr2.resize(pcm_ ? nd * si : 0);
+      for (int64_t q = 0; q < nd; ++q) {
+        std::copy_n(a1 + ws.act[q] * lda, si, ws.xr.data() + q * si);
+        if (pcm_) std::copy_n(a2 + ws.act[q] * si, si, ws.xr2.data() + q * si);
+      }
+      a1 = ws.xr.data();
+      a2 = ws.xr2.data();
+    }
+    gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so);
+    if (pcm_) gemm_nt(nd, k.so, si, a2, si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so);
+    if constexpr (Src::kOneHot) onehot_columns(ws, k, s, nd, na);
+    return na;
+  }
+
+  // One-hot vectors: one weight column each, written as a contiguous output row (the column's
+  // values, a weight row apart, come from L2; writing an output column instead strides by the
+  // tile width, which thrashes one cache set).
+  void onehot_columns(Workspace& ws, const Task& k, const Split& s, int64_t nd, int64_t na) {
+    for (int64_t q = nd; q < na; ++q) {
+      const int32_t c = ws.onehot[ws.act[q]];
+      T* yq = ws.ybuf.data() + q * k.so;
+      T* vq = pcm_ ? ws.vbuf.data() + q * k.so : nullptr;
+      if (c < 0) {
+        std::fill(yq, yq + k.so, T(0));
+        if (pcm_) std::fill(vq, vq + k.so, T(0));
+        continue;
+      }
+      const T xk = ws.xb[ws.act[q] * s.si + c];
+      const T* wcol = w_ + s.woff + c;
+      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * p_.in_g];
+      if (pcm_) {
+        const T* acol = wabs_ + s.woff + c;
+        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * p_.in_g];
+      }
+    }
+  }
+
+  // Read and output noise, ADC, clip test; vectors that clipped go to ws.redo, the others are
+  // rescaled (alpha, output scales) into the partial sums.
+  void output_pass(Workspace& ws, const Task& k, const Split& s, int64_t na) {
+    const T wn = static_cast<T>(io_.w_noise);
+    ws.redo.clear();
+    for (int64_t q = 0; q < na; ++q) {
+      const int64_t r = ws.act[q], v = k.n0 + r, yq = block_ ? r : q;
+      T* yr = ws.ybuf.data() + yq * k.so;
+      bool* keep = mask_ ? mask_ + (s.gi * p_.n + v) * p_.out_g + k.oo : nullptr;
+      const T a = ws.ab[r];
+      bool hit = false;
+      if (io_.is_perfect) {
+        if (keep) std::fill(keep, keep + k.so, true);
+      } else {
+        hit = out_row(yr, pcm_ ? ws.vbuf.data() + yq * k.so : nullptr,
+                      io_.additive() ? wn * ws.norms[r] : T(0), k.so, io_, key_,
+                      static_cast<uint32_t>(v), s.tile, 0, ws.nbuf.data(), ws.ubuf.data(), keep);
+      }
+      if (hit && io_.bm_rounds > 0)
+        ws.redo.push_back(v);
+      else
+        accumulate(k.yb + r * k.ldy, yr, k.so, dac_scale(a), s.sc, s.i == 0, a <= 0);
+    }
+  }
+
+  // Bound management: redo only the vectors that clipped, input halved each round.
+  void bound_management(Workspace& ws, const Task& k, const Split& s) {
+    const int64_t si = s.si, so = k.so;
+    const T wn = static_cast<T>(io_.w_noise);
+    T red = 1;
+    for (int64_t round = 1; round <= io_.bm_rounds && !ws.redo.empty(); ++round) {
+      red *= 2;
+      const int64_t nr = static_cast<int64_t>(ws.redo.size());
+      ws.xr.resize(nr * si);
+      if (io_.pcm()) ws.xr2.resize(nr * si);
+      for (int64_t q = 0; q < nr; ++q) {
+        const T a = ws.ab[ws.redo[q] - k.n0];
+        T* xq = ws.xr.data() + q * si;
+        dac_row(src_.row(ws.redo[q], s.xo, si, xq), xq, si, (dac_scale(a)) * red, io_, key_,
+                static_cast<uint32_t>(ws.redo[q]), static_cast<uint32_t>(s.gi), round,
+                ws.nbuf.data(), ws.ubuf.data());
+        if (io_.pcm())
+          for (int64_t c = 0; c < si; ++c) ws.xr2[q * si + c] = xq[c] * xq[c];
+      }
+      gemm_nt(nr, so, si, ws.xr.data(), si, w_ + s.woff, p_.in_g, ws.ybuf.data(), so);
+      if (io_.pcm())
+        gemm_nt(nr, so, si, ws.xr2.data(), si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), so);
+      ws.next.clear();
+      for (int64_t q = 0; q < nr; ++q) {
+        const int64_t v = ws.redo[q];
+        T* yr = ws.ybuf.data() + q * so;
+        bool* keep = mask_ ? mask_ + (s.gi * p_.n + v) * p_.out_g + k.oo : nullptr;
+        const T add = io_.additive() ? wn * row_norm(ws.xr.data() + q * si, si) : T(0);
+        const bool hit = out_row(yr, io_.pcm() ? ws.vbuf.data() + q * so : nullptr, add, so, io_,
+                                 key_, static_cast<uint32_t>(v), s.tile, round, ws.nbuf.data(),
+                                 ws.ubuf.data(), keep);
+        const T a = ws.ab[v - k.n0];
+        if (hit && round < io_.bm_rounds)
+          ws.next.push_back(v);
+        else
+          accumulate(k.yb + (v - k.n0) * k.ldy, yr, so, (dac_scale(a)) * red, s.sc,
+                     s.i == 0, a <= 0);
+      }
+      ws.redo.swap(ws.next);
+    }
+  }
+
+  // The digital bias, and for convolutions the store of the block into NCHW.
+  void finish_block(const Task& k) {
+    if (bias_ != nullptr)
+      for (int64_t r = 0; r < k.m; ++r)
+        for (int64_t o = 0; o < k.so; ++o) k.yb[r * k.ldy + o] += bias_[k.g * p_.out_g + k.oo + o];
+    const int64_t ch = p_.groups * p_.out_g;
+    for (int64_t r = 0; r < k.m && P_ > 0;) {  // NCHW: one contiguous run per image and channel
+      const int64_t v = k.n0 + r, pos = v % P_, run = std::min(k.m - r, P_ - pos);
+      T* dst = y_ + ((v / P_) * ch + k.g * p_.out_g + k.oo) * P_ + pos;
+      // Channel by channel: contiguous writes; the run's block rows stay in L1 across
+      // channels (writing all channels per position instead strides by P, which for
+      // power-of-two image sizes maps every store to one cache set).
+      for (int64_t o = 0; o < k.so; ++o)
+        for (int64_t q = 0; q < run; ++q) dst[o * P_ + q] = k.yb[(r + q) * k.so + o];
+      r += run;
+    }
+  }
+
+  const Plan& p_;
+  const Io& io_;
+  const RngKey key_;
+  const Src& src_;
+  const T *w_, *wabs_, *scales_, *bias_;
+  T* y_;
+  bool* mask_;
+  const int64_t P_;
+  int64_t max_in_ = 0, max_out_ = 0, rb_ = 256, n_blocks_ = 0;
+  bool batch_nm_ = false, pcm_ = false, block_ = false;
+  std::vector<T> mean_alpha_;
+};
+
+// The analog forward of the vectors of src (see TileDriver).
 template <typename T, typename Src>
 void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w,
                   const T* wabs, const T* scales, const T* bias, T* y, bool* mask,
                   int64_t image_positions = 0) {
-  // y is [N, G * out_g] or, with image_positions = P > 0, [N / P, G * out_g, P] (NCHW): each
-  // task then accumulates its block in a buffer and writes it out transposed at the end.
-  const int64_t G = p.groups, N = p.n, n_in = p.n_in, n_out = p.n_out;
-  const int64_t P = image_positions, ch = G * p.out_g;
-  const int64_t max_in = *std::max_element(p.in_sizes.begin(), p.in_sizes.end());
-  const int64_t max_out = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
-
-  // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
-  const bool batch_nm = !io.perfect && io.nm_type == kNmAverageAbsMax;
-  std::vector<T> mean_alpha(batch_nm ? G * n_in : 0);
-  if (batch_nm) {
-    std::vector<T> amax(static_cast<size_t>(G * n_in * N));
-    at::parallel_for(0, N, 256, [&](int64_t b, int64_t e) {
-      std::vector<T> scratch(src.kDirect ? 0 : max_in);
-      for (int64_t v = b; v < e; ++v)
-        for (int64_t gi = 0; gi < G * n_in; ++gi) {
-          const int64_t len = p.in_sizes[gi % n_in];
-          const T* row = src.row(v, (gi / n_in) * p.in_g + p.in_off[gi % n_in], len,
-                                 scratch.data());
-          T m = 0;
-          for (int64_t k = 0; k < len; ++k) m = std::max(m, std::abs(row[k]));
-          amax[gi * N + v] = m;
-        }
-    });
-    for (int64_t gi = 0; gi < G * n_in; ++gi) {
-      double s = 0;
-      for (int64_t v = 0; v < N; ++v) s += amax[gi * N + v];
-      mean_alpha[gi] = static_cast<T>(s / static_cast<double>(N));
-    }
-  }
-
-  // Phase 2: tasks over (group, output split, block of vectors); the block size depends on the
-  // shapes only (large blocks: BLAS packs each tile once per block), so results do not depend
-  // on the thread count or on which thread runs a task. Threads take tasks from a shared
-  // counter, so a thread slowed down (a busy core, more bound-management redos) does not hold
-  // the others up. Small problems run inline (no thread wake-up for batch-1 latency).
-  int64_t rb = 256;
-  while (rb > 32 && G * n_out * ((N + rb - 1) / rb) < 4) rb /= 2;
-  const int64_t n_blocks = (N + rb - 1) / rb, n_tasks = G * n_out * n_blocks;
-  const int64_t macs = N * G * p.in_g * p.out_g;
-  const int64_t workers =
-      macs < (int64_t{1} << 18) ? 1 : std::min<int64_t>(at::get_num_threads(), n_tasks);
-  std::atomic<int64_t> next_task{0};
-  const T wn = static_cast<T>(io.w_noise);
-  // The only nonzero column of a DAC'd vector (-1: none) or kDense: one-hot vectors (readouts
-  // such as drift compensation's identity) read one weight column instead of a GEMM.
-  constexpr int32_t kDense = -2;
-  // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
-  const bool block = Src::kBlockT && !io.perfect && !(io.inp_step > 0 && io.inp_sto) &&
-                     io.inp_noise <= 0;
-  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
-    std::vector<T> ybuf(rb * max_out), vbuf(io.pcm() ? rb * max_out : 0);
-    std::vector<T> xb(io.perfect && src.kDirect ? 0 : rb * max_in);
-    std::vector<T> xb2(io.pcm() ? rb * max_in : 0);
-    std::vector<T> norms(rb), ab(rb), ar(rb), inv(rb);
-    std::vector<int32_t> onehot(rb, kDense);
-    std::vector<T> xr, xr2;
-    std::vector<float> nbuf(std::max(max_in, max_out) + 64), ubuf(nbuf.size());
-    std::vector<int64_t> act, redo, next;
-    std::vector<T> acc(P > 0 ? rb * max_out : 0);
-    for (int64_t t = next_task++; t < n_tasks; t = next_task++) {
-      const int64_t g = t / (n_out * n_blocks), j = (t / n_blocks) % n_out, blk = t % n_blocks;
-      const int64_t n0 = blk * rb, m = std::min(N, n0 + rb) - n0;
-      const int64_t so = p.out_sizes[j], oo = p.out_off[j];
-      const int64_t ldy = P > 0 ? so : ch;
-      T* yb = P > 0 ? acc.data() : y + n0 * ch + g * p.out_g + oo;
-      for (int64_t i = 0; i < n_in; ++i) {
-        const int64_t si = p.in_sizes[i], xo = g * p.in_g + p.in_off[i];
-        const int64_t gi = g * n_in + i, woff = (g * p.out_g + oo) * p.in_g + p.in_off[i];
-        const uint32_t tile = static_cast<uint32_t>(gi * n_out + j);
-        const T* sc = scales ? scales + gi * p.out_g + oo : nullptr;
-        const bool pcm = io.pcm() && !io.perfect;
-        // Load, noise management and DAC of the block (keyed by vector and split: the same for
-        // every output split). Vectors with alpha = 0 give 0: without a mask to fill, they
-        // skip the output pass (and, per vector, the GEMM).
-        act.clear();
-        int64_t na = 0;
-        if constexpr (Src::kBlockT) {
-          if (block) {
-            T* xt = xb.data();
-            const bool absmax = !batch_nm && io.nm_type == kNmAbsMax;
-            src.block_t(n0, m, xo, si, xt, absmax ? ab.data() : nullptr);
-            if (!absmax) {
-              std::fill(ab.begin(), ab.begin() + m,
-                        batch_nm ? mean_alpha[gi] : segment_alpha<T>(nullptr, 0, io));
-            } else {
-              if (io.nm_thres > 0)
-                for (int64_t r = 0; r < m; ++r)
-                  ab[r] = std::min(ab[r], static_cast<T>(io.nm_thres));
-            }
-            for (int64_t r = 0; r < m; ++r) {
-              ar[r] = ab[r] > 0 ? ab[r] : T(1);
-              if (mask == nullptr && ab[r] <= 0) {
-                if (i == 0) std::fill(yb + r * ldy, yb + r * ldy + so, T(0));
-              } else {
-                act.push_back(r);
-              }
-            }
-            dac_block_t(xt, m, si, ar.data(), inv.data(), io);
-            if (io.additive()) block_norm_t(xt, m, si, norms.data());
-            gemm_nt(m, so, si, xt, m, w + woff, p.in_g, ybuf.data(), so, true);
-            if (pcm) {
-              for (int64_t k = 0; k < m * si; ++k) xb2[k] = xt[k] * xt[k];
-              gemm_nt(m, so, si, xb2.data(), m, wabs + woff, p.in_g, vbuf.data(), so, true);
-            }
-            na = static_cast<int64_t>(act.size());
-          }
-        }
-        if (!block) {
-          for (int64_t r = 0; r < m; ++r) {
-            const int64_t v = n0 + r;
-            if (io.perfect) {
-              if (!src.kDirect) src.row(v, xo, si, xb.data() + r * si);
-              act.push_back(r);
-              continue;
-            }
-            T* xq = xb.data() + r * si;
-            const T* xv = src.row(v, xo, si, xq);
-            const T a = batch_nm ? mean_alpha[gi] : segment_alpha(xv, si, io);
-            ab[r] = a;
-            if (mask == nullptr && a <= 0) {
-              if (i == 0) std::fill(yb + r * ldy, yb + r * ldy + so, T(0));
-              continue;
-            }
-            act.push_back(r);
-            dac_row(xv, xq, si, a > 0 ? a : T(1), io, key, static_cast<uint32_t>(v),
-                    static_cast<uint32_t>(gi), 0, nbuf.data(), ubuf.data());
-            if (io.additive()) norms[r] = row_norm(xq, si);
-            if (pcm)
-              for (int64_t k = 0; k < si; ++k) xb2[r * si + k] = xq[k] * xq[k];
-            onehot[r] = sole_nonzero(xq, si);  // kDense (-2) when two or more
-          }
-          if (io.perfect) {
-            std::fill(onehot.begin(), onehot.end(), kDense);
-            std::fill(ab.begin(), ab.end(), T(1));
-          }
-          // Dense vectors first (GEMM), then one-hot ones (a scaled weight column).
-          std::stable_partition(act.begin(), act.end(),
-                                [&](int64_t r) { return onehot[r] == kDense; });
-          na = static_cast<int64_t>(act.size());
-          int64_t nd = 0;
-          while (nd < na && onehot[act[nd]] == kDense) ++nd;
-          const T* a1 = xb.data();
-          const T* a2 = xb2.data();
-          int64_t lda = si;
-          if constexpr (Src::kDirect) {
-            if (io.perfect) {  // the GEMM reads the input in place
-              a1 = src.row(n0, xo, si, nullptr);
-              lda = src.ld;
-            }
-          }
-          if (nd < m) {  // gather the dense vectors
-            xr.resize(nd * si);
-            xr2.resize(pcm ? nd * si : 0);
-            for (int64_t q = 0; q < nd; ++q) {
-              std::copy_n(a1 + act[q] * lda, si, xr.data() + q * si);
-              if (pcm) std::copy_n(a2 + act[q] * si, si, xr2.data() + q * si);
-            }
-            a1 = xr.data();
-            a2 = xr2.data();
-          }
-          gemm_nt(nd, so, si, a1, nd < m ? si : lda, w + woff, p.in_g, ybuf.data(), so);
-          if (pcm) gemm_nt(nd, so, si, a2, si, wabs + woff, p.in_g, vbuf.data(), so);
-          // One-hot vectors: one weight column each, written as a contiguous output row (the
-          // column's values, a weight row apart, come from L2; writing an output column instead
-          // strides by the tile width, which thrashes one cache set).
-          for (int64_t q = nd; q < na; ++q) {
-            const int32_t k = onehot[act[q]];
-            T* yq = ybuf.data() + q * so;
-            T* vq = pcm ? vbuf.data() + q * so : nullptr;
-            if (k < 0) {
-              std::fill(yq, yq + so, T(0));
-              if (pcm) std::fill(vq, vq + so, T(0));
-              continue;
-            }
-            const T xk = xb[act[q] * si + k];
-            const T* wcol = w + woff + k;
-            for (int64_t o = 0; o < so; ++o) yq[o] = xk * wcol[o * p.in_g];
-            if (pcm) {
-              const T* acol = wabs + woff + k;
-              for (int64_t o = 0; o < so; ++o) vq[o] = (xk * xk) * acol[o * p.in_g];
-            }
-          }
-        }
-        redo.clear();
-        for (int64_t q = 0; q < na; ++q) {
-          // the block path's GEMM covers every vector of the block, the other one act's only
-          const int64_t r = act[q], v = n0 + r, yq = block ? r : q;
-          T* yr = ybuf.data() + yq * so;
-          bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
-          const T a = ab[r];
-          bool hit = false;
-          if (io.perfect) {
-            if (keep) std::fill(keep, keep + so, true);
-          } else {
-            hit = out_row(yr, pcm ? vbuf.data() + yq * so : nullptr,
-                          io.additive() ? wn * norms[r] : T(0), so, io, key,
-                          static_cast<uint32_t>(v), tile, 0, nbuf.data(), ubuf.data(), keep);
-          }
-          if (hit && io.bm_rounds > 0)
-            redo.push_back(v);
-          else
-            accumulate(yb + r * ldy, yr, so, a > 0 ? a : T(1), sc, i == 0, a <= 0);
-        }
-        // Bound management: redo only the vectors that clipped, input halved each round.
-        T red = 1;
-        for (int64_t round = 1; round <= io.bm_rounds && !redo.empty(); ++round) {
-          red *= 2;
-          const int64_t k = static_cast<int64_t>(redo.size());
-          xr.resize(k * si);
-          if (io.pcm()) xr2.resize(k * si);
-          for (int64_t q = 0; q < k; ++q) {
-            const T a = ab[redo[q] - n0];
-            T* xq = xr.data() + q * si;
-            dac_row(src.row(redo[q], xo, si, xq), xq, si, (a > 0 ? a : T(1)) * red, io, key,
-                    static_cast<uint32_t>(redo[q]), static_cast<uint32_t>(gi), round,
-                    nbuf.data(), ubuf.data());
-            if (io.pcm())
-              for (int64_t c = 0; c < si; ++c) xr2[q * si + c] = xq[c] * xq[c];
-          }
-          gemm_nt(k, so, si, xr.data(), si, w + woff, p.in_g, ybuf.data(), so);
-          if (io.pcm()) gemm_nt(k, so, si, xr2.data(), si, wabs + woff, p.in_g, vbuf.data(), so);
-          next.clear();
-          for (int64_t q = 0; q < k; ++q) {
-            const int64_t v = redo[q];
-            T* yr = ybuf.data() + q * so;
-            bool* keep = mask ? mask + (gi * N + v) * p.out_g + oo : nullptr;
-            const T add = io.additive() ? wn * row_norm(xr.data() + q * si, si) : T(0);
-            const bool hit = out_row(yr, io.pcm() ? vbuf.data() + q * so : nullptr, add, so, io,
-                                     key, static_cast<uint32_t>(v), tile, round, nbuf.data(),
-                                     ubuf.data(), keep);
-            const T a = ab[v - n0];
-            if (hit && round < io.bm_rounds)
-              next.push_back(v);
-            else
-              accumulate(yb + (v - n0) * ldy, yr, so, (a > 0 ? a : T(1)) * red, sc, i == 0,
-                         a <= 0);
-          }
-          redo.swap(next);
-        }
-      }
-      if (bias != nullptr)
-        for (int64_t r = 0; r < m; ++r)
-          for (int64_t o = 0; o < so; ++o) yb[r * ldy + o] += bias[g * p.out_g + oo + o];
-      for (int64_t r = 0; r < m && P > 0;) {  // NCHW: one contiguous run per image and channel
-        const int64_t v = n0 + r, pos = v % P, run = std::min(m - r, P - pos);
-        T* dst = y + ((v / P) * ch + g * p.out_g + oo) * P + pos;
-        // Channel by channel: contiguous writes; the run's block rows stay in L1 across
-        // channels (writing all channels per position instead strides by P, which for
-        // power-of-two image sizes maps every store to one cache set).
-        for (int64_t o = 0; o < so; ++o)
-          for (int64_t q = 0; q < run; ++q) dst[o * P + q] = yb[(r + q) * so + o];
-        r += run;
-      }
-    }
-  });
+  TileDriver<T, Src>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
 }
 
 }  // namespace driver

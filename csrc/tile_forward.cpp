@@ -1,7 +1,8 @@
-// CPU entries of analog::tile_forward (input vectors as the rows of x) and
-// analog::tile_conv2d (input vectors are the receptive fields of a padded image, gathered inside
-// the kernel). Both run the blocked driver of tile_driver.h with the same blocking and random
-// keys, so tile_conv2d equals tile_forward over analog::im2col2d's rows bit for bit.
+// CPU entries of analog::tile_forward (input vectors as the rows of x), analog::tile_conv2d
+// (input vectors are the receptive fields of a padded image, gathered inside the kernel) and
+// analog::tile_readout (the identity's rows). All run the blocked driver of tile_driver.h with
+// the same blocking and random keys, so tile_conv2d equals tile_forward over analog::im2col2d's
+// rows, and tile_readout tile_forward over the identity, bit for bit.
 #include "tile_driver.h"
 #include "tile_kernels.h"
 
@@ -46,7 +47,7 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
     r.scales = out_scales->detach().to(r.work).contiguous();
   }
   if (bias_in.has_value() && bias_in->defined()) r.bias = bias_in->detach().to(r.work).contiguous();
-  if (io.pcm() && !io.perfect) r.wabs = r.weight.abs();
+  if (io.pcm() && !io.is_perfect) r.wabs = r.weight.abs();
   r.plan = Plan{G, out_g, in_g, n, n_in, static_cast<int64_t>(out_sizes.size()),
                 in_sizes.vec(), out_sizes.vec(), {}, {}};
   r.plan.in_off = offsets(r.plan.in_sizes);
@@ -71,9 +72,8 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
     const at::Tensor& x_in, const at::Tensor& weight_in,
     const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& bias_in,
     const at::Tensor& seed, at::IntArrayRef in_sizes, at::IntArrayRef out_sizes,
-    bool is_perfect, int64_t nm_type, double nm_thres, double inp_bound, double inp_step,
-    bool inp_sto_round, double inp_noise, double out_bound, double out_step, bool out_sto_round,
-    double out_noise, int64_t w_noise_type, double w_noise, int64_t bm_rounds, bool need_mask) {
+    at::ArrayRef<double> io_f, at::IntArrayRef io_i, bool need_mask) {
+  const Io io = unpack_io(io_f, io_i);
   TORCH_CHECK(weight_in.dim() == 3, "analog::tile_forward: weight must be [G, out_g, in_g]");
   const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
   TORCH_CHECK(x_in.dim() == 2 && x_in.size(1) == G * in_g,
@@ -84,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
   const bool has_bias = bias_in.has_value() && bias_in->defined();
   const auto empty_mask = x_in.new_empty({0}, x_in.options().dtype(at::kBool));
 
-  if (is_perfect && !has_scales) {  // fast path: one (batched) matrix product
+  if (io.is_perfect && !has_scales) {  // fast path: one (batched) matrix product
     at::Tensor y;
     if (G == 1)
       y = has_bias ? at::addmm(*bias_in, x_in, weight_in[0].t()) : at::mm(x_in, weight_in[0].t());
@@ -97,8 +97,6 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
     return {y, mask};
   }
 
-  const Io io{is_perfect, nm_type, nm_thres, inp_bound, inp_step, inp_sto_round, inp_noise,
-              out_bound, out_step, out_sto_round, out_noise, w_noise_type, w_noise, bm_rounds};
   const auto dtype = x_in.scalar_type();
   auto pr = prepare("tile_forward", dtype, weight_in, out_scales, bias_in, seed, N, in_sizes,
                     out_sizes, io);
@@ -123,10 +121,8 @@ at::Tensor tile_conv2d_cpu(
     const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& bias_in,
     const at::Tensor& seed, at::IntArrayRef kernel, at::IntArrayRef dilation,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef in_sizes,
-    at::IntArrayRef out_sizes, bool is_perfect, int64_t nm_type, double nm_thres,
-    double inp_bound, double inp_step, bool inp_sto_round, double inp_noise, double out_bound,
-    double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
-    int64_t bm_rounds) {
+    at::IntArrayRef out_sizes, at::ArrayRef<double> io_f, at::IntArrayRef io_i) {
+  const Io io = unpack_io(io_f, io_i);
   TORCH_CHECK(weight_in.dim() == 3, "analog::tile_conv2d: weight must be [G, out_g, in_g]");
   TORCH_CHECK(x_in.dim() == 4 && kernel.size() == 2 && dilation.size() == 2 &&
                   stride.size() == 2 && padding.size() == 2,
@@ -139,12 +135,10 @@ at::Tensor tile_conv2d_cpu(
               "analog::tile_conv2d: weight [G, out_g, in_g] needs in_g = C / G * kh * kw");
   TORCH_CHECK(padding[0] >= 0 && padding[1] >= 0, "analog::tile_conv2d: padding must be >= 0");
   const bool has_scales = out_scales.has_value() && out_scales->defined();
-  if (is_perfect && !has_scales) {  // no periphery: the convolution itself
+  if (io.is_perfect && !has_scales) {  // no periphery: the convolution itself
     const auto w4 = weight_in.reshape({G * out_g, C / G, kh, kw});
     return at::conv2d(x_in, w4, bias_in, stride, padding, dilation, G);
   }
-  const Io io{is_perfect, nm_type, nm_thres, inp_bound, inp_step, inp_sto_round, inp_noise,
-              out_bound, out_step, out_sto_round, out_noise, w_noise_type, w_noise, bm_rounds};
   const auto dtype = x_in.scalar_type();
   const auto work = work_dtype(dtype);
   const auto x = x_in.detach().to(work).contiguous();
@@ -166,5 +160,31 @@ at::Tensor tile_conv2d_cpu(
   });
   return y.to(dtype);
 }
+
+// The identity readout: tile_forward of eye(in_g) repeated over the groups (one input split),
+// without the identity: each vector's one nonzero input reads one weight column.
+at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
+                            at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                            at::IntArrayRef io_i) {
+  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_readout: weight must be [G, out_g, in_g]");
+  const Io io = unpack_io(io_f, io_i);
+  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  const auto dtype = weight_in.scalar_type();
+  const std::vector<int64_t> in_sizes{in_g};
+  auto pr = prepare("tile_readout", dtype, weight_in, std::nullopt, std::nullopt, seed, in_g,
+                    in_sizes, out_sizes, io);
+  auto y = at::empty({in_g, G * out_g}, weight_in.options().dtype(pr.work));
+  if (in_g > 0) {
+    AT_DISPATCH_FLOATING_TYPES(pr.work, "analog_tile_readout", [&] {
+      const IdentityRows<scalar_t> src{in_g};
+      forward_impl<scalar_t>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<scalar_t>(),
+                             ptr_or_null<scalar_t>(pr.wabs), nullptr, nullptr,
+                             y.data_ptr<scalar_t>(), nullptr);
+    });
+  }
+  return y.to(dtype);
+}
+
+std::string periphery_layout() { return io_layout(); }
 
 }  // namespace analog

@@ -4,27 +4,27 @@
 
 #include <ATen/ATen.h>
 
+#include <string>
 #include <tuple>
 
 namespace analog {
 
+// io_f / io_i: the packed periphery (runtime/periphery.py; unpacked by periphery::unpack_io).
 std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& out_scales,
     const std::optional<at::Tensor>& bias, const at::Tensor& seed, at::IntArrayRef in_sizes,
-    at::IntArrayRef out_sizes, bool is_perfect, int64_t nm_type, double nm_thres,
-    double inp_bound, double inp_step, bool inp_sto_round, double inp_noise, double out_bound,
-    double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
-    int64_t bm_rounds, bool need_mask);
+    at::IntArrayRef out_sizes, at::ArrayRef<double> io_f, at::IntArrayRef io_i, bool need_mask);
 
 at::Tensor tile_conv2d_cpu(
     const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& out_scales,
     const std::optional<at::Tensor>& bias, const at::Tensor& seed, at::IntArrayRef kernel,
     at::IntArrayRef dilation, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef in_sizes,
-    at::IntArrayRef out_sizes, bool is_perfect, int64_t nm_type, double nm_thres,
-    double inp_bound, double inp_step, bool inp_sto_round, double inp_noise, double out_bound,
-    double out_step, bool out_sto_round, double out_noise, int64_t w_noise_type, double w_noise,
-    int64_t bm_rounds);
+    at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+    at::IntArrayRef io_i);
+
+at::Tensor tile_readout_cpu(const at::Tensor& weight, const at::Tensor& seed,
+                           at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                           at::IntArrayRef io_i);
 
 std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
@@ -37,5 +37,16 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
                         bool read_noise, const at::Tensor& read_seed, double g_max,
                         at::ArrayRef<double> prog_coeff, double t_read, double t_0,
                         double prog_noise_scale, double read_noise_scale, double drift_scale);
+
+// The pulsed update of a training tile array, in place (csrc/tile_update.cpp).
+void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::Tensor& x,
+                     const at::Tensor& d, double lr, const at::Tensor& seed,
+                     at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, int64_t device_kind,
+                     at::ArrayRef<double> device_params, int64_t pulse_type,
+                     at::ArrayRef<double> update_params);
+
+// The packed periphery's layout (fields and enum codes), compared with runtime/periphery.py's
+// before the kernels register.
+std::string periphery_layout();
 
 }  // namespace analog

@@ -1,10 +1,11 @@
-// CPU backward of analog::tile_backward, the CPU registration block, and the Python module
-// init of analog_compiler._C. The schemas are defined in Python (runtime/ops.py); this library
-// only registers implementations, so it may load before or after them.
+// CPU backward of analog::tile_backward, im2col, the CPU registration block, and the Python
+// module analog_compiler._C. The schemas are defined in Python (runtime/ops.py); this library
+// only registers implementations for them, when runtime/_ext.py asks.
 #include <Python.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <memory>
 #include <vector>
 
 #include "tile_kernels.h"
@@ -93,19 +94,57 @@ at::Tensor im2col2d_cpu(const at::Tensor& x_in, at::IntArrayRef kernel, at::IntA
 
 }  // namespace analog
 
-TORCH_LIBRARY_IMPL(analog, CPU, m) {
+namespace {
+
+// The CPU registration block. It runs when Python calls register_kernels(), after runtime/_ext.py
+// has compared periphery_layout() with the Python spec: registering from a static initialiser
+// (TORCH_LIBRARY_IMPL) would put kernels in place before anything could check that both sides
+// pack the periphery alike.
+std::unique_ptr<torch::Library> cpu_library;
+
+void register_cpu(torch::Library& m) {
   m.impl("tile_forward", &analog::tile_forward_cpu);
   m.impl("tile_conv2d", &analog::tile_conv2d_cpu);
+  m.impl("tile_readout", &analog::tile_readout_cpu);
   m.impl("tile_backward", &analog::tile_backward_cpu);
   m.impl("im2col2d", &analog::im2col2d_cpu);
   m.impl("pcm_chip", &analog::pcm_chip_cpu);
+  m.impl("tile_update", &analog::tile_update_cpu);
 }
 
+PyObject* py_periphery_layout(PyObject*, PyObject*) {
+  return PyUnicode_FromString(analog::periphery_layout().c_str());
+}
+
+PyObject* py_register_kernels(PyObject*, PyObject*) {
+  if (!cpu_library) {
+    try {
+      auto lib = std::make_unique<torch::Library>(torch::Library::IMPL, "analog",
+                                                  c10::DispatchKey::CPU, __FILE__, __LINE__);
+      register_cpu(*lib);
+      cpu_library = std::move(lib);
+    } catch (const std::exception& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what());
+      return nullptr;
+    }
+  }
+  Py_RETURN_NONE;
+}
+
+PyMethodDef methods[] = {
+    {"periphery_layout", py_periphery_layout, METH_NOARGS,
+     "The packed periphery's fields and enum codes, as runtime/periphery.py's layout() writes "
+     "them."},
+    {"register_kernels", py_register_kernels, METH_NOARGS,
+     "Register the CPU kernels with the dispatcher (once; later calls do nothing)."},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" {
-// An empty module: importing analog_compiler._C loads this library, whose static initialisers
-// above register the kernels with the dispatcher.
+// Python module analog_compiler._C: two functions, no Python objects (runtime/_ext.py uses them).
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&module_def);
 }
 }

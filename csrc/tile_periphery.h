@@ -6,30 +6,103 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
+
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Exception.h>
 
 #include "rng.h"
 
 namespace analog {
 namespace periphery {
 
-enum { kNmNone = 0, kNmAbsMax = 1, kNmConstant = 2, kNmAverageAbsMax = 3 };
-enum { kWnNone = 0, kWnAdditive = 1, kWnPcmRead = 2 };
+// The packed periphery. runtime/periphery.py holds the spec (PERIPHERY); these lists repeat its
+// float and int fields in its order, and its enum codes. Before registering any kernel the
+// library's load compares layout() with the spec's (runtime/_ext.py), so a field added on one
+// side only stops the load with both layouts in the message instead of shifting arguments.
+#define ANALOG_IO_FLOATS(X) \
+  X(nm_thres) X(inp_bound) X(inp_step) X(inp_noise) X(out_bound) X(out_step) X(out_noise) \
+  X(w_noise)
+#define ANALOG_IO_INTS(X) \
+  X(is_perfect) X(nm_type) X(inp_sto_round) X(out_sto_round) X(w_noise_type) X(bm_rounds)
+#define ANALOG_NM_CODES(X) X(NONE, 0) X(ABS_MAX, 1) X(CONSTANT, 2) X(AVERAGE_ABS_MAX, 3)
+#define ANALOG_WN_CODES(X) X(NONE, 0) X(ADDITIVE_CONSTANT, 1) X(PCM_READ, 2)
+
+#define ANALOG_CODE_ENUM(name, value) name = value,
+namespace nm { enum : int64_t { ANALOG_NM_CODES(ANALOG_CODE_ENUM) }; }  // io.nm_type
+namespace wn { enum : int64_t { ANALOG_WN_CODES(ANALOG_CODE_ENUM) }; }  // io.w_noise_type
+#undef ANALOG_CODE_ENUM
+
 enum { kOutNormal = 0, kOutUniform = 1, kInNormal = 2, kInUniform = 3 };
 
 struct Io {
-  bool perfect;
-  int64_t nm_type;
-  double nm_thres, inp_bound, inp_step;
-  bool inp_sto;
-  double inp_noise, out_bound, out_step;
-  bool out_sto;
-  double out_noise;
-  int64_t wn_type;
-  double w_noise;
-  int64_t bm_rounds;
-  bool pcm() const { return wn_type == kWnPcmRead && w_noise > 0; }
-  bool additive() const { return wn_type == kWnAdditive && w_noise > 0; }
+#define ANALOG_IO_DOUBLE(name) double name = 0;
+#define ANALOG_IO_INT(name) int64_t name = 0;
+  ANALOG_IO_FLOATS(ANALOG_IO_DOUBLE)
+  ANALOG_IO_INTS(ANALOG_IO_INT)
+#undef ANALOG_IO_DOUBLE
+#undef ANALOG_IO_INT
+  bool pcm() const { return w_noise_type == wn::PCM_READ && w_noise > 0; }
+  bool additive() const { return w_noise_type == wn::ADDITIVE_CONSTANT && w_noise > 0; }
 };
+
+#define ANALOG_IO_COUNT(name) +1
+constexpr size_t kIoFloats = 0 ANALOG_IO_FLOATS(ANALOG_IO_COUNT);
+constexpr size_t kIoInts = 0 ANALOG_IO_INTS(ANALOG_IO_COUNT);
+#undef ANALOG_IO_COUNT
+
+// The forward ops' io_f / io_i arguments, unpacked once per call.
+inline Io unpack_io(c10::ArrayRef<double> f, c10::ArrayRef<int64_t> i) {
+  TORCH_CHECK(f.size() == kIoFloats && i.size() == kIoInts, "analog: the packed periphery has ",
+              f.size(), " floats and ", i.size(), " ints; the kernels take ", kIoFloats, " and ",
+              kIoInts, " (runtime/periphery.py)");
+  Io io;
+  size_t kf = 0, ki = 0;
+#define ANALOG_IO_TAKE_F(name) io.name = f[kf++];
+#define ANALOG_IO_TAKE_I(name) io.name = i[ki++];
+  ANALOG_IO_FLOATS(ANALOG_IO_TAKE_F)
+  ANALOG_IO_INTS(ANALOG_IO_TAKE_I)
+#undef ANALOG_IO_TAKE_F
+#undef ANALOG_IO_TAKE_I
+  return io;
+}
+
+// "float:a,b;int:c,d;nm_type:NONE=0,...": the format of runtime/periphery.py's layout().
+inline std::string io_layout() {
+  std::string f, i, nmc, wnc;
+#define ANALOG_IO_NAME_F(name) f += (f.empty() ? "" : ",") + std::string(#name);
+#define ANALOG_IO_NAME_I(name) i += (i.empty() ? "" : ",") + std::string(#name);
+#define ANALOG_CODE_NM(name, value) nmc += (nmc.empty() ? "" : ",") + std::string(#name "=" #value);
+#define ANALOG_CODE_WN(name, value) wnc += (wnc.empty() ? "" : ",") + std::string(#name "=" #value);
+  ANALOG_IO_FLOATS(ANALOG_IO_NAME_F)
+  ANALOG_IO_INTS(ANALOG_IO_NAME_I)
+  ANALOG_NM_CODES(ANALOG_CODE_NM)
+  ANALOG_WN_CODES(ANALOG_CODE_WN)
+#undef ANALOG_IO_NAME_F
+#undef ANALOG_IO_NAME_I
+#undef ANALOG_CODE_NM
+#undef ANALOG_CODE_WN
+  return "float:" + f + ";int:" + i + ";nm_type:" + nmc + ";w_noise_type:" + wnc;
+}
+
+// Noise management gives a vector of zeros the scale 0, and the driver then writes 0 with no
+// GEMM. abs-max skips NaN, so a vector of NaN (and zeros) gets 0 too: it must not take that
+// shortcut (NaN in, NaN out, as nn.Linear). Scans only vectors whose scale is not positive.
+template <typename T>
+T nan_aware(T alpha, const T* v, int64_t len, int64_t stride = 1) {
+  if (alpha > 0) return alpha;
+  for (int64_t k = 0; k < len; ++k)
+    if (std::isnan(v[k * stride])) return std::numeric_limits<T>::quiet_NaN();
+  return alpha;
+}
+
+// The scale a vector goes through the DAC and back with: its noise-management scale, 1 for a
+// vector of zeros, NaN for a NaN scale (AVERAGE_ABS_MAX of a batch with a NaN: all outputs NaN).
+template <typename T>
+T dac_scale(T alpha) {
+  return (alpha > 0 || std::isnan(alpha)) ? alpha : T(1);
+}
 
 inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(round << 4 | s); }
 
@@ -40,7 +113,7 @@ void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, ui
              uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
   const T inv = T(1) / (ar * step);
-  if (io.inp_step > 0 && io.inp_sto) {
+  if (io.inp_step > 0 && io.inp_sto_round) {
     fill_uniform(ubuf, len, vec, tile, stream(round, kInUniform), key);
     for (int64_t k = 0; k < len; ++k)
       out[k] = std::floor(x[k] * inv + static_cast<T>(ubuf[k])) * step;
@@ -104,7 +177,7 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
     }
   }
   const T step = static_cast<T>(io.out_step);
-  if (io.out_step > 0 && io.out_sto) {
+  if (io.out_step > 0 && io.out_sto_round) {
     fill_uniform(ubuf, len, vec, tile, stream(round, kOutUniform), key);
     for (int64_t k = 0; k < len; ++k)
       v[k] = std::floor(v[k] / step + static_cast<T>(ubuf[k])) * step;

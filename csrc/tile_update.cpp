@@ -15,7 +15,7 @@
 // The statistics equal the reference kernel's (the random streams differ).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
+#include "tile_kernels.h"
 
 #include <algorithm>
 #include <cmath>
@@ -313,7 +313,6 @@ void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::T
   const auto x = x_in.to(weight.scalar_type()).contiguous();
   const auto d = d_in.to(weight.scalar_type()).contiguous();
   if (device_kind == kIdeal || pulse_type == kNone || pulse_type == kNoneWithDevice) {
-    at::NoGradGuard guard;
     auto upd = at::bmm(d.reshape({N, G, out_g}).permute({1, 2, 0}),
                        x.reshape({N, G, in_g}).transpose(0, 1));  // [G, out_g, in_g]
     weight.sub_(upd * lr);
@@ -375,5 +374,3 @@ void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::T
 }
 
 }  // namespace analog
-
-TORCH_LIBRARY_IMPL(analog, CPU, m) { m.impl("tile_update", &analog::tile_update_cpu); }

@@ -105,34 +105,35 @@ def default_config(columnwise: bool = True) -> ac.InferenceRPUConfig:
         weight_scaling_omega=1.0, weight_scaling_columnwise=columnwise))
 
 
-def drift_sweep(analog: nn.Module, batch: dict[str, Tensor], reference: Tensor,
-                seed: int) -> dict[str, Tensor]:
-    """Program one chip (seeded), then drift it to every time of ``DRIFT_TIMES``; returns the
-    per-sentence cosine to ``reference`` at each time."""
-    analog.eval()
-    torch.manual_seed(seed)
-    progress("programming the chip (programming noise, drift exponents) ...")
-    ac.program_analog_weights(analog)
-    result = {}
-    for label, seconds in DRIFT_TIMES.items():
-        ac.drift_analog_weights(analog, t_inference=seconds)
-        result[label] = cosine(embed(analog, batch), reference)
-        progress(f"  {label:>7}: mean cosine {result[label].mean():.4f}")
-    return result
+def drift_sweep(model: nn.Module, config: ac.InferenceRPUConfig, batch: dict[str, Tensor],
+                reference: Tensor, seed: int, chips: int = 1) -> ac.SweepResult:
+    """Convert ``model`` with ``config``, program ``chips`` chips (``ac.sweep``, seeded) and
+    drift each to every time of ``DRIFT_TIMES``; the metrics are the mean, min and max over the
+    sentences of the cosine to ``reference``."""
+    def evaluate(analog: nn.Module) -> dict[str, float]:
+        cos = cosine(embed(analog, batch), reference)
+        return {"mean cos": float(cos.mean()), "min": float(cos.min()),
+                "max": float(cos.max())}
+
+    progress(f"programming {chips} chip(s) and drifting to {', '.join(DRIFT_TIMES)} ...")
+    return ac.sweep(model, evaluate, list(DRIFT_TIMES.values()), chips=chips,
+                    configs={"analog": config}, seed=seed)
 
 
-def print_sweep(title: str, sweep: dict[str, Tensor]) -> None:
-    """Table of mean / min / max cosine per drift time."""
-    print(f"\n{title}")
+def print_sweep(title: str, sweep: ac.SweepResult) -> None:
+    """Table of mean / min / max cosine per drift time (means over the chips)."""
+    print(f"\n{title}" + (f" ({sweep.chips} chips, means)" if sweep.chips > 1 else ""))
     print(f"  {'time':>7}  {'mean cos':>9}  {'min':>7}  {'max':>7}")
-    for label, cos in sweep.items():
-        print(f"  {label:>7}  {cos.mean():9.4f}  {cos.min():7.4f}  {cos.max():7.4f}")
+    for label, t in DRIFT_TIMES.items():
+        mean, lo, hi = (sweep.get(t, metric=m).mean for m in ("mean cos", "min", "max"))
+        print(f"  {label:>7}  {mean:9.4f}  {lo:7.4f}  {hi:7.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the example; returns 0."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="chip sample (programming seed)")
+    parser.add_argument("--chips", type=int, default=1, help="programmed chips (1)")
     parser.add_argument("--skip-ablation", action="store_true",
                         help="skip the second sweep with one weight scale per tile")
     args = parser.parse_args(argv)
@@ -154,17 +155,31 @@ def main(argv: list[str] | None = None) -> int:
     analog = ac.convert(model, default_config())
     print()
     print(ac.report(analog, batch))
+    print_cost(analog, batch, len(SENTENCES))
     print()
-    sweep = drift_sweep(analog, batch, reference, args.seed)
+    sweep = drift_sweep(model, default_config(), batch, reference, args.seed, args.chips)
     print_sweep("Default InferenceRPUConfig, per-row weight scaling (omega=1.0): cosine to the "
                 "digital embeddings", sweep)
     if not args.skip_ablation:
         progress("ablation: the same chip physics with one weight scale per tile ...")
-        per_tile = ac.convert(model, default_config(columnwise=False))
         print_sweep("Ablation, one weight scale per tile: cosine to the digital embeddings",
-                    drift_sweep(per_tile, batch, reference, args.seed))
+                    drift_sweep(model, default_config(columnwise=False), batch, reference,
+                                args.seed, args.chips))
     progress("done")
     return 0
+
+
+def print_cost(analog: nn.Module, batch: dict[str, Tensor], sentences: int) -> None:
+    """MiniLM's estimated cost on the HERMES preset: energy per sentence, chips, top layers."""
+    from analog_compiler.reporting.cost import fmt_energy
+
+    hw = ac.HardwareModel.hermes()
+    cost = ac.report(analog, batch, hardware=hw).cost
+    top = ", ".join(f"{c.name} ({fmt_energy(c.energy)})" for c in cost.top_layers(3))
+    print(f"\nOn HERMES (an estimate): {fmt_energy(cost.energy_pj / sentences)} per sentence "
+          f"({batch['input_ids'].shape[1]} tokens with padding), {cost.chips} chip(s) of "
+          f"{hw.tiles_per_chip} cores, {cost.tops_per_w:.3g} TOPS/W, analog share of the energy "
+          f"{100 * cost.analog_energy_share:.1f} %; most expensive layers: {top}")
 
 
 if __name__ == "__main__":

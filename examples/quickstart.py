@@ -4,7 +4,8 @@ The whole story on the small CNN this repository ships pretrained
 (``examples/checkpoints/digits_cnn.pt``, trained by ``examples/train_digits.py`` on
 scikit-learn's 8x8 digits):
 
-1. load it and convert it to analog tiles (``ac.convert``), print the tile report;
+1. load it and convert it to analog tiles (``ac.convert``), print the tile report and what one
+   image costs on two published IBM PCM chips (``ac.report(..., hardware=...)``);
 2. program several chips (PCM programming noise, seeded), drift them to 1 hour, 1 day,
    1 month, 1 year and measure the held-out accuracy with and without global drift
    compensation (mean and spread over the chips);
@@ -20,7 +21,6 @@ run; ``--help`` for the options. Files go to ``./out/`` unless ``--out`` says ot
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits_common import evaluate, load_digits_split, load_pretrained  # noqa: E402
 
 import analog_compiler as ac  # noqa: E402
+from analog_compiler.studies import derive_seed  # noqa: E402
 
 TIMES = {"0": 0.0, "1 hour": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0,
          "1 year": 365 * 86400.0}
@@ -48,55 +49,23 @@ def _label(t: float) -> str:
     return next((k for k, v in TIMES.items() if v == t), f"{t:g} s")
 
 
-def _progress(done: int, total: int, start: float, what: str) -> None:
-    """A progress bar on a terminal (redrawn in place); a line per 10 % otherwise."""
-    tty = sys.stdout.isatty()
-    if not tty and done != total and (10 * done) // total == (10 * (done - 1)) // total:
-        return
-    width = 24
-    filled = int(width * done / total)
-    rate = (time.perf_counter() - start) / max(done, 1)
-    line = (f"  {what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-            f"({rate * (total - done):3.0f} s left)")
-    print(f"\r{line}" if tty else line, end="" if tty and done < total else "\n", flush=True)
-
-
 def accuracy_over_time(digital: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       times: list[float], chips: int, seed: int
-                       ) -> dict[bool, dict[float, list[float]]]:
-    """``{drift compensation on/off: {t: [accuracy per chip]}}`` of the converted model."""
-    results: dict[bool, dict[float, list[float]]] = {}
-    total, done, start = 2 * chips * len(times), 0, time.perf_counter()
-    for compensation in (True, False):
-        analog = ac.convert(digital, rpu_config(compensation)).eval()
-        results[compensation] = {t: [] for t in times}
-        for chip in range(chips):
-            torch.manual_seed(seed + chip)  # chip k is the same chip with or without compensation
-            ac.program_analog_weights(analog)
-            for t in times:
-                ac.drift_analog_weights(analog, t)
-                results[compensation][t].append(evaluate(analog, x, y))
-                done += 1
-                _progress(done, total, start, "programming and drifting chips")
-    return results
+                       times: list[float], chips: int, seed: int) -> ac.SweepResult:
+    """Held-out accuracy of the converted model per chip and time, with and without drift
+    compensation (``ac.sweep``: chip k is the same chip sample under both configs)."""
+    configs = {"drift compensation": rpu_config(True), "no compensation": rpu_config(False)}
+    return ac.sweep(digital, lambda analog: evaluate(analog, x, y), times, chips=chips,
+                    configs=configs, seed=seed)
 
 
-def print_table(results: dict[bool, dict[float, list[float]]], digital_acc: float,
-                chips: int) -> None:
+def print_table(results: ac.SweepResult, digital_acc: float, chips: int) -> None:
     """The accuracy table: mean +- standard deviation over the chips."""
-    def cell(values: list[float]) -> str:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{100 * statistics.mean(values):6.2f} +- {100 * spread:4.2f} %"
-
     print(f"\nHeld-out accuracy over {chips} programmed chip(s) (digital model: "
           f"{100 * digital_acc:.2f} %)")
-    print(f"  {'time':>8} | {'drift compensation':>20} | {'no compensation':>20}")
-    print(f"  {'-' * 8}-+-{'-' * 20}-+-{'-' * 20}")
-    for t in results[True]:
-        print(f"  {_label(t):>8} | {cell(results[True][t]):>20} | {cell(results[False][t]):>20}")
+    print(results.to_text(scale=100, digits=2, suffix=" %", ranges=False))
 
 
-def plot(results: dict[bool, dict[float, list[float]]], digital_acc: float, path: Path) -> None:
+def plot(results: ac.SweepResult, digital_acc: float, path: Path) -> None:
     """Accuracy vs time (log axis; t = 0 drawn at 1 s), mean and spread over the chips."""
     import matplotlib
 
@@ -104,19 +73,15 @@ def plot(results: dict[bool, dict[float, list[float]]], digital_acc: float, path
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for compensation, style in ((True, "o-"), (False, "s--")):
-        times = list(results[compensation])
-        xs = [max(t, 1.0) for t in times]
-        means = [100 * statistics.mean(v) for v in results[compensation].values()]
-        stds = [100 * (statistics.stdev(v) if len(v) > 1 else 0.0)
-                for v in results[compensation].values()]
-        ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3,
-                    label="drift compensation" if compensation else "no compensation")
+    xs = [max(t, 1.0) for t in results.times]
+    for config, style in zip(results.configs, ("o-", "s--")):
+        stats = [results.get(t, config) for t in results.times]
+        ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats],
+                    fmt=style, capsize=3, label=config)
     ax.axhline(100 * digital_acc, color="gray", lw=1, ls=":", label="digital")
     ax.set_xscale("log")
     ax.minorticks_off()
-    ticks = [max(t, 1.0) for t in results[True]]
-    ax.set_xticks(ticks, [_label(t) for t in results[True]])
+    ax.set_xticks(xs, [_label(t) for t in results.times])
     ax.set_xlabel("time after programming")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title("DigitsNet on PCM-like analog tiles")
@@ -139,7 +104,7 @@ def export(digital: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, out: Path
            keep_quantization: bool) -> list[Path]:
     """Program one chip, export its weights after one day to ONNX, score the files."""
     analog = ac.convert(digital, rpu_config()).eval()
-    torch.manual_seed(seed)
+    torch.manual_seed(derive_seed(seed, 0))  # the sweep's chip 0
     ac.program_analog_weights(analog)
     t = TIMES["1 day"]
     files = []
@@ -184,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"got {args.times!r}")
     if any(t < 0 for t in times):
         parser.error("--times: times must be >= 0 seconds")
+    if times != sorted(set(times)):
+        parser.error("--times: give the times in ascending order, without repeats")
     if args.chips < 1:
         parser.error("--chips must be >= 1")
     chips = args.chips
@@ -201,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     analog = ac.convert(digital, rpu_config()).eval()
     print(ac.report(analog, x_test[:1]))
+    print_cost(analog, x_test[:1])
 
     print(f"\nAccuracy at {', '.join(_label(t) for t in times)} over {chips} chip(s):")
     results = accuracy_over_time(digital, x_test, y_test, times, chips, args.seed)
@@ -215,6 +183,21 @@ def main(argv: list[str] | None = None) -> int:
     for f in files:
         print(f"  {f.resolve()}")
     return 0
+
+
+def print_cost(analog: torch.nn.Module, image: torch.Tensor) -> None:
+    """One image's estimated cost on the HERMES and speech-chip presets (see the README)."""
+    print("\nEstimated cost of one image (HardwareModel presets; an estimate, not a circuit "
+          "simulation):")
+    from analog_compiler.reporting.cost import fmt_energy, fmt_time
+
+    for hw in (ac.HardwareModel.hermes(), ac.HardwareModel.speech()):
+        cost = ac.report(analog, image, hardware=hw).cost
+        print(f"  {hw.name:6s}: {fmt_energy(cost.energy_pj)}, latency "
+              f"{fmt_time(cost.latency_ns)}, {cost.inferences_per_s:.3g} images/s pipelined "
+              f"({cost.inferences_per_s_single:.3g} without replication), "
+              f"{cost.tops_per_w:.3g} TOPS/W, {cost.cores_used} of "
+              f"{cost.chips * hw.tiles_per_chip} cores, bottleneck {cost.bottleneck}")
 
 
 if __name__ == "__main__":

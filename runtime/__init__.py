@@ -8,7 +8,8 @@ from ._ext import backend
 from .config import *  # noqa: F403
 from .config import __all__ as _config_all
 from .errors import AnalogCompilerError, ModuleError
-from .tile_array import TileArray, kernel_io
+from .periphery import kernel_io
+from .tile_array import TileArray
 from .tiling import TilePlan, balanced_split
 from .training_tile import TrainingTileArray
 

@@ -1,7 +1,7 @@
 """Hardware-aware (HWA) training math of a ``TileArray``: weight modifiers, clipping and
 remapping, learned input ranges and learned output scales.
 
-The forward of an array with any HWA feature enabled (``hwa_active``) is ``hwa_forward``:
+The forward of an array with any HWA feature enabled (``active``) is ``forward``:
 
 1. weights: in training mode (or with ``enable_during_test`` while unprogrammed) the modifier
    noise is applied straight-through, ``w_mod = w + (modified(w) - w).detach()``: forward and
@@ -18,6 +18,16 @@ The forward of an array with any HWA feature enabled (``hwa_active``) is ``hwa_f
 
 Clipping, remapping and keeping the ranges positive happen after each optimizer step
 (``post_update_step``), attached by ``analog_compiler.training.attach_hwa_hooks``.
+
+The interface between a ``TileArray`` and this module, in both directions:
+- the array calls ``init_parameters`` once and ``sync_parameters`` whenever its config changes,
+  ``active``/``forward`` in its forward, ``reset_out_scaling`` when weights are written,
+  ``apply_out_scaling`` when they are read, and ``remap_enabled`` for its mapping scales;
+- this module reads the array's public state (``weight``, ``plan``, ``rpu_config``,
+  ``training``, ``is_programmed``, ``forward_weight()``, ``output_scales()``, ``kernel_io``,
+  ``mapping_scales``, ``bias``) and owns three of its attributes, None unless the config asks
+  for them: ``input_range`` ``[G, n_in]`` with ``input_range_update_idx``, and
+  ``out_scaling_alpha``.
 """
 
 from __future__ import annotations
@@ -63,8 +73,8 @@ def modifier_config(arr: TileArray) -> WeightModifierParameter | None:
     return mod if mod is not None and mod.enabled else None
 
 
-def hwa_active(arr: TileArray) -> bool:
-    """Whether the array's forward needs ``hwa_forward`` (any HWA feature enabled)."""
+def active(arr: TileArray) -> bool:
+    """Whether the array's forward needs ``forward`` (any HWA feature enabled)."""
     return (input_range_config(arr) is not None or modifier_config(arr) is not None
             or arr.rpu_config.mapping.learn_out_scaling)
 
@@ -76,45 +86,50 @@ def remap_enabled(arr: TileArray) -> bool:
 
 
 # ------------------------------------------------------------------------- parameters
-def sync_hwa_parameters(arr: TileArray) -> None:
-    """Register (or remove) the HWA parameters the config asks for: ``input_range``
-    ``[G, n_in]`` with its ``input_range_update_idx`` buffer, and ``out_scaling_alpha``
-    (``[G * out_g]`` per column or ``[1]``). Existing values of the right shape are kept."""
+def init_parameters(arr: TileArray) -> None:
+    """Declare the HWA attributes on a new array (None: not used by its config)."""
+    arr.register_parameter("input_range", None)
+    arr.register_buffer("input_range_update_idx", None)
+    arr.register_parameter("out_scaling_alpha", None)
+
+
+def sync_parameters(arr: TileArray) -> None:
+    """Create (or drop) the HWA parameters the config asks for: ``input_range`` ``[G, n_in]``
+    with its ``input_range_update_idx`` buffer, and ``out_scaling_alpha`` (``[G * out_g]`` per
+    column or ``[1]``). Existing values of the right shape are kept."""
     plan: TilePlan = arr.plan
     kw = {"device": arr.weight.device, "dtype": arr.weight.dtype}
     ir = input_range_config(arr)
     if ir is not None:
         shape = (plan.groups, plan.n_in)
-        old = arr._parameters.get("input_range")
-        if old is None or tuple(old.shape) != shape:
+        if arr.input_range is None or tuple(arr.input_range.shape) != shape:
             arr.input_range = nn.Parameter(torch.full(shape, ir.init_value, **kw))
-            arr.register_buffer("input_range_update_idx", torch.zeros((), dtype=torch.int64))
+            arr.input_range_update_idx = torch.zeros((), dtype=torch.int64,
+                                                     device=arr.weight.device)
         arr.input_range.requires_grad_(ir.learn_input_range)
     else:
-        arr._parameters.pop("input_range", None)
-        arr._buffers.pop("input_range_update_idx", None)
+        arr.input_range = None
+        arr.input_range_update_idx = None
     mp = arr.rpu_config.mapping
     if mp.learn_out_scaling:
         shape = (plan.groups * plan.out_features,) if mp.out_scaling_columnwise else (1,)
-        old = arr._parameters.get("out_scaling_alpha")
-        if old is None or tuple(old.shape) != shape:
+        if arr.out_scaling_alpha is None or tuple(arr.out_scaling_alpha.shape) != shape:
             arr.out_scaling_alpha = nn.Parameter(torch.ones(shape, **kw))
     else:
-        arr._parameters.pop("out_scaling_alpha", None)
+        arr.out_scaling_alpha = None
 
 
 def reset_out_scaling(arr: TileArray) -> None:
     """Set the learned output scales to 1 (``set_weights`` folds every scale into the new
     weights and mapping scales, as aihwkit's ``set_scales`` does)."""
-    alpha = arr._parameters.get("out_scaling_alpha")
-    if alpha is not None:
+    if arr.out_scaling_alpha is not None:
         with torch.no_grad():
-            alpha.fill_(1.0)
+            arr.out_scaling_alpha.fill_(1.0)
 
 
 def apply_out_scaling(arr: TileArray, weight: Tensor) -> Tensor:
     """``weight`` ``[G, out_g, in_g]`` times the learned output scales (detached), if any."""
-    alpha = arr._parameters.get("out_scaling_alpha")
+    alpha = arr.out_scaling_alpha
     if alpha is None:
         return weight
     groups, out_g = weight.shape[:2]
@@ -250,9 +265,8 @@ def post_update_step(arr: TileArray) -> None:
     """After an optimizer step: clip, then remap the weights; keep input ranges positive."""
     clip_weights_(arr)
     remap_weights_(arr)
-    ir = arr._parameters.get("input_range")
-    if ir is not None:
-        ir.abs_().clamp_min_(MIN_INPUT_RANGE)
+    if arr.input_range is not None:
+        arr.input_range.abs_().clamp_min_(MIN_INPUT_RANGE)
 
 
 # ------------------------------------------------------------------------- input range
@@ -338,12 +352,12 @@ def init_input_range_from_data(arr: TileArray, x: Tensor, ir: InputRangeParamete
 
 
 # ------------------------------------------------------------------------- forward
-def hwa_forward(arr: TileArray, x: Tensor, seed: Tensor) -> Tensor:
+def forward(arr: TileArray, x: Tensor, seed: Tensor) -> Tensor:
     """Forward of an array with HWA features (see the module docstring); ``x`` ``[N, G*in_g]``."""
     from .ops import tile_forward
 
     plan = arr.plan
-    weight = arr.active_weight()
+    weight = arr.forward_weight()
     mod = modifier_config(arr)
     if mod is not None and (arr.training or (mod.enable_during_test and not arr.is_programmed)):
         weight = modify_weight(weight, plan, mod)
@@ -361,11 +375,11 @@ def hwa_forward(arr: TileArray, x: Tensor, seed: Tensor) -> Tensor:
         x = x / rd[:, in_index].reshape(1, -1)
         r_rows = rd.unsqueeze(-1).expand(plan.groups, plan.n_in, plan.out_features)
         scales = r_rows if scales is None else scales * r_rows
-    alpha = arr._parameters.get("out_scaling_alpha")
+    alpha = arr.out_scaling_alpha
     bias = arr.bias if alpha is None else None
     need_mask = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     y, _ = tile_forward(x, weight, scales, bias, seed, list(plan.in_sizes),
-                        list(plan.out_sizes), arr._io, need_mask)
+                        list(plan.out_sizes), arr.kernel_io, need_mask)
     if alpha is not None:
         y = y * alpha
         if arr.bias is not None:

@@ -1,8 +1,14 @@
-"""The ``analog`` custom op library: schemas, reference kernels, fake kernels and autograd.
+"""The ``analog`` op library: every op's schema, and its reference, fake and autograd kernels,
+registered here and nowhere else; then the compiled kernels are loaded, once.
 
-The schemas live here, in Python, so the ops exist without the compiled library; the C++/CUDA
-library (``analog_compiler._C``) only registers faster CPU/CUDA kernels for the same schemas,
-which the dispatcher prefers over the ``CompositeExplicitAutograd`` reference.
+The schemas live in Python, so the ops exist without the compiled library; the C++/CUDA library
+(``analog_compiler._C``) only registers faster CPU/CUDA kernels for the same schemas, which the
+dispatcher prefers over the ``CompositeExplicitAutograd`` reference kernels. The forward ops take
+the periphery packed by ``runtime/periphery.py`` (``float[] io_f, int[] io_i``).
+
+Where the kernels are: the reference kernels in ``reference.py`` (tile forward and backward),
+``conv_ops.py``, ``im2col.py`` and ``chip_ops.py``; the fake kernels and autograd formulas in
+``op_autograd.py``; the C++ kernels in ``csrc/``.
 """
 
 from __future__ import annotations
@@ -12,86 +18,51 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
-from . import reference
+from . import _ext, chip_ops, conv_ops, im2col, op_autograd, reference, update_ops
+from .config.noise import PCMLikeNoiseModel
+from .periphery import KernelIO
+from .tiling import TilePlan
+
+_IO = "float[] io_f, int[] io_i"
+_TILE = "Tensor x, Tensor weight, Tensor? out_scales, Tensor? bias, Tensor seed"
+#: Every op of the ``analog`` namespace: name -> (schema, reference kernel).
+SCHEMAS: dict[str, str] = {
+    "tile_forward": f"({_TILE}, int[] in_sizes, int[] out_sizes, {_IO}, bool need_mask) "
+                    "-> (Tensor, Tensor)",
+    "tile_backward": "(Tensor grad_y, Tensor x, Tensor weight, Tensor? out_scales, Tensor? mask, "
+                     "int[] in_sizes, int[] out_sizes, bool need_input_grad, "
+                     "bool need_weight_grad) -> (Tensor, Tensor)",
+    "tile_conv2d": f"({_TILE}, int[] kernel, int[] dilation, int[] stride, int[] padding, "
+                   f"int[] in_sizes, int[] out_sizes, {_IO}) -> Tensor",
+    "tile_readout": f"(Tensor weight, Tensor seed, int[] out_sizes, {_IO}) -> Tensor",
+    "im2col2d": "(Tensor x, int[] kernel, int[] dilation, int[] stride) -> Tensor",
+    "pcm_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
+                "float t_inference, bool read_noise, Tensor read_seed, float g_max, "
+                "float[] prog_coeff, float t_read, float t_0, float prog_noise_scale, "
+                "float read_noise_scale, float drift_scale) -> Tensor",
+    # the pulsed update of training tiles (in place; arguments: runtime/update_ops.py)
+    "tile_update": "(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, "
+                   "Tensor seed, int[] in_sizes, int[] out_sizes, int device_kind, "
+                   "float[] device_params, int pulse_type, float[] update_params) -> ()",
+}
+_REFERENCE = {
+    "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
+    "tile_conv2d": conv_ops.tile_conv2d_reference, "tile_readout": reference.tile_readout,
+    "im2col2d": im2col.im2col2d_reference,
+    "pcm_chip": chip_ops.pcm_chip_reference,
+    "tile_update": update_ops.tile_update_reference,
+}
 
 _lib = torch.library.Library("analog", "FRAGMENT")
+for _name, _schema in SCHEMAS.items():
+    _lib.define(_name + _schema)
+    _lib.impl(_name, _REFERENCE[_name], "CompositeExplicitAutograd")
+    op_autograd.register(_name)
 
-TILE_FORWARD_SCHEMA = (
-    "tile_forward(Tensor x, Tensor weight, Tensor? out_scales, Tensor? bias, Tensor seed, "
-    "int[] in_sizes, int[] out_sizes, bool is_perfect, int nm_type, float nm_thres, "
-    "float inp_bound, float inp_step, bool inp_sto_round, float inp_noise, float out_bound, "
-    "float out_step, bool out_sto_round, float out_noise, int w_noise_type, float w_noise, "
-    "int bm_rounds, bool need_mask) -> (Tensor, Tensor)"
-)
-TILE_BACKWARD_SCHEMA = (
-    "tile_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor? out_scales, Tensor? mask, "
-    "int[] in_sizes, int[] out_sizes, bool need_input_grad, bool need_weight_grad) "
-    "-> (Tensor, Tensor)"
-)
-_lib.define(TILE_FORWARD_SCHEMA)
-_lib.define(TILE_BACKWARD_SCHEMA)
-_lib.impl("tile_forward", reference.tile_forward, "CompositeExplicitAutograd")
-_lib.impl("tile_backward", reference.tile_backward, "CompositeExplicitAutograd")
+_ext.load()  # the compiled kernels register for the schemas above (once, after a layout check)
 
 
-@torch.library.register_fake("analog::tile_forward")
-def _tile_forward_fake(x, weight, out_scales, bias, seed, in_sizes, out_sizes, is_perfect,
-                       nm_type, nm_thres, inp_bound, inp_step, inp_sto_round, inp_noise,
-                       out_bound, out_step, out_sto_round, out_noise, w_noise_type, w_noise,
-                       bm_rounds, need_mask):
-    groups, out_g, _ = weight.shape
-    y = x.new_empty((x.shape[0], groups * out_g))
-    if need_mask:
-        mask = x.new_empty((groups, len(in_sizes), x.shape[0], out_g), dtype=torch.bool)
-    else:
-        mask = x.new_empty((0,), dtype=torch.bool)
-    return y, mask
-
-
-@torch.library.register_fake("analog::tile_backward")
-def _tile_backward_fake(grad_y, x, weight, out_scales, mask, in_sizes, out_sizes,
-                        need_input_grad, need_weight_grad):
-    gx = torch.empty_like(x) if need_input_grad else x.new_empty((0,))
-    gw = torch.empty_like(weight) if need_weight_grad else x.new_empty((0,))
-    return gx, gw
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, out_scales, bias, _seed, in_sizes, out_sizes = inputs[:7]
-    _, mask = output
-    ctx.in_sizes, ctx.out_sizes = list(in_sizes), list(out_sizes)
-    ctx.has_bias = bias is not None
-    ctx.use_mask = mask.numel() > 0
-    ctx.save_for_backward(x, weight, out_scales, mask if ctx.use_mask else None)
-
-
-def _backward(ctx, grad_y, _grad_mask):
-    x, weight, out_scales, mask = ctx.saved_tensors
-    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gx = gw = None
-    if need_x or need_w:
-        gx_, gw_ = torch.ops.analog.tile_backward(
-            grad_y.contiguous(), x, weight, out_scales, mask, ctx.in_sizes, ctx.out_sizes,
-            need_x, need_w)
-        gx = gx_ if need_x else None
-        gw = gw_ if need_w else None
-    gb = grad_y.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
-    return (gx, gw, None, gb) + (None,) * 18
-
-
-torch.library.register_autograd("analog::tile_forward", _backward, setup_context=_setup_context)
-
-
-def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tensor | None,
-                 seed: Tensor, in_sizes: list[int], out_sizes: list[int], io: dict,
-                 need_mask: bool) -> tuple[Tensor, Tensor]:
-    """Call ``analog::tile_forward`` with the kernel arguments of ``io`` (see
-    ``runtime.tile_array.kernel_io``)."""
-    with dispatch_scope(need_mask, x, weight, out_scales, bias):
-        return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes,
-                                             out_sizes, **io, need_mask=need_mask)
-
-
+# ----------------------------------------------------------------------------- call wrappers
 def dispatch_scope(need_mask: bool, *tensors: Tensor | None) -> AbstractContextManager:
     """Where to call an ``analog`` op on ``tensors``: below autograd when there is nothing to
     differentiate (skipping the Python autograd kernel's checks and redispatch, tens of
@@ -104,7 +75,60 @@ def dispatch_scope(need_mask: bool, *tensors: Tensor | None) -> AbstractContextM
     return torch._C._AutoDispatchBelowAutograd()
 
 
-# After the schemas: the compiled CPU/CUDA kernels (if built) register for them.
-from . import _ext  # noqa: E402
+def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tensor | None,
+                 seed: Tensor, in_sizes: list[int], out_sizes: list[int], io: KernelIO,
+                 need_mask: bool) -> tuple[Tensor, Tensor]:
+    """``analog::tile_forward`` with the packed periphery ``io`` (``periphery.kernel_io``)."""
+    with dispatch_scope(need_mask, x, weight, out_scales, bias):
+        return torch.ops.analog.tile_forward(x, weight, out_scales, bias, seed, in_sizes,
+                                             out_sizes, io.io_f, io.io_i, need_mask)
 
-_ext.load()
+
+def tile_conv2d(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tensor | None,
+                seed: Tensor, kernel: list[int], dilation: list[int], stride: list[int],
+                padding: list[int], in_sizes: list[int], out_sizes: list[int],
+                io: KernelIO) -> Tensor:
+    """``analog::tile_conv2d`` with the packed periphery ``io``; ``padding`` is zero padding
+    ``[ph, pw]``."""
+    args = (x, weight, out_scales, bias, seed, list(kernel), list(dilation), list(stride),
+            list(padding), list(in_sizes), list(out_sizes), io.io_f, io.io_i)
+    with dispatch_scope(False, x, weight, out_scales, bias):
+        return torch.ops.analog.tile_conv2d(*args)
+
+
+def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io: KernelIO) -> Tensor:
+    """``analog::tile_readout``: the analog forward of the identity through one input split
+    (``[in_g, G * out_g]``, row ``k`` is what input ``k`` driven alone reads out)."""
+    with dispatch_scope(False, weight):
+        return torch.ops.analog.tile_readout(weight, seed, list(out_sizes), io.io_f, io.io_i)
+
+
+def im2col2d(x: Tensor, kernel: list[int], dilation: list[int], stride: list[int]) -> Tensor:
+    """Rows ``[N * H_out * W_out, C * kh * kw]`` of a padded ``[N, C, H, W]`` input."""
+    return torch.ops.analog.im2col2d(x, list(kernel), list(dilation), list(stride))
+
+
+def pcm_chip(weight: Tensor, plan: TilePlan, model: PCMLikeNoiseModel, seed: int | Tensor,
+             t_inference: float, read_seed: Tensor | None = None) -> Tensor:
+    """Weights of the chip (``weight``, ``seed``) read at ``t_inference`` s; ``read_seed``
+    ``None`` reads without read noise (the programmed / drifted conductances only)."""
+    seed_t = torch.as_tensor(int(seed), dtype=torch.int64)
+    read = read_seed is not None
+    rs = read_seed if read else torch.zeros((), dtype=torch.int64)
+    return torch.ops.analog.pcm_chip(weight.detach(), list(plan.in_sizes), list(plan.out_sizes),
+                                     seed_t, float(t_inference), read, rs,
+                                     **chip_ops.model_args(model))
+
+
+def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
+                seed: Tensor, plan: TilePlan, device: update_ops.DeviceConfig,
+                update: update_ops.UpdateParameters) -> None:
+    """Apply the pulsed update of the batch ``x [N, G*in_g]``, ``d [N, G*out_g]`` with learning
+    rate ``lr`` to ``weight [G, out_g, in_g]`` in place (``analog::tile_update``; ``state``: the
+    per-device tensors in ``runtime.update.STATE_KEYS`` order)."""
+    kind, dev_params = update_ops.encode_device(device)
+    pulse_type, up_params = update_ops.encode_update(update)
+    with torch.no_grad():
+        torch.ops.analog.tile_update(weight, state, x.contiguous(), d.contiguous(), float(lr),
+                                     seed, list(plan.in_sizes), list(plan.out_sizes), kind,
+                                     dev_params, pulse_type, up_params)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Integer codes of the enums in the op schemas (kept in sync with csrc/).
-NM_NONE, NM_ABS_MAX, NM_CONSTANT, NM_AVERAGE_ABS_MAX = 0, 1, 2, 3
-WN_NONE, WN_ADDITIVE_CONSTANT, WN_PCM_READ = 0, 1, 2
+from .periphery import NoiseManagement as NM
+from .periphery import WeightNoise as WN
+from .periphery import unpack
 
 
 def _pad_index(sizes: list[int], pad_value: int) -> tuple[Tensor, Tensor]:
@@ -58,19 +58,18 @@ def _dac(x: Tensor, scale: Tensor, step: float, sto_round: bool,
 
 
 def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Tensor | None,
-                 seed: Tensor, in_sizes: list[int], out_sizes: list[int], is_perfect: bool,
-                 nm_type: int, nm_thres: float, inp_bound: float, inp_step: float,
-                 inp_sto_round: bool, inp_noise: float, out_bound: float, out_step: float,
-                 out_sto_round: bool, out_noise: float, w_noise_type: int, w_noise: float,
-                 bm_rounds: int, need_mask: bool) -> tuple[Tensor, Tensor]:
-    """Reference kernel of ``analog::tile_forward`` (see the module docstring)."""
+                 seed: Tensor, in_sizes: list[int], out_sizes: list[int], io_f: list[float],
+                 io_i: list[int], need_mask: bool) -> tuple[Tensor, Tensor]:
+    """Reference kernel of ``analog::tile_forward`` (see the module docstring); ``io_f``,
+    ``io_i``: the packed periphery (``runtime/periphery.py``)."""
+    p = unpack(io_f, io_i)
     groups, out_g, in_g = weight.shape
     n = x.shape[0]
     n_in, n_out = len(in_sizes), len(out_sizes)
     xg = x.reshape(n, groups, in_g).transpose(0, 1)  # [G, N, in_g]
     empty_mask = x.new_empty((0,), dtype=torch.bool)
 
-    if is_perfect and out_scales is None:
+    if p.is_perfect and out_scales is None:
         y = torch.matmul(xg, weight.transpose(1, 2))  # [G, N, out_g]
         y = y.transpose(0, 1).reshape(n, groups * out_g)
         if bias is not None:
@@ -92,46 +91,46 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
     wt = wp.transpose(-1, -2)
     valid = valid_out.view(1, 1, n_out, 1, -1)
 
-    if is_perfect:
+    if p.is_perfect:
         y = torch.matmul(xp.unsqueeze(2), wt)  # [G, n_in, n_out, N, To]
         clipped = torch.zeros_like(y, dtype=torch.bool)
     else:
-        if nm_type == NM_ABS_MAX:
+        if p.nm_type == NM.ABS_MAX:
             alpha = xp.abs().amax(-1, keepdim=True)
-            if nm_thres > 0:
-                alpha = alpha.clamp_max(nm_thres)
-        elif nm_type == NM_AVERAGE_ABS_MAX:
+            if p.nm_thres > 0:
+                alpha = alpha.clamp_max(p.nm_thres)
+        elif p.nm_type == NM.AVERAGE_ABS_MAX:
             alpha = xp.abs().amax(-1, keepdim=True).mean(2, keepdim=True).expand(-1, -1, n, -1)
-        elif nm_type == NM_CONSTANT:
-            alpha = xp.new_full((groups, n_in, n, 1), nm_thres)
+        elif p.nm_type == NM.CONSTANT:
+            alpha = xp.new_full((groups, n_in, n, 1), p.nm_thres)
         else:
             alpha = xp.new_ones((groups, n_in, n, 1))
         zero = alpha <= 0
         alpha = torch.where(zero, torch.ones_like(alpha), alpha)
         alpha5 = alpha.unsqueeze(2)  # [G, n_in, 1, N, 1]
-        w_abs_t = wt.abs() if w_noise_type == WN_PCM_READ and w_noise > 0 else None
+        w_abs_t = wt.abs() if p.w_noise_type == WN.PCM_READ and p.w_noise > 0 else None
 
         def mvm(red: float) -> Tensor:
-            xs = _dac(xp, alpha * red, inp_step, inp_sto_round, gen)
-            xs = xs.clamp(-inp_bound, inp_bound)
-            if inp_noise > 0:
-                xs = xs + inp_noise * torch.randn(xs.shape, generator=gen, device=dev,
-                                                  dtype=xs.dtype)
+            xs = _dac(xp, alpha * red, p.inp_step, p.inp_sto_round, gen)
+            xs = xs.clamp(-p.inp_bound, p.inp_bound)
+            if p.inp_noise > 0:
+                xs = xs + p.inp_noise * torch.randn(xs.shape, generator=gen, device=dev,
+                                                    dtype=xs.dtype)
             xs5 = xs.unsqueeze(2)
             out = torch.matmul(xs5, wt)  # [G, n_in, n_out, N, To]
-            if w_noise > 0 and w_noise_type == WN_ADDITIVE_CONSTANT:
-                std = w_noise * xs5.norm(dim=-1, keepdim=True)
+            if p.w_noise > 0 and p.w_noise_type == WN.ADDITIVE_CONSTANT:
+                std = p.w_noise * xs5.norm(dim=-1, keepdim=True)
                 out = out + std * torch.randn(out.shape, generator=gen, device=dev, dtype=out.dtype)
             elif w_abs_t is not None:
-                std = w_noise * torch.matmul(xs5 * xs5, w_abs_t).clamp_min(0).sqrt()
+                std = p.w_noise * torch.matmul(xs5 * xs5, w_abs_t).clamp_min(0).sqrt()
                 out = out + std * torch.randn(out.shape, generator=gen, device=dev, dtype=out.dtype)
-            if out_noise > 0:
-                out = out + out_noise * torch.randn(out.shape, generator=gen, device=dev,
-                                                    dtype=out.dtype)
-            out = _quantize(out, out_step, out_sto_round, gen)
-            if out_bound > 0:
-                hit = (out.abs() >= out_bound) & valid
-                out = out.clamp(-out_bound, out_bound)
+            if p.out_noise > 0:
+                out = out + p.out_noise * torch.randn(out.shape, generator=gen, device=dev,
+                                                      dtype=out.dtype)
+            out = _quantize(out, p.out_step, p.out_sto_round, gen)
+            if p.out_bound > 0:
+                hit = (out.abs() >= p.out_bound) & valid
+                out = out.clamp(-p.out_bound, p.out_bound)
             else:
                 hit = torch.zeros_like(out, dtype=torch.bool)
             return out * (alpha5 * red), hit
@@ -139,7 +138,7 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
         y, clipped = mvm(1.0)
         redo = clipped.any(-1, keepdim=True)
         red = 1.0
-        for _ in range(bm_rounds):
+        for _ in range(p.bm_rounds):
             if not bool(redo.any()):
                 break
             red *= 2.0
@@ -161,6 +160,16 @@ def tile_forward(x: Tensor, weight: Tensor, out_scales: Tensor | None, bias: Ten
         return out, empty_mask
     keep = ~clipped.permute(0, 1, 3, 2, 4).reshape(groups, n_in, n, -1).index_select(3, flat)
     return out, keep
+
+
+def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io_f: list[float],
+                 io_i: list[int]) -> Tensor:
+    """Reference kernel of ``analog::tile_readout``: ``tile_forward`` of the identity (the rows
+    of ``eye(in_g)``, repeated over the groups) through one input split of ``weight``."""
+    groups, _, in_g = weight.shape
+    eye = torch.eye(in_g, device=weight.device, dtype=weight.dtype).repeat(1, groups)
+    return torch.ops.analog.tile_forward(eye, weight, None, None, seed, [in_g], list(out_sizes),
+                                         io_f, io_i, False)[0]
 
 
 def tile_backward(grad_y: Tensor, x: Tensor, weight: Tensor, out_scales: Tensor | None,

@@ -24,14 +24,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .chip_state import new_seed
 from .compounds import mixed_precision_update
-from .config import FloatingPointRPUConfig, SingleRPUConfig
+from .config import SingleRPUConfig
 from .config.compounds import DigitalRankUpdateRPUConfig
 from .config.devices import IdealDevice
-from .ops import tile_forward
-from .tile_array import TileArray, kernel_io, new_seed
+from .ops import tile_forward, tile_update
+from .periphery import KernelIO, kernel_io
+from .tile_array import TileArray
 from .update import STATE_KEYS, sample_device_state
-from .update_ops import tile_update
 
 TRAINING_RPU_CONFIG_TYPES = (SingleRPUConfig, DigitalRankUpdateRPUConfig)
 """The configs of training tiles."""
@@ -61,7 +62,7 @@ class _TrainingTileFunction(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
         y, _ = tile_forward(x, weight, None, bias, new_seed(), list(arr.plan.in_sizes),
-                            list(arr.plan.out_sizes), arr._io, False)
+                            list(arr.plan.out_sizes), arr.kernel_io, False)
         return y
 
     @staticmethod
@@ -89,10 +90,8 @@ class TrainingTileArray(TileArray):
         if not isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES):
             raise TypeError("TrainingTileArray: rpu_config must be a SingleRPUConfig or "
                             f"DigitalRankUpdateRPUConfig, got {type(rpu_config).__name__}")
-        super().__init__(out_features, in_features,
-                         FloatingPointRPUConfig(mapping=rpu_config.mapping), bias=bias,
-                         groups=groups, device=device, dtype=dtype)
-        self.rpu_config = rpu_config
+        super().__init__(out_features, in_features, rpu_config, bias=bias, groups=groups,
+                         device=device, dtype=dtype)
         kw = {"device": self.weight.device, "dtype": self.weight.dtype}
         for key in STATE_KEYS:
             self.register_buffer("dev_" + key, torch.zeros(self.weight.shape, **kw))
@@ -112,7 +111,7 @@ class TrainingTileArray(TileArray):
     def rpu_config(self, value: Any) -> None:
         self._rpu_config = value
         self._io_cache = None
-        self._bwd_cache: tuple[int, dict[str, Any]] | None = None
+        self._bwd_cache: tuple[int, KernelIO] | None = None
 
     @property
     def pulsed_device(self) -> Any:
@@ -132,7 +131,7 @@ class TrainingTileArray(TileArray):
             self._buffers.pop("mp_row", None)
 
     @property
-    def _bwd_io(self) -> dict[str, Any]:
+    def _bwd_io(self) -> KernelIO:
         io = self._rpu_config.backward
         cache = self._bwd_cache
         if cache is None or cache[0] != io.revision:

@@ -1,7 +1,5 @@
-"""The ``analog::tile_update`` op: the pulsed update of a training tile array, in place.
-
-Schema (own ``torch.library`` fragment until the op-layer refactor folds it into the one op
-table)::
+"""Kernel arguments and reference kernel of ``analog::tile_update`` (the pulsed update of a
+training tile array, in place; schema and call wrapper in ``runtime/ops.py``)::
 
     tile_update(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, Tensor seed,
                 int[] in_sizes, int[] out_sizes, int device_kind, float[] device_params,
@@ -17,14 +15,13 @@ update configs travel as numbers (``encode_device`` / ``encode_update``; the ker
 - ``update_params``: ``desired_bl, fixed_bl, update_bl_management, update_management,
   um_grad_scale, res, sto_round, x_res_implicit, d_res_implicit``.
 
-The reference kernel (``runtime.update.pulsed_update``) defines the semantics and is
-registered for every backend (``CompositeExplicitAutograd``); ``csrc/tile_update.cpp``
-registers the fused CPU kernel.
+The reference kernel (``tile_update_reference`` over ``runtime.update.pulsed_update``) defines
+the semantics and is registered for every backend (``CompositeExplicitAutograd``);
+``csrc/tile_update.cpp`` is the fused CPU kernel.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .config.devices import (
@@ -41,6 +38,9 @@ from .config.update import PulseType, UpdateParameters
 from .tiling import TilePlan
 from .update import STATE_KEYS, pulsed_update
 
+DeviceConfig = IdealDevice | PulsedDevice
+"""A device config of ``analog::tile_update``."""
+
 DEVICE_KINDS = (IdealDevice, ConstantStepDevice, LinearStepDevice, SoftBoundsDevice,
                 ExpStepDevice, PowStepDevice, PiecewiseStepDevice)
 """Kernel codes of the device models (a plain ``PulsedDevice`` is the constant step)."""
@@ -49,7 +49,7 @@ _UPDATE_FIELDS = ("desired_bl", "fixed_bl", "update_bl_management", "update_mana
                   "um_grad_scale", "res", "sto_round", "x_res_implicit", "d_res_implicit")
 
 
-def encode_device(device: IdealDevice | PulsedDevice) -> tuple[int, list[float]]:
+def encode_device(device: DeviceConfig) -> tuple[int, list[float]]:
     """``(device_kind, device_params)`` of a device config."""
     kind = 1 if type(device) is PulsedDevice else DEVICE_KINDS.index(type(device))
     if isinstance(device, IdealDevice):
@@ -63,7 +63,7 @@ def encode_device(device: IdealDevice | PulsedDevice) -> tuple[int, list[float]]
     return kind, [float(v) for v in params]
 
 
-def decode_device(kind: int, params: list[float]) -> IdealDevice | PulsedDevice:
+def decode_device(kind: int, params: list[float]) -> DeviceConfig:
     """The device config the kernels see (only the fields the update uses)."""
     cls = DEVICE_KINDS[kind]
     if cls is IdealDevice:
@@ -96,15 +96,6 @@ def decode_update(pulse_type: int, params: list[float]) -> UpdateParameters:
     return UpdateParameters(pulse_type=list(PulseType)[pulse_type], **kw)
 
 
-_lib = torch.library.Library("analog", "FRAGMENT")
-TILE_UPDATE_SCHEMA = (
-    "tile_update(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, Tensor seed, "
-    "int[] in_sizes, int[] out_sizes, int device_kind, float[] device_params, int pulse_type, "
-    "float[] update_params) -> ()"
-)
-_lib.define(TILE_UPDATE_SCHEMA)
-
-
 def _tiles(groups: int, in_sizes: list[int], out_sizes: list[int]) -> list[tuple]:
     rows = [slice(o, o + s) for o, s in zip(TilePlan.offsets(tuple(out_sizes)), out_sizes)]
     cols = [slice(o, o + s) for o, s in zip(TilePlan.offsets(tuple(in_sizes)), in_sizes)]
@@ -112,35 +103,14 @@ def _tiles(groups: int, in_sizes: list[int], out_sizes: list[int]) -> list[tuple
             for j in range(len(out_sizes))]
 
 
-def _tile_update_reference(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
+def tile_update_reference(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
                            seed: Tensor, in_sizes: list[int], out_sizes: list[int],
                            device_kind: int, device_params: list[float], pulse_type: int,
                            update_params: list[float]) -> None:
+    """Reference kernel of ``analog::tile_update``: ``weight`` updated in place."""
     tiles = _tiles(weight.shape[0], list(in_sizes), list(out_sizes))
     device = decode_device(device_kind, list(device_params))
     update = decode_update(pulse_type, list(update_params))
     new = pulsed_update(weight, dict(zip(STATE_KEYS, state)), x.to(weight.dtype),
                         d.to(weight.dtype), float(lr), device, update, tiles, int(seed))
     weight.copy_(new)
-
-
-_lib.impl("tile_update", _tile_update_reference, "CompositeExplicitAutograd")
-
-
-@torch.library.register_fake("analog::tile_update")
-def _tile_update_fake(weight, state, x, d, lr, seed, in_sizes, out_sizes, device_kind,
-                      device_params, pulse_type, update_params):
-    return None
-
-
-def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
-                seed: Tensor, plan: TilePlan, device: IdealDevice | PulsedDevice,
-                update: UpdateParameters) -> None:
-    """Apply the pulsed update of the batch ``x [N, G*in_g]``, ``d [N, G*out_g]`` with learning
-    rate ``lr`` to ``weight [G, out_g, in_g]`` in place (``analog::tile_update``)."""
-    kind, dev_params = encode_device(device)
-    pulse_type, up_params = encode_update(update)
-    with torch.no_grad():
-        torch.ops.analog.tile_update(weight, state, x.contiguous(), d.contiguous(), float(lr),
-                                     seed, list(plan.in_sizes), list(plan.out_sizes), kind,
-                                     dev_params, pulse_type, up_params)

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("report", "export")
+COMMANDS = ("report", "export", "sweep")
 
 
 class CLIError(Exception):

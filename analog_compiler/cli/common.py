@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..runtime import RPU_CONFIG_TYPES
 from . import CLIError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
@@ -85,7 +86,6 @@ def load_model(target: str) -> nn.Module:
 def load_config(path: Path) -> Any:
     """An RPU config from a JSON file (the ``type`` key picks the class; default Inference)."""
     from ..runtime.config.base import CONFIG_REGISTRY
-    from ..runtime.config.rpu_config import RPU_CONFIG_TYPES
 
     try:
         data = json.loads(path.read_text())
@@ -144,3 +144,14 @@ def load_analog_model(args: argparse.Namespace, command: str,
     rpu_config = config if config is not None else ac.InferenceRPUConfig()
     return run_user_code(lambda: ac.convert(model, rpu_config, example_inputs=example_inputs),
                          "converting the model").eval()
+
+
+def write_outputs(args: argparse.Namespace, result: Any) -> None:
+    """Write ``result.to_json()`` to ``args.json`` and ``result.plot`` to ``args.plot`` (each
+    when given), noting each file on stderr."""
+    if args.json is not None:
+        run_user_code(lambda: args.json.write_text(result.to_json()), f"writing {args.json}")
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot is not None:
+        run_user_code(lambda: result.plot(args.plot), f"writing {args.plot}")
+        print(f"wrote {args.plot}", file=sys.stderr)

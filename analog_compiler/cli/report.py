@@ -4,6 +4,8 @@
 ``FACTORY`` a callable in it that takes no arguments and returns an ``nn.Module``. A digital model
 is converted first (``analog_compiler.convert`` with ``--config`` or the default
 ``InferenceRPUConfig``); a model that already has analog layers is reported as it is.
+``--hardware hermes|speech|HW.json`` adds the cost on that chip (energy, latency, area,
+placement on its cores; ``--pack``, ``--no-replicate``) and ``--floorplan OUT.png`` draws it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import DTYPES, example_inputs, load_analog_model, parse_shape, run_user_code
+from . import CLIError
+from .common import (
+    DTYPES,
+    example_inputs,
+    load_analog_model,
+    parse_shape,
+    run_user_code,
+    write_outputs,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +43,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", metavar="OUT.json", type=Path, help="also write the report as JSON")
     p.add_argument("--plot", metavar="OUT.png", type=Path, help="also write the tile grid PNG")
     p.add_argument("--markdown", action="store_true", help="print Markdown instead of text")
+    p.add_argument("--hardware", metavar="hermes|speech|HW.json",
+                   help="estimate energy, latency, area and placement on a HardwareModel: a "
+                        "preset name or a HardwareModel.to_json file")
+    p.add_argument("--pack", action="store_true",
+                   help="with --hardware: let small tiles of a layer share one core")
+    p.add_argument("--no-replicate", action="store_true",
+                   help="with --hardware: do not copy bottleneck layers onto spare cores")
+    p.add_argument("--floorplan", metavar="OUT.png", type=Path,
+                   help="with --hardware: also write the chip floorplan PNG")
     p.set_defaults(func=run)
 
 
@@ -40,14 +59,21 @@ def run(args: argparse.Namespace) -> int:
     """The ``report`` subcommand."""
     import analog_compiler as ac
 
+    if args.hardware is None and (args.pack or args.no_replicate or args.floorplan):
+        raise CLIError("--pack, --no-replicate and --floorplan need --hardware")
+    hardware = None
+    if args.hardware is not None:
+        from ..reporting.hardware import as_hardware
+
+        hardware = as_hardware(args.hardware)  # a bad name or file: a one-line ValueError
     x = example_inputs(args.input_shape, args.input_dtype)
     model = load_analog_model(args, "report", x)
-    rep = ac.report(model, x)  # a failing forward is a one-line ValueError already
+    # a failing forward is a one-line ValueError already
+    rep = ac.report(model, x, hardware=hardware, pack=args.pack,
+                    replicate=not args.no_replicate)
     print(rep.to_markdown() if args.markdown else str(rep))
-    if args.json is not None:
-        run_user_code(lambda: args.json.write_text(rep.to_json()), f"writing {args.json}")
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot is not None:
-        run_user_code(lambda: rep.plot(args.plot), f"writing {args.plot}")
-        print(f"wrote {args.plot}", file=sys.stderr)
+    write_outputs(args, rep)
+    if args.floorplan is not None:
+        run_user_code(lambda: rep.plot_floorplan(args.floorplan), f"writing {args.floorplan}")
+        print(f"wrote {args.floorplan}", file=sys.stderr)
     return 0

@@ -21,15 +21,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from torch import nn
 
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
-from ..nn.attention import AnalogMultiheadAttention
+from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
 from ..nn.base import AnalogLayerBase
-from .capture import check_example_inputs, has_forward, propagate_shapes, trace
+from ..nn.containers import ensure_analog_container
+from ..progress import ProgressBar
+from .capture import has_forward, placeholders_of, propagate_shapes, trace
+from .copying import copy_sharing_weights, unshare
 from .layer_map import DEFAULT_LAYER_MAP, check_layer_map
 from .passes import (
     CANONICALIZE_FUNCTIONAL,
@@ -47,28 +51,32 @@ from .rewrite import ConversionContext, direct_matrix_parameters, set_submodule
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Run with every submodule in eval mode (no BatchNorm statistics updates), then restore."""
-    modes = [(m, m.training) for m in model.modules()]
+    # Weak references: a layer replaced during conversion must not outlive its replacement.
+    modes = [(weakref.ref(m), m.training) for m in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        for m, mode in modes:
-            m.training = mode
+        for ref, mode in modes:
+            m = ref()
+            if m is not None:
+                m.training = mode
 
 
 def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = None,
             layer_map: dict[type, type] | None = None,
             policy: LayerPolicy | dict[Any, RPUConfig | None] | None = None,
             exclude: Iterable[str | type] | None = None, fold_batchnorm: bool = False,
-            inplace: bool = False) -> nn.Module:
+            inplace: bool = False, progress: bool | None = None) -> nn.Module:
     """Map every matrix layer of ``model`` onto analog tiles; returns the converted model.
 
     Args:
         model: the digital model (not modified unless ``inplace``).
         rpu_config: the global tile config (``InferenceRPUConfig`` or ``FloatingPointRPUConfig``).
-        example_inputs: optional inputs (a tensor, a tuple, or a dict of keyword arguments);
-            they are checked against the model (``ValueError`` naming the shapes otherwise) and
-            annotate the graph with shapes (``node.meta['tensor_meta']``).
+        example_inputs: optional inputs (a tensor, a tuple/list of positional inputs or a dict
+            of keyword inputs: the rule of ``analog_compiler.inputs``); they are checked
+            against the model (``ValueError`` naming the shapes otherwise) and annotate the
+            graph with shapes (``node.meta['tensor_meta']``).
         layer_map: digital type -> analog class (default ``DEFAULT_LAYER_MAP``); subclasses of a
             key are mapped too (``NonDynamicallyQuantizableLinear`` is an ``nn.Linear``).
         policy: per-layer configs, see ``LayerPolicy`` (precedence: exclude > exact name >
@@ -80,6 +88,11 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
             mapping; the BatchNorm becomes ``nn.Identity``.
         inplace: convert ``model`` itself instead of a deep copy (use the returned object:
             it is ``model`` unless the root itself is a layer or its code was rewritten).
+            Without it, the copy never duplicates the weights of the layers that become
+            analog (their tiles hold the only copy), so peak memory stays near the original
+            model plus the analog one.
+        progress: a progress bar over the matrix layers on stderr: ``True`` always, ``False``
+            never, ``None`` (default) when the conversion takes longer than two seconds.
 
     What is mapped: ``nn.Linear`` (and subclasses), ``nn.Conv1d/2d/3d``, GPT-2 style
     ``Conv1D`` (weight ``[in, out]``: becomes an ``AnalogLinear`` with the transposed weight),
@@ -90,7 +103,7 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     ``state_dict`` naming: a mapped module keeps its name and its weights move into its tile
     array: ``fc1.weight`` -> ``fc1.analog_module.weight``, ``fc1.bias`` ->
     ``fc1.analog_module.bias`` (plus the array's buffers ``mapping_scales``,
-    ``current_weight``, ... and ``_extra_state``). A GPT-2 ``Conv1D`` ``h.0.attn.c_attn``
+    ``chip_weight``, ... and ``_extra_state``). A GPT-2 ``Conv1D`` ``h.0.attn.c_attn``
     stores ``h.0.attn.c_attn.analog_module.weight`` as ``[out, in]``. An attention module
     ``attn`` stores ``attn.q_proj.analog_module.weight``, ... , ``attn.out_proj.analog_module
     .weight``. A functional product on parameter ``blk.w`` becomes the layer ``blk.w_linear``
@@ -105,13 +118,13 @@ def convert(model: nn.Module, rpu_config: RPUConfig, *, example_inputs: Any = No
     reason) and the submodules that could not be traced (``fallbacks``).
 
     Raises:
-        TypeError: ``model`` is not an ``nn.Module``; ``rpu_config``, a policy value or a layer
-            map entry has the wrong type.
+        TypeError: ``model`` is not an ``nn.Module``; ``rpu_config``, a policy value, a layer
+            map entry or ``example_inputs`` has the wrong type.
         ValueError: ``example_inputs`` do not fit the model.
     """
     return _convert(model, rpu_config, example_inputs=example_inputs, layer_map=layer_map,
                     policy=policy, exclude=exclude, fold_batchnorm=fold_batchnorm,
-                    inplace=inplace, verb="convert")
+                    inplace=inplace, progress=progress, verb="convert")
 
 
 def convert_to_analog(module: nn.Module, rpu_config: RPUConfig,
@@ -131,9 +144,10 @@ def convert_to_analog(module: nn.Module, rpu_config: RPUConfig,
             form as ``digital_module``).
         module_name: the root's name, prefixed to every qualified name (``module_name.fc1``).
         ensure_analog_root: give the root the analog model verbs
-            (``program_analog_weights``, ``drift_analog_weights``, ``analog_tile_count``, ...) by
-            re-classing it to a subclass of its own class: ``state_dict`` keys do not change
-            (unlike aihwkit's ``AnalogWrapper``).
+            (``program_analog_weights``, ``drift_analog_weights``, ``analog_tile_count``, ...):
+            it is returned as ``AnalogWrapper(root)`` (class ``AnalogWrapper<Class>``, a subclass
+            of its own class, as in aihwkit), unless it is an analog layer or container
+            already; ``state_dict`` keys do not change.
         exclude_modules: qualified names whose subtrees stay digital.
         inplace: convert ``module`` itself instead of a deep copy.
         verbose: print every layer decision.
@@ -150,10 +164,12 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
              layer_map: Any = None, policy: Any = None, exclude: Any = None,
              fold_batchnorm: bool = False, inplace: bool = False,
              tile_module_class: type | None = None, config_fn: Callable | None = None,
-             root_name: str = "", verbose: bool = False, verb: str = "convert") -> nn.Module:
+             root_name: str = "", verbose: bool = False, verb: str = "convert",
+             progress: bool | None = None) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"{verb}: model must be an nn.Module, got {type(model).__name__}")
     check_rpu_config(rpu_config, f"{verb}: rpu_config")
+    inputs = None if example_inputs is None else normalize_example_inputs(example_inputs, verb)
     if config_fn is not None and not callable(config_fn):
         raise TypeError(f"{verb}: specific_rpu_config_fun must be callable, got {config_fn!r}")
     layer_map = check_layer_map(DEFAULT_LAYER_MAP if layer_map is None else layer_map)
@@ -162,21 +178,28 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
         warnings.warn("fold_batchnorm=True folds the running statistics: the converted model "
                       "computes inference-mode BatchNorm even in training mode", UserWarning,
                       stacklevel=3)
-    if not inplace:
-        model = copy.deepcopy(model)
     log = ConversionLog(rpu_config.to_dict())
     ctx = ConversionContext(rpu_config, PolicyResolver(layer_policy, rpu_config), layer_map, log,
                             tile_module_class, config_fn, verbose)
+    shared: set[int] = set()
+    if not inplace and fold_batchnorm:  # folding scales weights in place: copy them all
+        model = copy.deepcopy(model)
+    elif not inplace:
+        model, shared = copy_sharing_weights(model, ctx.is_matrix_module)
+    ctx.progress = ProgressBar(sum(map(ctx.is_matrix_module, model.modules())),
+                               "convert: layers", enabled=progress)
     passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
     with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
-        if example_inputs is not None:
-            _check_inputs(model, ctx, example_inputs)
+        if inputs is not None:
+            _check_inputs(model, ctx, inputs, verb)
         converted = _process(model, root_name, ctx, passes)
     if converted is model:
         log.capture = "module-swap" if root_name in log.fallbacks else "fx"
     else:
         log.capture = "fx"
     converted = _sweep(converted, root_name, ctx)
+    ctx.progress.close()
+    unshare(converted, shared)
     _order_records(converted, root_name, log)
     disable_fused_transformer_paths(converted)
     ctx.resolver.warn_unused()
@@ -232,14 +255,20 @@ def _optional_args_in_use(gm: nn.Module) -> list[str]:
             if n.op == "placeholder" and n.args and n.args[0] is None and n.users]
 
 
-def _check_inputs(model: nn.Module, ctx: ConversionContext, example_inputs: Any) -> None:
+def _check_inputs(model: nn.Module, ctx: ConversionContext, inputs: ExampleInputs,
+                  verb: str) -> None:
     """Shape propagation over the whole traced model (a ``ValueError`` naming the inputs and
-    the failing node), or one plain run where the model cannot be traced."""
+    the failing node), or one plain run where the model cannot be traced or its graph holds
+    only the branch of an optional input the inputs leave out."""
     gm, _ = trace(model, lambda m, qn: ctx.is_leaf(m)) if has_forward(model) else (None, "")
     if gm is not None:
-        propagate_shapes(gm, example_inputs)
+        given = {n.target for n in placeholders_of(gm.graph)[:len(inputs.args)]}
+        if set(_optional_args_in_use(gm)) - given - set(inputs.kwargs):
+            gm = None
+    if gm is not None:
+        propagate_shapes(gm, inputs, verb)
     else:
-        check_example_inputs(model, example_inputs)
+        run_example_inputs(model, inputs, verb)
 
 
 def _sweep(model: nn.Module, root_name: str, ctx: ConversionContext) -> nn.Module:
@@ -275,64 +304,3 @@ def _order_records(model: nn.Module, root_name: str, log: ConversionLog) -> None
         return index.get(name, len(index)), pos
 
     log.records[:] = [r for _, r in sorted(enumerate(log.records), key=key)]
-
-
-# ---------------------------------------------------------------------- analog root
-class AnalogContainerMixin:
-    """Model-level analog verbs, mixed into a converted root by ``convert_to_analog``."""
-
-    def analog_layers(self) -> Iterator[tuple[str, nn.Module]]:
-        """``(name, layer)`` of every analog layer."""
-        for name, m in self.named_modules():  # type: ignore[attr-defined]
-            if isinstance(m, AnalogLayerBase):
-                yield name, m
-
-    def program_analog_weights(self) -> None:
-        """Program every analog layer (eval mode)."""
-        for _, layer in self.analog_layers():
-            layer.program_analog_weights()
-
-    def drift_analog_weights(self, t_inference: float = 0.0) -> None:
-        """Drift every analog layer to ``t_inference`` seconds."""
-        for _, layer in self.analog_layers():
-            layer.drift_analog_weights(t_inference)
-
-    def analog_tile_count(self) -> int:
-        """Physical tiles of the whole model."""
-        return sum(layer.analog_tile_count() for _, layer in self.analog_layers())
-
-    def analog_tiles(self) -> Iterator[Any]:
-        """Every physical tile of the model."""
-        for _, layer in self.analog_layers():
-            yield from layer.analog_tiles()
-
-    def __reduce_ex__(self, protocol: Any) -> tuple:
-        """Pickle (``torch.save``, ``copy.deepcopy``) as the original class, re-classed on
-        load: the generated class itself cannot be found by name."""
-        base = next(c for c in type(self).__mro__[1:] if c is not AnalogContainerMixin
-                    and not issubclass(c, AnalogContainerMixin))
-        return _rebuild_container, (base, self.__dict__)
-
-
-def _rebuild_container(base: type, state: dict[str, Any]) -> nn.Module:
-    obj = base.__new__(base)
-    obj.__dict__.update(state)
-    return ensure_analog_container(obj)
-
-
-_CONTAINER_CLASSES: dict[type, type] = {}
-
-
-def ensure_analog_container(model: nn.Module) -> nn.Module:
-    """Re-class ``model`` to ``Analog<Class>`` (a subclass of its class and
-    ``AnalogContainerMixin``); attributes and ``state_dict`` are untouched."""
-    if isinstance(model, AnalogContainerMixin | AnalogMultiheadAttention):
-        return model
-    cls = type(model)
-    new_cls = _CONTAINER_CLASSES.get(cls)
-    if new_cls is None:
-        new_cls = type(f"Analog{cls.__name__}", (AnalogContainerMixin, cls),
-                       {"__module__": cls.__module__})
-        _CONTAINER_CLASSES[cls] = new_cls
-    model.__class__ = new_cls
-    return model

@@ -15,6 +15,8 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
+from ..inputs import model_failed, normalize_example_inputs
+
 LeafRule = Callable[[nn.Module, str], bool]
 
 
@@ -55,6 +57,10 @@ def trace(module: nn.Module, leaf_rule: LeafRule) -> tuple[fx.GraphModule | None
         gm = fx.GraphModule(module, graph, class_name=type(module).__name__)
     except Exception as exc:  # noqa: BLE001 - any tracing failure means: fall back
         return None, trace_error(exc)
+    finally:
+        # The tracer maps every submodule to its path and sits in a reference cycle: drop its
+        # state so a replaced layer's weights are freed at once, not at the next gc cycle.
+        vars(tracer).clear()
     adopt_tree(gm, module)
     return gm, ""
 
@@ -74,24 +80,6 @@ def adopt_tree(gm: fx.GraphModule, module: nn.Module) -> None:
         if not name.startswith("_") and name != "training" and not hasattr(gm, name):
             setattr(gm, name, value)
     gm.train(module.training)
-
-
-def as_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``example_inputs`` (a tensor, a tuple/list, or a dict of keyword arguments) as
-    ``(args, kwargs)``."""
-    if isinstance(example_inputs, dict):
-        return (), dict(example_inputs)
-    if isinstance(example_inputs, (tuple, list)):
-        return tuple(example_inputs), {}
-    return (example_inputs,), {}
-
-
-def describe_inputs(example_inputs: Any) -> str:
-    """``input 0: shape (2, 3); mask: shape (2,)``."""
-    args, kwargs = as_args(example_inputs)
-    items = [(f"input {i}", v) for i, v in enumerate(args)] + list(kwargs.items())
-    return "; ".join(f"{k}: shape {tuple(v.shape)}" if isinstance(v, torch.Tensor)
-                     else f"{k}: {type(v).__name__}" for k, v in items)
 
 
 class _ShapeProp(fx.Interpreter):
@@ -120,36 +108,36 @@ class _ShapeProp(fx.Interpreter):
         return result
 
 
-def propagate_shapes(gm: fx.GraphModule, example_inputs: Any) -> None:
+def propagate_shapes(gm: fx.GraphModule, example_inputs: Any, where: str = "convert") -> None:
     """Annotate every node with ``meta['tensor_meta']``; a ``ValueError`` naming the inputs'
-    shapes and the failing node when the inputs do not fit."""
-    args, kwargs = as_args(example_inputs)
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    ordered = list(args) + [kwargs[n.target] for n in placeholders[len(args):]
-                            if n.target in kwargs]
+    shapes and the failing node when the inputs do not fit (``TypeError`` for inputs of the
+    wrong form, see ``analog_compiler.inputs``)."""
+    inputs = normalize_example_inputs(example_inputs, where)
+    placeholders = placeholders_of(gm.graph)
+    names = [n.target for n in placeholders]
+    unknown = [k for k in inputs.kwargs if k not in names[len(inputs.args):]]
+    if unknown:
+        raise ValueError(f"{where}: example_inputs name keyword input(s) {unknown} that "
+                         f"{type(gm).__name__}.forward does not take (after the positional "
+                         f"ones); its inputs are {names}")
+    ordered = list(inputs.args)
+    for node in placeholders[len(inputs.args):]:
+        if node.target in inputs.kwargs:
+            ordered.append(inputs.kwargs[node.target])
+        elif node.args:  # a default value
+            ordered.append(node.args[0])
+        elif not str(node.target).startswith("*"):
+            raise ValueError(f"{where}: example_inputs give no value for {type(gm).__name__}."
+                             f"forward's input {node.target!r} ({inputs.describe()})")
     prop = _ShapeProp(gm)
     try:
         with torch.no_grad():
             prop.run(*ordered)
     except Exception as exc:  # noqa: BLE001 - reported as a ValueError
-        where = ""
+        at = ""
         if prop.failed is not None:
-            where = f" at node {prop.failed.name!r} ({prop.failed.format_node()})"
-        raise ValueError(f"example_inputs do not fit {type(gm).__name__} "
-                         f"({describe_inputs(example_inputs)}): failed{where}: "
-                         f"{trace_error(exc)}") from None
-
-
-def check_example_inputs(model: nn.Module, example_inputs: Any) -> None:
-    """Run ``model`` once on ``example_inputs`` (no graph); a ``ValueError`` naming the shapes
-    when they do not fit."""
-    args, kwargs = as_args(example_inputs)
-    try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - reported as a ValueError
-        raise ValueError(f"example_inputs do not fit {type(model).__name__} "
-                         f"({describe_inputs(example_inputs)}): {trace_error(exc)}") from None
+            at = f" at node {prop.failed.name!r} ({prop.failed.format_node()})"
+        raise model_failed(where, gm, inputs, exc, at) from None
 
 
 def placeholders_of(graph: fx.Graph) -> Sequence[fx.Node]:

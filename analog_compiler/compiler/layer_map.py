@@ -12,7 +12,15 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from ..nn import AnalogConv1d, AnalogConv2d, AnalogConv3d, AnalogLinear
+from ..nn import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogConv3d,
+    AnalogElmanRNN,
+    AnalogGRU,
+    AnalogLinear,
+    AnalogLSTM,
+)
 from ..nn.attention import AnalogMultiheadAttention
 
 LayerMap = Mapping[type, type]
@@ -23,6 +31,9 @@ DEFAULT_LAYER_MAP: dict[type, type] = {
     nn.Conv2d: AnalogConv2d,
     nn.Conv3d: AnalogConv3d,
     nn.MultiheadAttention: AnalogMultiheadAttention,
+    nn.LSTM: AnalogLSTM,
+    nn.GRU: AnalogGRU,
+    nn.RNN: AnalogElmanRNN,
 }
 """Default map; ``convert(..., layer_map={**DEFAULT_LAYER_MAP, MyLinear: MyAnalogLinear})``."""
 

@@ -23,17 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from ..runtime import (
-    DigitalRankUpdateRPUConfig,
-    FloatingPointRPUConfig,
-    InferenceRPUConfig,
-    SingleRPUConfig,
-)
-
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
-                    DigitalRankUpdateRPUConfig)
-RPUConfig = (InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
-             | DigitalRankUpdateRPUConfig)
+from ..runtime import RPU_CONFIG_TYPES, RPUConfig
 
 
 class UserConfigError(TypeError):

@@ -16,9 +16,15 @@ from torch import nn
 from ..conversion_log import ConversionLog, LayerRecord
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
+from ..nn.recurrent import AnalogRNN
+from ..nn.recurrent_torch import AnalogRecurrentBase
+from ..progress import ProgressBar
 from .canonicalize import is_transposed_conv1d, transposed_conv1d_to_linear
 from .layer_map import UNSUPPORTED_MATRIX_LAYERS, lookup
 from .policy import Decision, PolicyResolver, RPUConfig, UserConfigError, check_rpu_config
+
+#: Analog modules conversion neither traces into nor maps again.
+ANALOG_LEAVES = (AnalogLayerBase, AnalogMultiheadAttention, AnalogRecurrentBase, AnalogRNN)
 
 ConfigFn = Callable[[str, nn.Module, RPUConfig], RPUConfig]
 
@@ -39,19 +45,20 @@ class ConversionContext:
     keep_functional: str = ""
     """Non-empty while the current graph must not be rewritten: the reason its functional
     products stay digital."""
+    progress: ProgressBar | None = None
+    """Advanced once per analog layer built."""
 
     # ------------------------------------------------------------------ classification
     def is_matrix_module(self, module: nn.Module) -> bool:
         """A digital module conversion must look at (mappable or known-unsupported)."""
-        if isinstance(module, AnalogLayerBase | AnalogMultiheadAttention):
+        if isinstance(module, ANALOG_LEAVES):
             return False
         return (lookup(self.layer_map, type(module)) is not None or is_transposed_conv1d(module)
                 or isinstance(module, UNSUPPORTED_MATRIX_LAYERS))
 
     def is_leaf(self, module: nn.Module) -> bool:
         """Tracing does not enter matrix modules and analog layers."""
-        return self.is_matrix_module(module) or isinstance(
-            module, AnalogLayerBase | AnalogMultiheadAttention)
+        return self.is_matrix_module(module) or isinstance(module, ANALOG_LEAVES)
 
     # ------------------------------------------------------------------ records
     def record(self, name: str, source_type: str, decision_or_reason: Decision | str,
@@ -90,7 +97,10 @@ class ConversionContext:
         hit = lookup(self.layer_map, type(digital))
         if hit is None:
             raise TypeError(f"no analog layer for {type(digital).__name__} in the layer map")
-        return hit[1].from_digital(digital, cfg, self.tile_module_class)
+        analog = hit[1].from_digital(digital, cfg, self.tile_module_class)
+        if self.progress is not None:
+            self.progress.update()
+        return analog
 
     # ------------------------------------------------------------------ module swap
     def map_module(self, module: nn.Module, name: str) -> nn.Module:
@@ -121,6 +131,11 @@ class ConversionContext:
         except (TypeError, ValueError) as exc:
             self.record(name, source, f"unsupported: {exc}")
             return module
+        if isinstance(analog, AnalogRecurrentBase):  # one record per matrix, as the report rows
+            for sub, _ in analog.named_analog_layers():
+                self.record(f"{name}.{sub}", f"{source}.{analog.digital_parameter_name(sub)}",
+                            Decision(cfg), cfg)
+            return analog
         self.record(name, "Conv1D" if is_transposed_conv1d(module) else source,
                     Decision(cfg), cfg)
         return analog

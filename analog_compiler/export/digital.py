@@ -23,7 +23,10 @@ Arrays trained hardware-aware with learned input ranges clip their inputs to ``+
 the DAC; a plain layer cannot clip, so the digital model equals the analog noise-free output for
 inputs inside the learned ranges (``export_onnx(keep_quantization=True)`` keeps the clipping).
 Learned output scales are folded like the other scales. ``AnalogMultiheadAttention`` keeps its
-class with plain ``nn.Linear`` projections (its digital form, the same math).
+class with plain ``nn.Linear`` projections (its digital form, the same math). ``AnalogLSTM``,
+``AnalogGRU`` and ``AnalogElmanRNN`` become ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` (aihwkit's
+``AnalogRNN`` keeps its class with ``nn.Linear`` matrices); ``AnalogSequential`` becomes
+``nn.Sequential`` and an ``AnalogWrapper`` its wrapped class.
 
 ``fold_scales=False`` returns the raw tile weights (as the crossbar holds them, normalised
 conductance units) without any digital output scale; the plain model's output then differs
@@ -40,7 +43,6 @@ it they come from torch's global RNG (so ``torch.manual_seed`` before the call r
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,21 +51,9 @@ from torch import nn
 
 from ..chip import analog_layers
 from ..nn.base import AnalogLayerBase
-
-
-def check_t_inference(t_inference: float | None, where: str = "to_digital") -> float | None:
-    """``t_inference`` as a float (``None`` stays ``None``); a ``ValueError`` naming the argument
-    unless it is a finite number >= 0 (seconds)."""
-    if t_inference is None:
-        return None
-    if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)):
-        raise ValueError(f"{where}: t_inference must be a number of seconds >= 0 or None, "
-                         f"got {t_inference!r}")
-    value = float(t_inference)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: t_inference must be a finite number of seconds >= 0, "
-                         f"got {t_inference!r}")
-    return value
+from ..nn.containers import AnalogSequential, AnalogWrapper
+from ..nn.recurrent_torch import AnalogRecurrentBase
+from ..runtime.checks import check_t_inference
 
 
 def check_model(model: nn.Module, where: str) -> list[tuple[str, AnalogLayerBase]]:
@@ -98,7 +88,7 @@ def realistic_copy(model: nn.Module, *, realistic: bool = True, t_inference: flo
     reads (see the module docstring); ``model`` is not modified. With ``realistic=False`` the
     copy is returned as it is."""
     check_model(model, where)
-    t = check_t_inference(t_inference, where)
+    t = check_t_inference(t_inference, where, allow_none=True)
     model_copy = copy.deepcopy(model)
     if not realistic:
         return model_copy
@@ -118,9 +108,7 @@ def _eval_output_scales(layer: AnalogLayerBase, realistic: bool) -> torch.Tensor
     was_training = arr.training
     arr.eval()
     try:
-        if realistic:
-            return arr.output_scales()
-        return arr.mapping_scales if arr.uses_mapping_scales else None
+        return arr.digital_scales("forward" if realistic else "mapping")
     finally:
         arr.train(was_training)
 
@@ -140,25 +128,74 @@ def digital_layer(layer: AnalogLayerBase, *, realistic: bool = True,
         layer.train(was_training)
     if not fold_scales:
         arr = layer.analog_module
-        raw = arr.current_weight if realistic and arr.is_programmed else arr.weight
+        raw = arr.weights(chip=realistic, scales="none")
         with torch.no_grad():
-            digital.weight.copy_(layer._from_array_layout(raw.detach()))
+            digital.weight.copy_(layer._from_array_layout(raw))
         scales = _eval_output_scales(layer, realistic)
         digital.analog_output_scales = (torch.ones_like(arr.mapping_scales) if scales is None
                                         else scales.detach().clone())
     return digital.train(was_training)
 
 
+def digital_recurrent(module: AnalogRecurrentBase, *, realistic: bool = True,
+                      fold_scales: bool = True) -> nn.Module:
+    """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of an analog recurrent layer with the weights its
+    matrices hold now (each read as ``digital_layer`` reads one layer). With
+    ``fold_scales=False`` the per-row scales are attached as the dict
+    ``analog_output_scales`` (torch weight name -> scales)."""
+    names = {id(layer): module.digital_parameter_name(name)
+             for name, layer in module.named_analog_layers()}
+    scales: dict[str, torch.Tensor] = {}
+
+    def linear_fn(layer: nn.Module) -> nn.Module:
+        linear = digital_layer(layer, realistic=realistic, fold_scales=fold_scales)
+        if not fold_scales:
+            scales[names[id(layer)]] = linear.analog_output_scales
+        return linear
+
+    digital = module.digital_twin(linear_fn)
+    if not fold_scales:
+        digital.analog_output_scales = scales
+    return digital
+
+
+def _plain_container(module: nn.Module) -> nn.Module:
+    """``AnalogSequential`` -> ``nn.Sequential``, ``AnalogWrapper<Class>`` -> ``Class`` (the
+    same children); anything else as it is."""
+    if isinstance(module, AnalogSequential | AnalogWrapper):
+        return type(module).to_digital(module)
+    return module
+
+
 def replace_analog_layers(model: nn.Module, *, realistic: bool = True,
                           fold_scales: bool = True) -> nn.Module:
-    """Replace, in place, every analog layer of ``model`` by its digital counterpart; returns the
-    model (the digital layer itself when ``model`` is one analog layer)."""
+    """Replace, in place, every analog layer of ``model`` by its digital counterpart (recurrent
+    layers by ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``AnalogSequential`` and ``AnalogWrapper`` by
+    their plain classes); returns the model (the digital layer itself when ``model`` is one
+    analog layer)."""
     if isinstance(model, AnalogLayerBase):
         return digital_layer(model, realistic=realistic, fold_scales=fold_scales)
+    if isinstance(model, AnalogRecurrentBase):
+        return digital_recurrent(model, realistic=realistic, fold_scales=fold_scales)
+    for name, module in list(model.named_modules()):
+        if name and isinstance(module, AnalogRecurrentBase) and _attached(model, name, module):
+            model.set_submodule(name, digital_recurrent(module, realistic=realistic,
+                                                        fold_scales=fold_scales))
     for name, layer in list(analog_layers(model)):
         model.set_submodule(name, digital_layer(layer, realistic=realistic,
                                                 fold_scales=fold_scales))
-    return model
+    for name, module in list(model.named_modules()):
+        if name and isinstance(module, AnalogSequential | AnalogWrapper):
+            model.set_submodule(name, _plain_container(module))
+    return _plain_container(model)
+
+
+def _attached(model: nn.Module, name: str, module: nn.Module) -> bool:
+    """Whether ``module`` is still at ``name`` (not inside a module replaced before it)."""
+    try:
+        return model.get_submodule(name) is module
+    except AttributeError:
+        return False
 
 
 def to_digital(model: nn.Module, *, realistic: bool = True, t_inference: float | None = None,

@@ -15,8 +15,8 @@ Arrays trained hardware-aware also get their learned input ranges (clip to ``+-r
 ``r`` before the DAC, ``r`` back at the output) and learned output scales (before the bias).
 
 What is left out, by design: every noise source (``inp_noise``, ``out_noise``, ``w_noise``, read
-noise redrawn per forward), stochastic rounding (``*_sto_round`` become round-to-nearest-even),
-and ``SHIFT``/``ITERATIVE_WORST_CASE`` bound management (treated as ``ITERATIVE``). The analog
+noise redrawn per forward) and stochastic rounding (``*_sto_round`` become round-to-nearest-even);
+bound management is ``ITERATIVE`` or ``NONE``, as ``BoundManagementType`` offers. The analog
 forward and this emulation agree to float rounding except where a rounding boundary falls between
 the two sums: then they differ by one ADC step (times the vector's input scale).
 """
@@ -48,20 +48,19 @@ class EmulatedTileArray(nn.Module):
         was_training = array.training
         array.eval()
         try:
-            weight = array.current_weight if realistic and array.is_programmed else array.weight
-            scales = array.output_scales() if realistic else (
-                array.mapping_scales if array.uses_mapping_scales else None)
+            weight = array.weights(chip=realistic, scales="none")
+            scales = array.digital_scales("forward" if realistic else "mapping")
         finally:
             array.train(was_training)
         plan = array.plan
         # HWA training: learned input ranges (clip to +-r per split, scale by 1/r, r back at the
-        # output) and learned output scales (times alpha, before the bias), as hwa_forward does.
+        # output) and learned output scales (times alpha, before the bias), as hwa.forward does.
         self.has_input_range = hwa.input_range_config(array) is not None
         if self.has_input_range:
             r = array.input_range.detach()
             r_rows = r.unsqueeze(-1).expand(plan.groups, plan.n_in, plan.out_features)
             scales = r_rows if scales is None else scales * r_rows
-        out_alpha = array._parameters.get("out_scaling_alpha")
+        out_alpha = array.out_scaling_alpha
         self.register_buffer("out_alpha", None if out_alpha is None
                              else out_alpha.detach().clone())
         self.groups, self.out_g, self.in_g = (int(s) for s in weight.shape)

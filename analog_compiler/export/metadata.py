@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from ..chip import analog_layers
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig
+from ..runtime import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig
 from ..runtime.config.base import ConfigBase
 
 PREFIX = "analog_compiler."
@@ -108,6 +108,6 @@ def rpu_config_from_metadata(source: Any, layer: str | None = None
                              f"metadata; layers: {sorted(meta['tile_plan'])}")
         data = meta["tile_plan"][layer]["rpu_config"]
     config = ConfigBase.from_dict(data)
-    if not isinstance(config, (InferenceRPUConfig, FloatingPointRPUConfig)):
+    if not isinstance(config, RPU_CONFIG_TYPES):
         raise ValueError(f"rpu_config_from_metadata: stored config is a {type(config).__name__}")
     return config

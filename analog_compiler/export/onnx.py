@@ -14,6 +14,7 @@ The exported graph is the model in eval mode (dropout off, norms use running sta
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import os
@@ -26,8 +27,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
 from ..runtime import AnalogCompilerError
-from .digital import check_model, check_t_inference, realistic_copy, replace_analog_layers
+from ..runtime.checks import check_t_inference
+from .digital import check_model, realistic_copy, replace_analog_layers
 from .emulate import replace_with_emulation
 from .metadata import build_metadata, write_metadata
 
@@ -76,14 +79,34 @@ def check_output_path(path: str | os.PathLike, where: str = "export_onnx") -> Pa
     return out
 
 
-def _as_inputs(example_inputs: Any) -> tuple[Tensor, ...]:
-    if isinstance(example_inputs, Tensor):
-        example_inputs = (example_inputs,)
-    if not isinstance(example_inputs, Sequence) or not example_inputs or not all(
-            isinstance(t, Tensor) for t in example_inputs):
-        raise TypeError("export_onnx: example_inputs must be a Tensor or a non-empty tuple of "
-                        "Tensors")
-    return tuple(example_inputs)
+def onnx_inputs(model: nn.Module, example_inputs: Any) -> ExampleInputs:
+    """``example_inputs`` (the rule of ``analog_compiler.inputs``) as ONNX graph inputs: every
+    value a Tensor (``TypeError`` otherwise: ONNX inputs are tensors), keyword inputs in the
+    order of ``model.forward``'s parameters (both exporters order them so)."""
+    inputs = normalize_example_inputs(example_inputs, "export_onnx")
+    if not inputs.items():
+        raise TypeError("export_onnx: example_inputs is empty; the model needs at least one "
+                        "Tensor input")
+    for label, value in inputs.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f"export_onnx: example_inputs must all be Tensors (ONNX graph "
+                            f"inputs are tensors); {label} is a {type(value).__name__}")
+    if inputs.kwargs:
+        try:
+            order = list(inspect.signature(model.forward).parameters)
+        except (TypeError, ValueError):  # no signature: keep the order given
+            order = []
+        rank = {name: i for i, name in enumerate(order)}
+        names = sorted(inputs.kwargs, key=lambda k: rank.get(k, len(order)))
+        inputs = ExampleInputs(inputs.args, {k: inputs.kwargs[k] for k in names})
+    return inputs
+
+
+def input_names(inputs: ExampleInputs) -> list[str]:
+    """ONNX names of the graph inputs: ``input`` (one positional input), ``input_0``, ...
+    (several), the keyword names for keyword inputs."""
+    n = len(inputs.args)
+    return [f"input_{i}" if n > 1 else "input" for i in range(n)] + list(inputs.kwargs)
 
 
 @contextlib.contextmanager
@@ -103,32 +126,38 @@ def _quiet() -> Any:
 EXPORTERS = ("auto", "torchscript", "dynamo")
 
 
-def _export_torchscript(model: nn.Module, inputs: tuple[Tensor, ...], path: Path,
+def _export_torchscript(model: nn.Module, inputs: ExampleInputs, path: Path,
                         names: list[str], opset: int | None, dynamic_batch: bool) -> None:
     axes = {n: {0: "batch"} for n in [*names, "output"]} if dynamic_batch else None
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
     with _quiet():
-        torch.onnx.export(model, inputs, str(path), dynamo=False, input_names=names,
-                          output_names=["output"], dynamic_axes=axes, **kwargs)
+        torch.onnx.export(model, inputs.args, str(path), kwargs=inputs.kwargs or None,
+                          dynamo=False, input_names=names, output_names=["output"],
+                          dynamic_axes=axes, **kwargs)
 
 
-def _export_dynamo(model: nn.Module, inputs: tuple[Tensor, ...], path: Path,
+def _export_dynamo(model: nn.Module, inputs: ExampleInputs, path: Path,
                    names: list[str], opset: int | None, dynamic_batch: bool) -> None:
-    dyn = tuple({0: torch.export.Dim.DYNAMIC} for _ in inputs) if dynamic_batch else None
+    dyn: Any = None
+    if dynamic_batch:
+        batch = {0: torch.export.Dim.DYNAMIC}
+        dyn = {k: batch for k in inputs.kwargs} if inputs.kwargs else tuple(
+            batch for _ in inputs.args)
     kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
     with _quiet():
-        torch.onnx.export(model, inputs, str(path), dynamo=True, dynamic_shapes=dyn,
-                          input_names=names, output_names=["output"], verbose=False, **kwargs)
+        torch.onnx.export(model, inputs.args, str(path), kwargs=inputs.kwargs or None,
+                          dynamo=True, dynamic_shapes=dyn, input_names=names,
+                          output_names=["output"], verbose=False, **kwargs)
 
 
-def _export_graph(model: nn.Module, inputs: tuple[Tensor, ...], path: Path,
+def _export_graph(model: nn.Module, inputs: ExampleInputs, path: Path,
                   opset: int | None, dynamic_batch: bool, exporter: str) -> str:
     """Write ``model`` to ``path`` with torch.onnx; returns the exporter used.
 
     ``auto`` tries the TorchScript exporter first: for these plain graphs it writes the same
     operators as the dynamo exporter in about a hundredth of the time (0.1 s against 5-20 s on
     two CPU cores). torch marks it deprecated; when it is gone or fails, ``auto`` uses dynamo."""
-    names = [f"input_{i}" if len(inputs) > 1 else "input" for i in range(len(inputs))]
+    names = input_names(inputs)
     if exporter == "dynamo":
         _export_dynamo(model, inputs, path, names, opset, dynamic_batch)
         return "dynamo"
@@ -204,7 +233,10 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
 
     Args:
         model: a model with analog layers; it is not modified.
-        example_inputs: a Tensor or tuple of Tensors (the forward's positional inputs).
+        example_inputs: a Tensor, a tuple/list of Tensors (the forward's positional inputs)
+            or a dict of Tensors (its keyword inputs, e.g. a tokenizer's output): the rule of
+            ``analog_compiler.inputs``, with every value a Tensor. The ONNX inputs are named
+            ``input`` (one positional), ``input_0``, ``input_1``, ... (several) or by keyword.
         path: the ``.onnx`` file to write (its directory must exist).
         realistic: chip weights (programmed / drifted / read) rather than the exact targets;
             see ``to_digital``.
@@ -226,8 +258,10 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
         An ``OnnxExport`` (path, exporter, differences, metadata); usable as a path.
 
     Raises:
-        TypeError: bad ``model``/``example_inputs``/``path`` types.
-        ValueError: no analog layers, negative ``t_inference``, ``path`` is a directory.
+        TypeError: bad ``model``/``example_inputs``/``path`` types (an input that is not a
+            Tensor).
+        ValueError: no analog layers, negative ``t_inference``, ``path`` is a directory, the
+            model fails on ``example_inputs``.
         FileNotFoundError / PermissionError: ``path``'s directory is missing / not writable.
         ExportVerificationError: onnxruntime disagrees with PyTorch (the file is left in
             place, with its metadata, for inspection).
@@ -236,9 +270,9 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     if exporter not in EXPORTERS:
         raise ValueError(f"export_onnx: exporter must be one of {', '.join(EXPORTERS)}, "
                          f"got {exporter!r}")
-    t = check_t_inference(t_inference, "export_onnx")
+    t = check_t_inference(t_inference, "export_onnx", allow_none=True)
     out = check_output_path(path)
-    inputs = _as_inputs(example_inputs)
+    inputs = onnx_inputs(model, example_inputs)
     work = realistic_copy(model, realistic=realistic, t_inference=t, seed=seed,
                           where="export_onnx")
     metadata = build_metadata(work, realistic=realistic, t_inference=t,
@@ -250,8 +284,7 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     plain = plain.eval()
     for p in plain.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        reference = plain(*inputs)
+    reference = run_example_inputs(plain, inputs, "export_onnx")
     used = _export_graph(plain, inputs, out, opset, dynamic_batch, exporter)
 
     import onnx
@@ -262,5 +295,5 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
     onnx.save(onnx_model, str(out))
     abs_diff = rel_diff = None
     if verify:
-        abs_diff, rel_diff = verify_onnx(out, reference, inputs)
+        abs_diff, rel_diff = verify_onnx(out, reference, [v for _, v in inputs.items()])
     return OnnxExport(out, used, abs_diff, rel_diff, metadata)

@@ -7,21 +7,38 @@ weight shape maps to the array's ``[groups, out_g, in_g]`` layout.
 
 from __future__ import annotations
 
-import math
-import numbers
+import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, ModuleError, TileArray
-from ..runtime.config import DigitalRankUpdateRPUConfig, SingleRPUConfig
+from ..runtime import (
+    RPU_CONFIG_TYPES,
+    FloatingPointRPUConfig,
+    InferenceRPUConfig,
+    ModuleError,
+    TileArray,
+)
+from ..runtime.checks import check_finite, check_t_inference
 from ..runtime.training_tile import TRAINING_RPU_CONFIG_TYPES, TrainingTileArray
 from .tiles import AnalogTile, tiles_of
 
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
-                    DigitalRankUpdateRPUConfig)
+_SKIP_RESET = contextvars.ContextVar("analog_compiler_skip_reset", default=False)
+
+
+@contextlib.contextmanager
+def weights_set_later() -> Iterator[None]:
+    """Build analog layers without the digital-style random initialisation (their tile
+    weights stay zero): for ``from_digital``, which sets every weight right after. Saves a
+    throw-away digital layer and two random fills per layer."""
+    token = _SKIP_RESET.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_RESET.reset(token)
 
 
 def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | FloatingPointRPUConfig:
@@ -79,7 +96,13 @@ class AnalogLayerBase(nn.Module):
         """Set the weights (torch shape) and bias. With weight scaling (``omega > 0`` here or in
         the mapping) the tiles get ``W / alpha`` and the digital output scales ``alpha``. With
         ``realistic_read_write`` (and not ``force_exact``) the write programs the chip: the
-        tiles then hold programmed, noisy weights. Resets any previous programming."""
+        tiles then hold programmed, noisy weights. Resets any previous programming.
+
+        Raises:
+            TypeError: ``weight`` or ``bias`` is not a Tensor.
+            ValueError: a wrong shape, a bias for a layer without one, NaN or infinite values
+                in ``weight`` or ``bias`` (the message says which), a negative omega.
+        """
         name = type(self).__name__
         if not isinstance(weight, Tensor):
             raise TypeError(f"{name}.set_weights: weight must be a Tensor, "
@@ -87,7 +110,8 @@ class AnalogLayerBase(nn.Module):
         if tuple(weight.shape) != self._weight_shape():
             raise ValueError(f"{name}.set_weights: weight has shape {tuple(weight.shape)}, "
                              f"expected {self._weight_shape()}")
-        if weight_scaling_omega is not None and weight_scaling_omega < 0:
+        check_finite(weight, f"{name}.set_weights", "weight")
+        if weight_scaling_omega is not None and not weight_scaling_omega >= 0:  # NaN too
             raise ValueError(f"{name}.set_weights: weight_scaling_omega must be >= 0, "
                              f"got {weight_scaling_omega}")
         arr = self.analog_module
@@ -100,6 +124,7 @@ class AnalogLayerBase(nn.Module):
             if bias.numel() != arr.bias.numel():
                 raise ValueError(f"{name}.set_weights: bias has {bias.numel()} values, "
                                  f"expected {arr.bias.numel()}")
+            check_finite(bias, f"{name}.set_weights", "bias")
             with torch.no_grad():
                 arr.bias.copy_(bias.reshape(-1))
         arr.set_logical_weights(self._to_array_layout(weight), weight_scaling_omega,
@@ -118,11 +143,10 @@ class AnalogLayerBase(nn.Module):
                 arr.program()
             t = max(float(arr.t_inference), 0.0)
             chip = arr.read_chip(t)
-            w = chip if chip is not None else arr.current_weight
-            if apply_weight_scaling:
-                w = arr.apply_weight_scaling(w)
+            w = chip if chip is not None else arr.chip_weight
+            w = arr.to_logical(w, "mapping" if apply_weight_scaling else "none")
         else:
-            w = arr.logical_weights(apply_weight_scaling=apply_weight_scaling)
+            w = arr.weights(scales="mapping" if apply_weight_scaling else "none")
         bias = arr.bias.detach().clone() if arr.bias is not None else None
         return self._from_array_layout(w.detach().clone()), bias
 
@@ -137,6 +161,8 @@ class AnalogLayerBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialise weight and bias as the digital torch layer does."""
+        if _SKIP_RESET.get():
+            return
         ref = self._digital_template()
         ref.reset_parameters()
         self.set_weights(ref.weight.detach(), None if ref.bias is None else ref.bias.detach(),
@@ -158,7 +184,8 @@ class AnalogLayerBase(nn.Module):
         arr = self.analog_module
         digital = self._digital_template()
         with torch.no_grad():
-            digital.weight.copy_(self._from_array_layout(arr.effective_weights(current=realistic)))
+            w = arr.weights(chip=realistic, scales="forward" if realistic else "mapping")
+            digital.weight.copy_(self._from_array_layout(w))
             if digital.bias is not None:
                 digital.bias.copy_(arr.bias.detach())
         return digital.train(self.training)
@@ -177,12 +204,9 @@ class AnalogLayerBase(nn.Module):
     def drift_analog_weights(self, t_inference: float = 0.0) -> None:
         """(Program and) drift the chip to ``t_inference`` seconds (eval mode only)."""
         self._check_eval("drift_analog_weights")
-        # Any real number (numpy scalars too); NaN / inf would silently zero the weights.
-        if (isinstance(t_inference, bool) or not isinstance(t_inference, numbers.Real)
-                or not math.isfinite(t_inference) or t_inference < 0):
-            raise ValueError(f"{type(self).__name__}.drift_analog_weights: t_inference must be "
-                             f"a finite number >= 0 (seconds), got {t_inference!r}")
-        self.analog_module.drift(float(t_inference))
+        # NaN / inf would silently zero the weights.
+        t = check_t_inference(t_inference, f"{type(self).__name__}.drift_analog_weights")
+        self.analog_module.drift(t)
 
     # ------------------------------------------------------------ tiles
     def register_analog_tile(self, tile: TileArray, name: str | None = None,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray
-from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class
+from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class, weights_set_later
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -158,10 +158,11 @@ class _AnalogConvNd(AnalogLayerBase):
         if not isinstance(module, cls._digital_cls):
             raise TypeError(f"{cls.__name__}.from_digital expects an "
                             f"{cls._digital_cls.__name__}, got {type(module).__name__}")
-        layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                    module.padding, module.dilation, module.groups, module.bias is not None,
-                    module.padding_mode, rpu_config, tile_module_class,
-                    device=module.weight.device, dtype=module.weight.dtype)
+        with weights_set_later():
+            layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                        module.padding, module.dilation, module.groups, module.bias is not None,
+                        module.padding_mode, rpu_config, tile_module_class,
+                        device=module.weight.device, dtype=module.weight.dtype)
         return layer._adopt_digital(module)
 
     @classmethod

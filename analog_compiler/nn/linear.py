@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray
-from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class
+from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class, weights_set_later
 
 
 class AnalogLinear(AnalogLayerBase):
@@ -67,8 +67,10 @@ class AnalogLinear(AnalogLayerBase):
         if not isinstance(module, nn.Linear):
             raise TypeError(f"AnalogLinear.from_digital expects an nn.Linear, got "
                             f"{type(module).__name__}")
-        layer = cls(module.in_features, module.out_features, module.bias is not None, rpu_config,
-                    tile_module_class, device=module.weight.device, dtype=module.weight.dtype)
+        with weights_set_later():
+            layer = cls(module.in_features, module.out_features, module.bias is not None,
+                        rpu_config, tile_module_class, device=module.weight.device,
+                        dtype=module.weight.dtype)
         return layer._adopt_digital(module)
 
     @classmethod

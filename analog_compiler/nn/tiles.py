@@ -50,7 +50,7 @@ class AnalogTile:
 
     def get_weights(self, apply_weight_scaling: bool = True, current: bool = False) -> Tensor:
         """This tile's ``[rows, cols]`` block of the (target or, with ``current``, chip) weights."""
-        w = self.array.logical_weights(apply_weight_scaling=apply_weight_scaling, current=current)
+        w = self.array.weights(chip=current, scales="mapping" if apply_weight_scaling else "none")
         return w[self.group, self.rows, self.cols].clone()
 
     def __repr__(self) -> str:

@@ -21,11 +21,19 @@ Counting rules (all documented in the report's notes as well):
 - Digital MACs are every matrix product torch's ``FlopCounterMode`` sees outside the analog op
   (digital layers, functional products, attention score/value products); the analog share is
   ``analog / (analog + digital)``.
+
+With ``hardware=`` (a ``HardwareModel`` or a preset name) the report carries a ``CostReport``:
+placement on the chip's cores (``placement``), energy per layer split into DAC, array, ADC and
+digital periphery, latency, throughput, area and chips (formulas in ``cost``).
 """
 
 from .build import config_diff, physical_tile, report
+from .cost import CostReport, LayerCost
 from .counting import VectorWork, vector_work
+from .hardware import HardwareModel, as_hardware
+from .placement import Placement
 from .table import LayerRow, ReportTotals, TileReport
 
-__all__ = ["LayerRow", "ReportTotals", "TileReport", "VectorWork", "config_diff",
-           "physical_tile", "report", "vector_work"]
+__all__ = ["CostReport", "HardwareModel", "LayerCost", "LayerRow", "Placement", "ReportTotals",
+           "TileReport", "VectorWork", "as_hardware", "config_diff", "physical_tile", "report",
+           "vector_work"]

@@ -20,7 +20,10 @@ from ..chip import analog_layers
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
 from ..nn.base import AnalogLayerBase
 from ..runtime import TilePlan
+from .cost import estimate
 from .counting import DIGITAL_MATRIX_TYPES, ForwardCounts, count_forward, vector_work
+from .hardware import HardwareModel, as_hardware, resolution_bits
+from .placement import LayerWork
 from .table import LayerRow, ReportTotals, TileReport
 
 NO_ANALOG_NOTE = ("the model has no analog layers: nothing is mapped onto tiles "
@@ -202,14 +205,61 @@ def _totals(rows: list[LayerRow], counts: ForwardCounts | None) -> ReportTotals:
     return t
 
 
-def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
+def recurrent_notes(rows: list[LayerRow], recurrent: dict[str, nn.Module],
+                    counts: ForwardCounts | None) -> list[str]:
+    """One note per recurrent layer: its analog work per time step of one sequence (static:
+    every matrix reads one vector per step and direction) and, with ``counts``, per sequence
+    (the forward's work over its sequences; the mean for sequences of different lengths)."""
+    notes = []
+    fmt = "{:,.0f} MACs, {:,.0f} tile MVMs, {:,.0f} ADC conversions".format
+    for name, module in recurrent.items():
+        mine = [r for r in rows if r.status == "analog" and r.name.startswith(f"{name}.")]
+        if not mine:
+            continue
+        per_step = [sum(r.used_cells for r in mine), sum(r.tile_count for r in mine),
+                    sum(r.groups * r.in_splits * sum(r.out_sizes) for r in mine)]
+        head = f"{name or '(model)'} ({type(module).__name__}, " \
+               f"{sum(r.tile_count for r in mine)} tiles): "
+        seq_steps, seqs = counts.sequences.get(name, (0, 0)) if counts is not None else (0, 0)
+        if not seq_steps:
+            notes.append(f"{head}per time step {fmt(*per_step)}")
+            continue
+        work = [sum(r.macs or 0 for r in mine), sum(r.tile_mvms or 0 for r in mine),
+                sum(r.adc_conversions or 0 for r in mine)]
+        notes.append(f"{head}{seqs} sequence(s) of {seq_steps / seqs:g} time steps; per "
+                     f"sequence {fmt(*(w / seqs for w in work))}; per time step "
+                     f"{fmt(*per_step)}")
+    return notes
+
+
+def layer_work(row: LayerRow, layer: AnalogLayerBase, hw: HardwareModel) -> LayerWork:
+    """What the cost model needs of one analog row: tile sizes, vectors, ADC bits (from the
+    layer's ``out_res``) and whether bound management may re-run vectors."""
+    io = layer.rpu_config.forward
+    bits = hw.adc_bits if io.is_perfect else resolution_bits(io.out_res, hw.adc_bits)
+    return LayerWork(name=row.name, groups=row.groups, in_sizes=row.in_sizes,
+                     out_sizes=row.out_sizes, vectors=row.vectors, adc_bits=bits,
+                     bound_management=io.max_bm_rounds > 0 and not io.is_perfect)
+
+
+def report(model: nn.Module, example_inputs: Any = None,
+           hardware: HardwareModel | str | None = None, *, pack: bool = False,
+           replicate: bool = True) -> TileReport:
     """Per-layer tile mapping of ``model``: one row per analog layer (tile grid, physical tile,
     utilization, config changes) and per matrix layer that stayed digital (with its reason).
 
-    With ``example_inputs`` (a tensor, a tuple of positional arguments or a dict of keyword
-    arguments) the model runs once (eval mode, no grad, RNG state restored) to count the input
-    vectors of every layer, hence MACs, tile MVMs and ADC conversions per forward, and the
-    digital MACs of everything else, for the analog share of all MACs.
+    With ``example_inputs`` (a tensor, a tuple/list of positional inputs or a dict of keyword
+    inputs: the rule of ``analog_compiler.inputs``) the model runs once (eval mode, no grad,
+    RNG state restored) to count the input vectors of every layer, hence MACs, tile MVMs and
+    ADC conversions per forward, and the digital MACs of everything else, for the analog share
+    of all MACs.
+
+    With ``hardware`` (a ``HardwareModel``, a preset name ``"hermes"``/``"speech"`` or a JSON
+    path) the report's ``cost`` holds the placement on the chip's cores (``pack``: let small
+    tiles of a layer share a core; ``replicate``: copy the pipeline's bottleneck layers onto
+    spare cores), chips needed, core area and, with ``example_inputs``, the energy per layer
+    (DAC, array, ADC, digital periphery), latency, throughput, TOPS/W and the analog share of
+    the energy (formulas: ``analog_compiler.reporting.cost``).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"report expects an nn.Module, got {type(model).__name__}")
@@ -226,25 +276,35 @@ def report(model: nn.Module, example_inputs: Any = None) -> TileReport:
     if log is not None:
         notes += fallback_notes(log.fallbacks)
     counts = None
+    recurrent = {n: m for n, m in model.named_modules() if hasattr(m, "sequence_shape")}
     if example_inputs is not None:
         digital = {r.name: m for r in rows if r.status != "analog"
                    for m in [_module_or_none(model, r.name)]
                    if isinstance(m, DIGITAL_MATRIX_TYPES)}
-        counts = count_forward(model, analog, digital, example_inputs)
+        counts = count_forward(model, analog, digital, example_inputs, recurrent)
         _apply_counts(rows, analog, counts)
         ios = [layer.rpu_config.forward for layer in analog.values()]
         if any(io.max_bm_rounds > 0 and not io.is_perfect for io in ios):
             notes.append(BM_NOTE)
     elif analog:
         notes.append(STATIC_NOTE)
+    notes += recurrent_notes(rows, recurrent, counts)
     if analog:
         notes.append(TILE_NOTE)
     else:
         notes.insert(0, NO_ANALOG_NOTE)
-    return TileReport(rows=rows, totals=_totals(rows, counts), global_config=global_config,
+    totals = _totals(rows, counts)
+    cost = None
+    if hardware is not None:
+        hw = as_hardware(hardware)
+        works = [layer_work(r, analog[r.name], hw) for r in rows if r.status == "analog"]
+        cost = estimate(works, {r.name: r.macs for r in rows if r.status != "analog"},
+                        counts.digital_macs if counts is not None else None, totals.analog_macs,
+                        hw, pack_tiles=pack, replicate=replicate)
+    return TileReport(rows=rows, totals=totals, global_config=global_config,
                       capture=log.capture if log is not None else None,
                       input_shape=counts.batch_shape if counts is not None else None, notes=notes,
-                      fallbacks=dict(log.fallbacks) if log is not None else {})
+                      fallbacks=dict(log.fallbacks) if log is not None else {}, cost=cost)
 
 
 def _module_or_none(model: nn.Module, name: str) -> nn.Module | None:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..inputs import model_failed, normalize_example_inputs
 from ..runtime import TilePlan
 
 #: Digital modules whose matrix products the report lists one by one.
@@ -75,35 +76,9 @@ class ForwardCounts:
     """Every digital matrix MAC of the forward (flop counter: FLOPs / 2)."""
     batch_shape: tuple[int, ...] | None = None
     """Shape of the first tensor of ``example_inputs`` (for the report header)."""
-
-
-def check_example_inputs(example_inputs: Any) -> None:
-    """Raise ``TypeError`` unless ``example_inputs`` is a tensor, a tuple/list of positional
-    arguments, or a mapping of keyword arguments."""
-    if not isinstance(example_inputs, (Tensor, Mapping, tuple, list)):
-        raise TypeError("example_inputs must be a Tensor, a tuple/list of positional arguments "
-                    f"or a dict of keyword arguments, got {type(example_inputs).__name__}")
-
-
-def call_model(model: nn.Module, example_inputs: Any) -> Any:
-    """Run ``model`` on ``example_inputs`` (see ``check_example_inputs``)."""
-    if isinstance(example_inputs, Tensor):
-        return model(example_inputs)
-    if isinstance(example_inputs, Mapping):
-        return model(**example_inputs)
-    return model(*example_inputs)
-
-
-def first_tensor_shape(example_inputs: Any) -> tuple[int, ...] | None:
-    """Shape of the first tensor found in ``example_inputs`` (None if there is none)."""
-    if isinstance(example_inputs, Tensor):
-        return tuple(example_inputs.shape)
-    values = example_inputs.values() if isinstance(example_inputs, Mapping) else (
-        example_inputs if isinstance(example_inputs, (tuple, list)) else ())
-    for value in values:
-        if isinstance(value, Tensor):
-            return tuple(value.shape)
-    return None
+    sequences: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Recurrent layer name -> ``(sequence steps, sequences)``: the sum over its calls of
+    time steps x sequences, and of sequences."""
 
 
 def digital_module_macs(module: nn.Module, output: Any) -> int:
@@ -117,16 +92,20 @@ def digital_module_macs(module: nn.Module, output: Any) -> int:
 
 
 def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
-                  digital: Mapping[str, nn.Module], example_inputs: Any) -> ForwardCounts:
-    """Run ``model`` once on ``example_inputs`` and count what every listed layer did.
+                  digital: Mapping[str, nn.Module], example_inputs: Any,
+                  recurrent: Mapping[str, nn.Module] | None = None) -> ForwardCounts:
+    """Run ``model`` once on ``example_inputs`` (the rule of ``analog_compiler.inputs``) and
+    count what every listed layer did.
 
     ``analog`` maps names to analog layers (their ``analog_module`` is hooked), ``digital`` to
-    digital matrix modules. A failing forward raises ``ValueError`` naming the original error.
+    digital matrix modules, ``recurrent`` to recurrent layers (their ``sequence_shape(*args)``
+    gives the time steps and sequences of each call). A failing forward raises ``ValueError``
+    naming the original error.
     """
-    check_example_inputs(example_inputs)
+    inputs = normalize_example_inputs(example_inputs, "report")
     counts = ForwardCounts(vectors={name: 0 for name in analog},
                            digital_module_macs={name: 0 for name in digital},
-                           batch_shape=first_tensor_shape(example_inputs))
+                           batch_shape=inputs.first_shape())
     handles = []
 
     def vector_hook(name: str):
@@ -140,6 +119,15 @@ def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
             counts.digital_module_macs[name] += digital_module_macs(module, output)
         return hook
 
+    def sequence_hook(name: str):
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            steps, seqs = module.sequence_shape(*args)
+            old = counts.sequences.get(name, (0, 0))
+            counts.sequences[name] = (old[0] + steps * seqs, old[1] + seqs)
+        return hook
+
+    for name, module in (recurrent or {}).items():
+        handles.append(module.register_forward_pre_hook(sequence_hook(name)))
     for name, layer in analog.items():
         handles.append(layer.analog_module.register_forward_pre_hook(vector_hook(name)))
     for name, module in digital.items():
@@ -150,10 +138,9 @@ def count_forward(model: nn.Module, analog: Mapping[str, nn.Module],
         with torch.random.fork_rng(devices=[]), torch.no_grad(), \
                 FlopCounterMode(display=False,
                                                  custom_mapping=_extra_flop_formulas()) as flops:
-            call_model(model, example_inputs)
+            inputs.call(model)
     except Exception as exc:  # noqa: BLE001 - any model error becomes one clear message
-        raise ValueError(f"report: the model failed on example_inputs: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise model_failed("report", model, inputs, exc) from exc
     finally:
         for handle in handles:
             handle.remove()

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .floorplan import draw_energy
 from .table import fmt_pct
 
 if TYPE_CHECKING:
@@ -89,8 +90,19 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
     else:
         ncols = columns or min(6, len(layers))
         nrows = math.ceil(len(layers) / ncols)
-        height = 3.0 * nrows + 0.9
-        fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 1.2, height), squeeze=False)
+        cost = report.cost if report.cost is not None and report.cost.energy_pj else None
+        energy_h = 0.25 * len(cost.layers) + 1.2 if cost is not None else 0.0
+        height = 3.0 * nrows + 0.9 + energy_h
+        fig, axes = plt.subplots(nrows + (cost is not None), ncols,
+                                 figsize=(2.9 * ncols + 1.2, height),
+                                 squeeze=False, gridspec_kw={"height_ratios": [3.0] * nrows + (
+                                     [energy_h] if cost is not None else [])})
+        if cost is not None:  # one panel across the last row: energy per layer
+            spec = axes[-1, 0].get_gridspec()
+            for ax in axes[-1]:
+                ax.remove()
+            draw_energy(fig.add_subplot(spec[-1, :]), cost)
+            axes = axes[:-1]
         for ax, row in zip(axes.flat, layers):
             _draw_layer(ax, row, cmap, norm)
         for ax in list(axes.flat)[len(layers):]:
@@ -103,6 +115,6 @@ def plot_report(report: TileReport, path: str | Path, columns: int | None = None
         bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
         bar.set_label("tile utilization", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight")  # nothing clipped
     plt.close(fig)
     return path

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cost import COST_HEADER, CostReport, cost_header, cost_rows, cost_summary, placement_lines
+
 
 @dataclass
 class LayerRow:
@@ -104,6 +106,9 @@ class TileReport:
     """Caveats and fallbacks, one sentence each."""
     fallbacks: dict[str, str] = field(default_factory=dict)
     """Submodules that conversion could not trace and swapped instead: name -> trace error."""
+    cost: CostReport | None = None
+    """Energy, latency, area and placement on a ``HardwareModel`` (``report(...,
+    hardware=...)``); None without one."""
 
     @property
     def analog_rows(self) -> list[LayerRow]:
@@ -138,7 +143,9 @@ class TileReport:
                             for k, v in row.items() if k not in derived})
                 for row in data.get("rows", [])]
         shape = data.get("input_shape")
-        return cls(rows=rows, totals=ReportTotals(**data.get("totals", {})),
+        cost = data.get("cost")
+        cost = CostReport.from_dict(cost) if cost is not None else None
+        return cls(cost=cost, rows=rows, totals=ReportTotals(**data.get("totals", {})),
                    global_config=data.get("global_config"), capture=data.get("capture"),
                    input_shape=tuple(shape) if shape is not None else None,
                    notes=list(data.get("notes", [])), fallbacks=dict(data.get("fallbacks", {})))
@@ -204,6 +211,10 @@ class TileReport:
         if config:
             lines += ["config differences from the global config:", *config]
         lines += [f"note: {n}" for n in self.notes]
+        if self.cost is not None:
+            lines += ["", cost_header(self.cost), *format_table(COST_HEADER,
+                                                                cost_rows(self.cost)),
+                      *cost_summary(self.cost), *placement_lines(self.cost)]
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -223,13 +234,33 @@ class TileReport:
             lines += ["", "Config differences from the global config:", "",
                       *[f"- {esc(c.strip())}" for c in config]]
         lines += [f"- note: {esc(n)}" for n in self.notes]
+        if self.cost is not None:
+            lines += ["", f"**{esc(cost_header(self.cost))}**", "",
+                      "| " + " | ".join(COST_HEADER) + " |",
+                      "|" + "|".join("---" for _ in COST_HEADER) + "|",
+                      *["| " + " | ".join(esc(c) for c in r) + " |"
+                        for r in cost_rows(self.cost)], "",
+                      *[f"- {esc(s)}" for s in cost_summary(self.cost)],
+                      *[f"- {esc(s)}" if not s.startswith(" ") else f"  - {esc(s.strip())}"
+                        for s in placement_lines(self.cost)]]
         return "\n".join(lines) + "\n"
 
     def plot(self, path: str | Path, **kwargs: Any) -> Path:
-        """Write a PNG with each layer's tile grid, cells coloured by utilization."""
+        """Write a PNG with each layer's tile grid, cells coloured by utilization, and, with a
+        hardware cost, the energy breakdown per layer below it."""
         from .plot import plot_report
 
         return plot_report(self, path, **kwargs)
+
+    def plot_floorplan(self, path: str | Path, **kwargs: Any) -> Path:
+        """Write a PNG of the chip(s): every core, coloured by the layer placed on it (needs
+        ``report(..., hardware=...)``)."""
+        from .floorplan import plot_floorplan
+
+        if self.cost is None or self.cost.placement is None:
+            raise ValueError("TileReport.plot_floorplan needs a hardware cost: build the report "
+                             "with report(model, example_inputs, hardware=...)")
+        return plot_floorplan(self.cost, path, **kwargs)
 
 
 def fmt_count(value: int | None) -> str:

@@ -2,6 +2,12 @@
 
 Configs serialise to plain JSON-able dicts (enums by name, nested configs tagged with their class
 name), never to pickled objects, so checkpoints load with ``torch.load(weights_only=True)``.
+
+Every dict carries its class's ``config_version``. ``from_dict`` reads it: data without one is
+version 1; older data is upgraded step by step through the class's ``config_migrations``; data
+from a newer version (written by a newer analog-compiler) is a ``ValueError`` naming the class
+and both versions. A class that renames a field or changes its meaning bumps its version and
+adds the step that rewrites old data (``config_migrations[old_version] = upgrade``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import itertools
 import json
 import math
 import typing
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from .enums import coerce_enum
@@ -21,6 +28,9 @@ C = TypeVar("C", bound="ConfigBase")
 #: Every config class by name, for tagged (polymorphic) fields such as ``noise_model``.
 CONFIG_REGISTRY: dict[str, type[ConfigBase]] = {}
 
+
+#: JSON key of a config's version in ``to_dict`` output.
+VERSION_KEY = "config_version"
 
 #: Source of config revisions: every field assignment takes the next number, so a revision
 #: identifies one state of one config object (the layers cache what they derive from it).
@@ -37,13 +47,26 @@ class ConfigBase:
     into enums), and layers holding the config see the new value at their next forward.
     """
 
-    #: Bumped when a field changes meaning; ``from_dict`` accepts older versions it knows.
+    #: Version of this class's data: bumped when a field is renamed or changes meaning.
+    #: ``to_dict`` writes it; ``from_dict`` upgrades older data and rejects newer data.
     config_version: ClassVar[int] = 1
+    #: ``{v: upgrade}``: ``upgrade`` turns the ``to_dict`` data of version ``v`` (without its
+    #: ``type`` and ``config_version`` keys) into that of version ``v + 1``. One step for every
+    #: version below ``config_version`` (checked when the class is defined).
+    config_migrations: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
     #: JSON key of a field whose name is taken by the class tag (aihwkit's ``type`` fields).
     json_keys: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        version = cls.config_version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise TypeError(f"{cls.__name__}.config_version must be an integer >= 1, "
+                            f"got {version!r}")
+        missing = [v for v in range(1, version) if v not in cls.config_migrations]
+        if missing:
+            raise TypeError(f"{cls.__name__}: config_version {version} needs "
+                            f"config_migrations for version(s) {missing}")
         CONFIG_REGISTRY[cls.__name__] = cls
         check = cls.__dict__.get("__post_init__")
         if check is not None:  # checks run with plain assignment; afterwards, assignments check
@@ -81,7 +104,7 @@ class ConfigBase:
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that ``from_dict`` turns back into an equal config."""
-        out: dict[str, Any] = {"type": type(self).__name__}
+        out: dict[str, Any] = {"type": type(self).__name__, VERSION_KEY: self.config_version}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             out[self.json_keys.get(f.name, f.name)] = _encode(getattr(self, f.name))
         return out
@@ -92,7 +115,8 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Rebuild a config from ``to_dict`` output; unknown keys are a ``ValueError``."""
+        """Rebuild a config from ``to_dict`` output (of this or an older ``config_version``;
+        none given: version 1); unknown keys and newer versions are a ``ValueError``."""
         if not isinstance(data, dict):
             raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
         data = dict(data)
@@ -100,6 +124,7 @@ class ConfigBase:
         target = CONFIG_REGISTRY.get(tag)
         if target is None or not issubclass(target, cls):
             raise ValueError(f"{cls.__name__}.from_dict: unknown or unexpected config type {tag!r}")
+        data = _migrate(target, data.pop(VERSION_KEY, 1), data)
         for name, key in target.json_keys.items():
             if key in data:
                 data[name] = data.pop(key)
@@ -119,6 +144,22 @@ class ConfigBase:
     def replace(self: C, **changes: Any) -> C:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _migrate(target: type[ConfigBase], version: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` of ``target``'s ``version`` upgraded to its current ``config_version``."""
+    current = target.config_version
+    name = target.__name__
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{name}.from_dict: {VERSION_KEY} must be an integer >= 1, "
+                         f"got {version!r}")
+    if version > current:
+        raise ValueError(f"{name}.from_dict: the data has {VERSION_KEY} {version}, newer than "
+                         f"this analog-compiler's {name} ({VERSION_KEY} {current}); it was "
+                         "written by a newer analog-compiler: upgrade to read it")
+    for step in range(version, current):
+        data = target.config_migrations[step](dict(data))
+    return data
 
 
 def _encode(value: Any) -> Any:

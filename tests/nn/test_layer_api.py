@@ -88,6 +88,49 @@ def test_set_bias_on_layer_without_bias() -> None:
         layer.set_weights(torch.randn(4, 6), torch.randn(4))
 
 
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ac.AnalogLinear(6, 4),
+    lambda: ac.AnalogConv1d(2, 4, 3),
+    lambda: ac.AnalogConv2d(2, 4, 3, groups=2),
+    lambda: ac.AnalogConv3d(2, 4, 2),
+], ids=["linear", "conv1d", "conv2d", "conv3d"])
+@pytest.mark.parametrize(("what", "bad"), [("weight", NAN), ("weight", INF), ("bias", -INF),
+                                           ("bias", NAN)])
+def test_set_weights_rejects_non_finite_values(make, what: str, bad: float) -> None:
+    layer = make()
+    before = [t.clone() for t in layer.get_weights()]
+    weight, bias = (t.clone() for t in before)
+    (weight if what == "weight" else bias).view(-1)[1] = bad
+    name = type(layer).__name__
+    with pytest.raises(ValueError, match=rf"^{name}\.set_weights: {what} has non-finite values"):
+        layer.set_weights(weight, bias)
+    for old, now in zip(before, layer.get_weights()):  # nothing was written
+        torch.testing.assert_close(now, old)
+    with pytest.raises(ValueError, match="omega"):
+        layer.set_weights(before[0], weight_scaling_omega=NAN)
+
+
+def test_every_set_weights_path_rejects_non_finite_values() -> None:
+    lin = nn.Linear(6, 4)
+    with torch.no_grad():
+        lin.bias[0] = NAN
+    with pytest.raises(ValueError, match=r"AnalogLinear\.set_weights: bias has non-finite"):
+        ac.AnalogLinear.from_digital(lin)
+    mha = nn.MultiheadAttention(8, 2)
+    with torch.no_grad():
+        mha.in_proj_weight[3, 3] = INF
+    with pytest.raises(ValueError, match=r"AnalogLinear\.set_weights: weight has non-finite"):
+        ac.AnalogMultiheadAttention.from_digital(mha)
+    conv = nn.Conv2d(2, 3, 3)
+    with torch.no_grad():
+        conv.weight[0, 0, 0, 0] = NAN
+    with pytest.raises(ValueError, match=r"AnalogConv2d\.set_weights: weight has non-finite"):
+        ac.AnalogConv2d.from_digital(conv)
+
+
 # ------------------------------------------------------------------ program / drift
 def test_drift_accepts_numpy_scalars() -> None:
     import numpy as np
@@ -117,15 +160,15 @@ def test_layer_program_drift_semantics() -> None:
     arr = layer.analog_module
     layer.program_analog_weights()
     seed = int(arr.program_seed)
-    programmed = arr.current_weight.clone()
+    programmed = arr.chip_weight.clone()
     layer.drift_analog_weights(3600.0)
-    first = arr.current_weight.clone()
+    first = arr.chip_weight.clone()
     layer.drift_analog_weights(3600.0)
     assert int(arr.program_seed) == seed  # same chip
-    assert not torch.equal(first, arr.current_weight)  # fresh read noise
+    assert not torch.equal(first, arr.chip_weight)  # fresh read noise
     layer.program_analog_weights()
     assert int(arr.program_seed) != seed  # a new chip
-    assert not torch.equal(arr.current_weight, programmed)
+    assert not torch.equal(arr.chip_weight, programmed)
     layer.set_weights(*layer.get_weights())
     assert not arr.is_programmed
 
@@ -259,7 +302,7 @@ def test_to_dtype_and_device() -> None:
     layer.drift_analog_weights(10.0)
     layer = layer.to(torch.float64)
     arr = layer.analog_module
-    assert arr.weight.dtype == arr.current_weight.dtype == torch.float64
+    assert arr.weight.dtype == arr.chip_weight.dtype == torch.float64
     assert arr.program_seed.dtype == torch.int64
     assert layer(torch.randn(2, 4, dtype=torch.float64)).dtype == torch.float64
     layer = layer.to("cpu")
@@ -271,7 +314,7 @@ def test_half_precision_keeps_drift_time() -> None:
     layer.drift_analog_weights(86400.0)  # not representable in float16
     layer = layer.half()
     arr = layer.analog_module
-    assert arr.current_weight.dtype == torch.float16
+    assert arr.chip_weight.dtype == torch.float16
     assert arr.t_inference.dtype == torch.float64 and float(arr.t_inference) == 86400.0
     layer.realistic_read_write = True
     assert bool(torch.isfinite(layer.get_weights()[0]).all())

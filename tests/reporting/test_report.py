@@ -112,7 +112,8 @@ def test_rows_from_conversion_log():
     assert proj.layer_type == "AnalogLinear <- Conv1D"
     assert proj.config_diff["type"] == {"global": "InferenceRPUConfig",
                                         "layer": "FloatingPointRPUConfig"}
-    assert "forward.out_noise" in proj.config_diff  # InferenceRPUConfig field missing on the layer
+    assert proj.config_diff["forward.is_perfect"] == {"global": False, "layer": True}
+    assert "noise_model.g_max" in proj.config_diff  # InferenceRPUConfig field missing on the layer
     assert mm.reason.startswith("unsupported") and mm.weight_shape is None
     assert head.reason == "policy" and head.weight_shape == (4, 32)
     assert rep.capture == "fx" and rep.global_config["mapping"]["weight_scaling_omega"] == 1.0

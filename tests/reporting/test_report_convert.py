@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import analog_compiler as ac
-
-pytestmark = pytest.mark.skipif(not hasattr(ac, "convert"),
-                                reason="analog_compiler.convert is not available")
 
 
 class Net(nn.Module):

@@ -67,6 +67,7 @@ def _all_configs() -> list[ConfigBase]:
                               drift_compensation=ac.PerColumnDriftCompensation()),
         ac.InferenceRPUConfig(drift_compensation=None),
         ac.FloatingPointRPUConfig(mapping=ac.MappingParameter(max_input_size=3)),
+        ac.FloatingPointRPUConfig(forward=ac.IOParameters(is_perfect=True, out_noise=0.0)),
     ]
     return out
 
@@ -206,3 +207,57 @@ def test_layers_see_config_changes_made_after_they_were_built() -> None:
         torch.testing.assert_close(layer(x), ideal, rtol=1e-5, atol=1e-5)
         layer.analog_module.rpu_config.forward.inp_res = 1 / 2  # 3 DAC levels: far from ideal
         assert (layer(x) - ideal).abs().max() > 0.05
+
+
+# ---------------------------------------------------------------- FloatingPointRPUConfig.forward
+def test_floating_point_forward_is_one_stable_perfect_object() -> None:
+    fp = ac.FloatingPointRPUConfig()
+    io = fp.forward
+    assert io is fp.forward and io.is_perfect
+    fp.forward.out_noise = 0.5  # kept (it used to be lost: a new object on every access)
+    assert fp.forward.out_noise == 0.5 and fp.forward.revision == io.revision
+    back = ac.FloatingPointRPUConfig.from_json(fp.to_json())
+    assert back == fp and back.forward.out_noise == 0.5 and back.forward.is_perfect
+    # data written before the field existed (no "forward" key) still loads, as perfect
+    old = {k: v for k, v in fp.to_dict().items() if k != "forward"}
+    assert ac.FloatingPointRPUConfig.from_dict(old).forward == ac.IOParameters(is_perfect=True)
+
+
+def test_floating_point_forward_must_stay_perfect() -> None:
+    with pytest.raises(ValueError, match=r"FloatingPointRPUConfig\.forward must be perfect"):
+        ac.FloatingPointRPUConfig(forward=ac.IOParameters())
+    with pytest.raises(TypeError, match=r"FloatingPointRPUConfig\.forward"):
+        ac.FloatingPointRPUConfig(forward=ac.MappingParameter())  # type: ignore[arg-type]
+    fp = ac.FloatingPointRPUConfig()
+    with pytest.raises(ValueError, match=r"FloatingPointRPUConfig\.forward\.is_perfect"):
+        fp.forward.is_perfect = False
+    assert fp.forward.is_perfect  # rolled back
+    data = fp.to_dict()
+    data["forward"]["is_perfect"] = False
+    with pytest.raises(ValueError, match="must be perfect"):
+        ac.FloatingPointRPUConfig.from_dict(data)
+    ac.IOParameters(is_perfect=True).is_perfect = False  # a free-standing periphery may change
+
+
+def test_floating_point_layer_keeps_its_forward() -> None:
+    layer = ac.AnalogLinear(8, 4, rpu_config=ac.FloatingPointRPUConfig())
+    io = layer.rpu_config.forward
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        y = layer(x)
+    assert layer.rpu_config.forward is io
+    w, b = layer.get_weights()
+    torch.testing.assert_close(y, x @ w.T + b, rtol=1e-5, atol=1e-5)
+
+
+def test_rpu_config_types_is_defined_once() -> None:
+    from analog_compiler import runtime
+    from analog_compiler.cli import common
+    from analog_compiler.compiler import policy
+    from analog_compiler.nn import base
+
+    assert {ac.InferenceRPUConfig, ac.FloatingPointRPUConfig} <= set(runtime.RPU_CONFIG_TYPES)
+    assert base.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES
+    assert policy.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES
+    assert policy.RPUConfig is runtime.RPUConfig
+    assert common.RPU_CONFIG_TYPES is runtime.RPU_CONFIG_TYPES

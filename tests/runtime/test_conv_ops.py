@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from analog_compiler.runtime import conv_ops, im2col, reference
+from analog_compiler.runtime import conv_ops, ops
+from analog_compiler.runtime.periphery import NoiseManagement as NM
+from analog_compiler.runtime.periphery import WeightNoise as WN
+from analog_compiler.runtime.periphery import pack_fields
 from torch import Tensor, nn
 
 import analog_compiler as ac
@@ -17,19 +20,19 @@ CPP_ACTIVE = ac.runtime.backend()["tile_conv2d"]["cpu"] == "cpp"
 needs_cpp = pytest.mark.skipif(not CPP_ACTIVE, reason="C++ kernels not active "
                                "(analog_compiler._C not built or ANALOG_COMPILER_NO_EXT=1)")
 
-BASE_IO = dict(is_perfect=False, nm_type=reference.NM_ABS_MAX, nm_thres=0.0, inp_bound=1.0,
+BASE_IO = dict(is_perfect=False, nm_type=NM.ABS_MAX, nm_thres=0.0, inp_bound=1.0,
                inp_step=2 / 126, inp_sto_round=False, inp_noise=0.0, out_bound=12.0,
                out_step=24 / 510, out_sto_round=False, out_noise=0.0,
-               w_noise_type=reference.WN_NONE, w_noise=0.0, bm_rounds=12)
+               w_noise_type=WN.NONE, w_noise=0.0, bm_rounds=12)
 # Periphery settings: the block (transposed) path and the per-vector path of the C++ driver.
 SETTINGS = {
     "default": dict(out_noise=0.06),
-    "pcm_read": dict(out_noise=0.06, w_noise_type=reference.WN_PCM_READ, w_noise=0.03),
-    "additive": dict(w_noise_type=reference.WN_ADDITIVE_CONSTANT, w_noise=0.05),
-    "avg_abs_max": dict(nm_type=reference.NM_AVERAGE_ABS_MAX, out_noise=0.06),
-    "constant_nm": dict(nm_type=reference.NM_CONSTANT, nm_thres=2.0),
+    "pcm_read": dict(out_noise=0.06, w_noise_type=WN.PCM_READ, w_noise=0.03),
+    "additive": dict(w_noise_type=WN.ADDITIVE_CONSTANT, w_noise=0.05),
+    "avg_abs_max": dict(nm_type=NM.AVERAGE_ABS_MAX, out_noise=0.06),
+    "constant_nm": dict(nm_type=NM.CONSTANT, nm_thres=2.0),
     "nm_cap": dict(nm_thres=0.5, out_noise=0.02),
-    "no_nm_no_quant": dict(nm_type=reference.NM_NONE, inp_step=0.0, out_step=0.0),
+    "no_nm_no_quant": dict(nm_type=NM.NONE, inp_step=0.0, out_step=0.0),
     "sto_round_inp_noise": dict(inp_sto_round=True, inp_noise=0.02, out_sto_round=True),
     "clipping": dict(out_bound=0.5, out_noise=0.06, bm_rounds=1),  # some stay clipped
     "ideal_with_scales": dict(is_perfect=True),
@@ -60,7 +63,7 @@ def problem(geom: tuple, scales: bool, seed: int = 0) -> tuple[list, list]:
 
 def io_values(**kw: Any) -> list:
     d = {**BASE_IO, **kw}
-    return [d[k] for k in conv_ops.IO_NAMES]
+    return list(pack_fields(**d))  # [io_f, io_i]
 
 
 def via_rows(head: list, geometry: list, io: list, need_mask: bool = False) -> Tensor:
@@ -70,7 +73,7 @@ def via_rows(head: list, geometry: list, io: list, need_mask: bool = False) -> T
     rows = torch.ops.analog.im2col2d(xp, kernel, dilation, stride)
     y, _ = torch.ops.analog.tile_forward(rows, weight, sc, bias, seed, in_sizes, out_sizes, *io,
                                          need_mask)
-    ho, wo = conv_ops._out_hw(xp, kernel, dilation, stride)
+    ho, wo = conv_ops.out_hw(xp, kernel, dilation, stride)
     return y.view(x.shape[0], ho, wo, -1).permute(0, 3, 1, 2)
 
 
@@ -87,7 +90,7 @@ def test_equals_tile_forward_over_im2col_rows(geom: tuple, setting: str) -> None
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
     # zero receptive fields with per-vector ABS_MAX scaling: exactly the bias (the vector's
     # alpha is 0, so no output noise either)
-    if geom[3] == (1, 1) and SETTINGS[setting].get("nm_type", reference.NM_ABS_MAX) == 1:
+    if geom[3] == (1, 1) and SETTINGS[setting].get("nm_type", NM.ABS_MAX) == 1:
         torch.testing.assert_close(y[0, :, :1], head[3].view(-1, 1, 1).expand_as(y[0, :, :1]),
                                    rtol=0, atol=0)
 
@@ -150,7 +153,7 @@ def test_gradients_equal_the_rows_formulation(setting: str) -> None:
     if setting == "clipping":  # the mask matters: some outputs clipped even after BM
         x, weight, sc, bias, seed = head
         xp = F.pad(x, [geometry[3][1]] * 2 + [geometry[3][0]] * 2)
-        rows = im2col.im2col2d(xp, *geometry[:3])
+        rows = ops.im2col2d(xp, *geometry[:3])
         _, keep = torch.ops.analog.tile_forward(rows, weight, sc, bias, seed, *geometry[4:],
                                                 *io, True)
         assert 0 < (~keep).sum() < keep.numel()

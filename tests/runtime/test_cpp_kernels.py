@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import torch
-from analog_compiler.runtime import _ext, reference
+from analog_compiler.runtime import _ext, im2col, ops, reference
+from analog_compiler.runtime.periphery import pack_fields
 from torch import Tensor
 
 import analog_compiler as ac
@@ -27,14 +28,19 @@ NM_NONE, NM_ABS_MAX, NM_CONSTANT, NM_AVG = 0, 1, 2, 3
 WN_NONE, WN_ADD, WN_PCM = 0, 1, 2
 
 
-def io(**kw: Any) -> dict[str, Any]:
-    """Kernel arguments: the default InferenceRPUConfig with the noise off, updated by kw."""
+def fields(**kw: Any) -> dict[str, Any]:
+    """Periphery fields: the default InferenceRPUConfig with the noise off, updated by kw."""
     d = dict(is_perfect=False, nm_type=NM_ABS_MAX, nm_thres=0.0, inp_bound=1.0, inp_step=2 / 126,
              inp_sto_round=False, inp_noise=0.0, out_bound=12.0, out_step=24 / 510,
              out_sto_round=False, out_noise=0.0, w_noise_type=WN_NONE, w_noise=0.0,
-             bm_rounds=12, need_mask=True)
+             bm_rounds=12)
     d.update(kw)
     return d
+
+
+def io(need_mask: bool = True, **kw: Any) -> dict[str, Any]:
+    """Keyword arguments of the forward op: the packed ``fields(**kw)`` and ``need_mask``."""
+    return dict(pack_fields(**fields(**kw))._asdict(), need_mask=need_mask)
 
 
 def problem(n: int = 48, in_sizes=(150, 150), out_sizes=(70, 60), groups: int = 1,
@@ -104,7 +110,7 @@ def test_noise_free_matches_reference(name: str, layout: str) -> None:
     if name == "perfect_scaled" and p["out_scales"] is None:
         p["out_scales"] = torch.full((p["weight"].shape[0], len(p["in_sizes"]),
                                       p["weight"].shape[1]), 0.75)
-    quantized = io(**kw)["out_step"] > 0 and not io(**kw)["is_perfect"]
+    quantized = fields(**kw)["out_step"] > 0 and not fields(**kw)["is_perfect"]
     assert_match(p, flips=0.03 if quantized else 0.0, **kw)
 
 
@@ -341,10 +347,10 @@ def test_compiled_layer_runs_the_cpp_kernel(monkeypatch: pytest.MonkeyPatch) -> 
         compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")(x)
         eager = layer(x)
         arr = layer.analog_module
-        args = (x, arr.active_weight(), arr.output_scales(), arr.bias, torch.tensor(1234),
+        args = (x, arr.forward_weight(), arr.output_scales(), arr.bias, torch.tensor(1234),
                 list(arr.plan.in_sizes), list(arr.plan.out_sizes))
-        cpp = torch.ops.analog.tile_forward(*args, **arr._io, need_mask=False)[0]
-        ref = reference.tile_forward(*args, **arr._io, need_mask=False)[0]
+        cpp = torch.ops.analog.tile_forward(*args, **arr.kernel_io._asdict(), need_mask=False)[0]
+        ref = reference.tile_forward(*args, **arr.kernel_io._asdict(), need_mask=False)[0]
     assert torch.equal(compiled, cpp) and torch.equal(eager, cpp)
     assert not torch.equal(cpp, ref)
 
@@ -356,19 +362,17 @@ IM2COL_CASES = [((2, 5, 9, 8), (3, 3), (1, 1), (1, 1)), ((1, 3, 11, 12), (3, 2),
 
 @pytest.mark.parametrize("shape, kernel, dilation, stride", IM2COL_CASES)
 def test_im2col2d_matches_reference(shape, kernel, dilation, stride) -> None:
-    from analog_compiler.runtime import im2col
 
     x = torch.randn(shape)
     args = (x, list(kernel), list(dilation), list(stride))
     assert torch.equal(torch.ops.analog.im2col2d(*args), im2col.im2col2d_reference(*args))
     xd = x.double().requires_grad_()
     torch.library.opcheck(torch.ops.analog.im2col2d.default, (xd, *args[1:]))
-    torch.autograd.gradcheck(lambda t: im2col.im2col2d(t, *args[1:]), (xd,))
+    torch.autograd.gradcheck(lambda t: ops.im2col2d(t, *args[1:]), (xd,))
 
 
 def test_analog_conv2d_rows_unchanged() -> None:
     """AnalogConv2d through the C++ im2col equals the unfold formulation."""
-    from analog_compiler.runtime import im2col
 
     rc = ac.InferenceRPUConfig()
     rc.forward.is_perfect = True
@@ -379,8 +383,8 @@ def test_analog_conv2d_rows_unchanged() -> None:
                                      [2, 2])
     arr = layer.analog_module
     ref = reference.tile_forward(rows, arr.weight, None, arr.bias, torch.tensor(0),
-                                 list(arr.plan.in_sizes), list(arr.plan.out_sizes), **arr._io,
-                                 need_mask=False)[0]
+                                 list(arr.plan.in_sizes), list(arr.plan.out_sizes),
+                                 **arr.kernel_io._asdict(), need_mask=False)[0]
     with torch.no_grad():
         y = layer(x)
     torch.testing.assert_close(y, ref.view(2, 5, 5, 6).permute(0, 3, 1, 2))

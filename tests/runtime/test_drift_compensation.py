@@ -70,7 +70,7 @@ def test_alpha_is_the_ratio_of_readouts() -> None:
     layer.program_analog_weights()
     arr = layer.analog_module
     base = arr.drift_baseline.clone()
-    w0 = arr.current_weight.clone()
+    w0 = arr.chip_weight.clone()
     # the baseline is the mean |W| of each tile (identity readout; out noise averages out)
     plan = arr.plan
     for i, cols in enumerate(torch.split(w0[0], list(plan.in_sizes), dim=1)):
@@ -80,7 +80,7 @@ def test_alpha_is_the_ratio_of_readouts() -> None:
                                                                    rel=0.05)
     layer.drift_analog_weights(DAY)
     assert bool((arr.drift_baseline == base).all())  # baseline kept from programming
-    ratio = w0.abs().mean() / arr.current_weight.abs().mean()
+    ratio = w0.abs().mean() / arr.chip_weight.abs().mean()
     assert arr.drift_alpha.mean().item() == pytest.approx(ratio.item(), rel=0.05)
 
 
@@ -122,7 +122,7 @@ def test_grouped_readout_is_mean_abs_weight_per_tile_column() -> None:
     layer = ac.AnalogConv2d(64, 64, 3, groups=4, rpu_config=rc).eval()
     layer.program_analog_weights()
     arr = layer.analog_module
-    w = arr.current_weight
+    w = arr.chip_weight
     expected = torch.stack([
         torch.stack([c.abs().mean(1) for c in torch.split(w[g], list(arr.plan.in_sizes), dim=1)])
         for g in range(4)])

@@ -46,7 +46,7 @@ def test_opcheck_tile_forward(case: str) -> None:
     # AOT compilation is the slow part: run it on the cases with distinct shapes / outputs.
     tests = OPCHECK_TESTS if case in AOT_CASES else OPCHECK_TESTS[:3]
     torch.library.opcheck(torch.ops.analog.tile_forward.default, args,
-                          {**kw, "need_mask": need_mask}, test_utils=tests)
+                          {**kw._asdict(), "need_mask": need_mask}, test_utils=tests)
 
 
 @pytest.mark.parametrize(("with_mask", "scales", "need_x", "need_w"), [
@@ -90,7 +90,7 @@ def test_gradients_match_straight_through(groups: int, scaled: bool) -> None:
     io = quiet_io(out_bound=0.4, bound_management="NONE")  # low ADC range: many outputs clip
     (x, w, s, b, seed, in_sizes, out_sizes), kw, _ = forward_args(groups=groups, in_g=9, out_g=6,
                                                                   n=8, scales=scaled, io=io)
-    y, keep = torch.ops.analog.tile_forward(x, w, s, b, seed, in_sizes, out_sizes, **kw,
+    y, keep = torch.ops.analog.tile_forward(x, w, s, b, seed, in_sizes, out_sizes, *kw,
                                             need_mask=True)
     assert not bool(keep.all()) and bool(keep.any())  # both kinds present
     gy = torch.randn_like(y)
@@ -127,7 +127,7 @@ def test_gradients_flow_through_layer() -> None:
 
 def test_no_mask_without_grad() -> None:
     (x, w, s, b, seed, in_sizes, out_sizes), kw, _ = forward_args(requires_grad=False)
-    y, mask = torch.ops.analog.tile_forward(x, w, s, b, seed, in_sizes, out_sizes, **kw,
+    y, mask = torch.ops.analog.tile_forward(x, w, s, b, seed, in_sizes, out_sizes, *kw,
                                             need_mask=False)
     assert mask.numel() == 0 and y.shape == (x.shape[0], 5)
 
@@ -139,7 +139,7 @@ def test_fake_shapes_under_meta() -> None:
     with FakeTensorMode() as mode:
         fx, fw = mode.from_tensor(x), mode.from_tensor(w)
         fs, fb, fseed = mode.from_tensor(s), mode.from_tensor(b), mode.from_tensor(seed)
-        y, m = torch.ops.analog.tile_forward(fx, fw, fs, fb, fseed, in_sizes, out_sizes, **kw,
+        y, m = torch.ops.analog.tile_forward(fx, fw, fs, fb, fseed, in_sizes, out_sizes, *kw,
                                              need_mask=True)
     assert tuple(y.shape) == (x.shape[0], 10)
     assert tuple(m.shape) == (2, len(in_sizes), x.shape[0], 5) and m.dtype == torch.bool

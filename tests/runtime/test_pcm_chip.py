@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from analog_compiler.runtime import _ext, chip_ops
+from analog_compiler.runtime import _ext, chip_ops, ops
 from analog_compiler.runtime.tiling import TilePlan
 from pcm_formulas import (
     assert_mean,
@@ -185,9 +185,9 @@ def test_tile_array_routes_through_the_op() -> None:
     arr = TileArray(20, 30, rc).eval()
     arr.set_logical_weights(torch.randn(1, 20, 30) * 0.1)
     arr.program(seed=5)
-    expected = chip_ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, 0.0)
-    assert torch.equal(arr.current_weight, expected)
+    expected = ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, 0.0)
+    assert torch.equal(arr.chip_weight, expected)
     arr.drift(T_DAY)
-    quiet = chip_ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, T_DAY)
+    quiet = ops.pcm_chip(arr.weight, arr.plan, rc.noise_model, 5, T_DAY)
     # read noise only: within a few read sigmas of the drifted chip
-    assert float((arr.current_weight - quiet).abs().max()) < 0.2 * float(quiet.abs().max())
+    assert float((arr.chip_weight - quiet).abs().max()) < 0.2 * float(quiet.abs().max())

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from analog_compiler.runtime import TileArray
-from analog_compiler.runtime.chip_ops import pcm_chip
+from analog_compiler.runtime import TileArray, periphery
+from analog_compiler.runtime.ops import pcm_chip
 from analog_compiler.runtime.tile_array import new_seed
 
 import analog_compiler as ac
@@ -39,7 +39,7 @@ def test_weight_scaling_round_trip(columnwise: bool, omega: float) -> None:
     w = rand_weights(groups=2)
     w[1, 5] = 0.0  # an all-zero row keeps scale 1
     arr.set_logical_weights(w)
-    torch.testing.assert_close(arr.logical_weights(), w)
+    torch.testing.assert_close(arr.weights(), w)
     # expected scales, computed per tile (i: input split [4, 3, 3], j: output split [3, 3])
     in_b, out_b = [(0, 4), (4, 7), (7, 10)], [(0, 3), (3, 6)]
     for g in range(2):
@@ -59,7 +59,7 @@ def test_weight_scaling_round_trip(columnwise: bool, omega: float) -> None:
     if columnwise:
         assert bool((arr.mapping_scales[1, :, 5] == 1).all())
     # without applying the scales: the raw tile weights
-    torch.testing.assert_close(arr.logical_weights(apply_weight_scaling=False), arr.weight.detach())
+    torch.testing.assert_close(arr.weights(scales="none"), arr.weight.detach())
 
 
 def test_no_scaling_when_omega_zero_or_not_applied() -> None:
@@ -115,12 +115,12 @@ def test_program_and_drift_semantics() -> None:
     assert not arr.is_programmed and float(arr.t_inference) == -1.0
     arr.program(seed=7)
     assert arr.is_programmed and float(arr.t_inference) == 0.0
-    prog = arr.current_weight.clone()
+    prog = arr.chip_weight.clone()
     assert not torch.equal(prog, arr.weight.detach())  # programming noise
     arr.drift(3600.0)
-    d1 = arr.current_weight.clone()
+    d1 = arr.chip_weight.clone()
     arr.drift(3600.0)
-    d2 = arr.current_weight.clone()
+    d2 = arr.chip_weight.clone()
     assert int(arr.program_seed) == 7 and float(arr.t_inference) == 3600.0
     assert not torch.equal(d1, d2)  # read noise redrawn at every drift
     # ... around the same programmed chip (weights, seed 7), read noise seeded from torch's RNG
@@ -128,27 +128,27 @@ def test_program_and_drift_semantics() -> None:
     arr.drift(3600.0)
     torch.manual_seed(9)
     chip = pcm_chip(arr.weight, arr.plan, arr.rpu_config.noise_model, 7, 3600.0, new_seed())
-    torch.testing.assert_close(arr.current_weight, chip, rtol=0, atol=0)
+    torch.testing.assert_close(arr.chip_weight, chip, rtol=0, atol=0)
     quiet = pcm_chip(arr.weight, arr.plan, arr.rpu_config.noise_model, 7, 0.0)
     assert torch.equal(quiet, prog)  # program() reads the chip without read noise
     arr.program(seed=8)
-    assert not torch.equal(arr.current_weight, prog)  # a new chip
+    assert not torch.equal(arr.chip_weight, prog)  # a new chip
     arr.program(seed=7)
-    assert torch.equal(arr.current_weight, prog)  # the chip is (weights, seed)
+    assert torch.equal(arr.chip_weight, prog)  # the chip is (weights, seed)
 
 
 def test_repeated_drifts_reuse_programming_noise_exactly() -> None:
     arr = array(noise_model=ac.PCMLikeNoiseModel(read_noise_scale=0.0)).eval()
     arr.set_logical_weights(rand_weights())
     arr.program()
-    prog = arr.current_weight.clone()
+    prog = arr.chip_weight.clone()
     arr.drift(86400.0)
-    day = arr.current_weight.clone()
+    day = arr.chip_weight.clone()
     arr.drift(60.0)
     arr.drift(86400.0)
-    assert torch.equal(arr.current_weight, day)
+    assert torch.equal(arr.chip_weight, day)
     arr.drift(0.0)
-    assert torch.equal(arr.current_weight, prog)
+    assert torch.equal(arr.chip_weight, prog)
     # drift only shrinks conductances (same sign, smaller magnitude)
     assert bool((day.abs() <= prog.abs() + 1e-7).all())
 
@@ -169,7 +169,7 @@ def test_forward_uses_chip_weights_only_in_eval() -> None:
     arr.set_logical_weights(w)
     x = torch.randn(3, 10)
     arr.program(seed=1)
-    torch.testing.assert_close(arr(x), F.linear(x, arr.current_weight[0], arr.bias)
+    torch.testing.assert_close(arr(x), F.linear(x, arr.chip_weight[0], arr.bias)
                                * arr.drift_alpha[0, 0, 0])
     arr.train()
     torch.testing.assert_close(arr(x), F.linear(x, w[0], arr.bias))
@@ -180,9 +180,9 @@ def test_no_noise_model_programs_exactly() -> None:
     w = rand_weights()
     arr.set_logical_weights(w)
     arr.program()
-    assert torch.equal(arr.current_weight, w)
+    assert torch.equal(arr.chip_weight, w)
     arr.drift(86400.0)
-    assert torch.equal(arr.current_weight, w)
+    assert torch.equal(arr.chip_weight, w)
     torch.testing.assert_close(arr.drift_alpha, torch.ones_like(arr.drift_alpha))
 
 
@@ -195,17 +195,17 @@ def test_floating_point_config_is_ideal() -> None:
     torch.testing.assert_close(arr(x), F.linear(x, w[0], arr.bias), rtol=1e-5, atol=1e-5)
     arr.eval()
     arr.program()
-    assert torch.equal(arr.current_weight, w)
+    assert torch.equal(arr.chip_weight, w)
 
 
 def test_effective_weights_fold_all_digital_scales() -> None:
     arr = array(omega=1.0, columnwise=True, is_perfect=True).eval()
     w = rand_weights()
     arr.set_logical_weights(w)
-    torch.testing.assert_close(arr.effective_weights(current=False)[0], w[0])
+    torch.testing.assert_close(arr.weights(scales="mapping")[0], w[0])
     arr.drift(3600.0)
     x = torch.randn(3, 10)
-    eff = arr.effective_weights(current=True)
+    eff = arr.weights(chip=True, scales="forward")
     torch.testing.assert_close(arr(x), F.linear(x, eff[0], arr.bias), rtol=1e-5, atol=1e-5)
 
 
@@ -223,7 +223,7 @@ def test_apply_rpu_config_rebuilds_plan() -> None:
     assert arr.plan.in_sizes == (5, 5) and arr.plan.out_sizes == (6,)
     assert arr.mapping_scales.shape == (1, 2, 6) and arr.drift_alpha.shape == (1, 2, 6)
     assert arr.rpu_config is new
-    assert arr._io["out_noise"] == new.forward.out_noise
+    assert periphery.unpack(*arr.kernel_io).out_noise == new.forward.out_noise
 
 
 def test_extra_state_is_plain_json() -> None:

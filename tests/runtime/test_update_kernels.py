@@ -17,9 +17,9 @@ from analog_compiler.runtime import (
 )
 from analog_compiler.runtime.update import STATE_KEYS, sample_device_state
 from analog_compiler.runtime.update_ops import (
-    _tile_update_reference,
     encode_device,
     encode_update,
+    tile_update_reference,
 )
 
 needs_cpp = pytest.mark.skipif(
@@ -45,7 +45,7 @@ def _run(kernel, case, seed, lr=0.05):
     if kernel == "cpp":
         torch.ops.analog.tile_update(*args)
     else:
-        _tile_update_reference(*args)
+        tile_update_reference(*args)
     return w[0]
 
 

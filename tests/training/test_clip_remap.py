@@ -104,7 +104,7 @@ def test_remap_keeps_the_function() -> None:
     assert not torch.allclose(arr.mapping_scales, torch.ones_like(arr.mapping_scales))
     torch.testing.assert_close(model(x), y0)
     logical = arr.weight * expand_row_values(arr.mapping_scales, arr.plan)
-    torch.testing.assert_close(logical, arr.logical_weights())
+    torch.testing.assert_close(logical, arr.weights())
 
 
 def test_clip_then_remap_preset_style() -> None:

@@ -7,14 +7,11 @@ averaged over the ranks; a checkpoint saved on rank 0 loads in a fresh, non-dist
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from dist_helpers import run_workers
 
 import analog_compiler as ac
 
@@ -63,20 +60,7 @@ def _worker(rank: int, tmp: str) -> None:
 
 
 def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available")
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    ctx = mp.start_processes(_worker, args=(str(tmp_path),), nprocs=WORLD, join=False,
-                             start_method="spawn")
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        while not ctx.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                pytest.fail(f"DDP workers did not finish within {TIMEOUT_S} s")
-    finally:
-        for p in ctx.processes:
-            if p.is_alive():
-                p.kill()
+    run_workers(_worker, tmp_path, WORLD, TIMEOUT_S)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
     assert r0["state"].keys() == r1["state"].keys()
     for key, value in r0["state"].items():
