@@ -5,6 +5,9 @@
   global drift compensation; the quick start's own ``accuracy_over_time`` and ``plot``.
 - ``tile_report.png``: the quick start's tile report (``ac.report(...).plot``);
   ``tile_report_128.png``: the same CNN on 128x128 crossbars, where layers split into tiles.
+- ``cost_hermes.png`` and ``floorplan_hermes.png``: the quick start's CNN on the IBM HERMES
+  preset (``ac.report(..., hardware="hermes")``): the tile report with the energy per layer, and
+  the chip's cores coloured by the layer placed on them (``plot_floorplan``).
 
 The site build (``docs/hooks.py``) calls :func:`build` and caches the result by the hash of its
 inputs. By hand: ``python docs/figures.py --out DIR [--quick]``.
@@ -20,7 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The files :func:`build` writes.
-FIGURES = ("accuracy_vs_time.png", "tile_report.png", "tile_report_128.png")
+FIGURES = ("accuracy_vs_time.png", "tile_report.png", "tile_report_128.png", "cost_hermes.png",
+           "floorplan_hermes.png")
 #: The main job's chips and times; ``quick`` draws from one chip at t = 0 and one day.
 CHIPS, QUICK_CHIPS = 5, 1
 
@@ -55,6 +59,9 @@ def build(out: Path, quick: bool = False) -> list[Path]:
         _, _, x_test, y_test = common.load_digits_split()
         analog = ac.convert(digital, quickstart.rpu_config()).eval()
         ac.report(analog, (x_test[:1],)).plot(out / "tile_report.png")
+        on_chip = ac.report(analog, (x_test[:1],), hardware="hermes")
+        on_chip.plot(out / "cost_hermes.png")
+        on_chip.plot_floorplan(out / "floorplan_hermes.png")
         small = quickstart.rpu_config()
         small.mapping = ac.MappingParameter(max_input_size=128, max_output_size=128,
                                             weight_scaling_omega=1.0,

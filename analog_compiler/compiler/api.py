@@ -189,15 +189,19 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     ctx.progress = ProgressBar(sum(map(ctx.is_matrix_module, model.modules())),
                                "convert: layers", enabled=progress)
     passes = ([FOLD_BATCHNORM] if fold_batchnorm else []) + [CANONICALIZE_FUNCTIONAL, MAP_MODULES]
+    originals = weakref.WeakSet(model.modules())
+    ctx.modes = {id(m): m.training for m in model.modules()}
     with _eval_mode(model):  # shape checks must not touch BatchNorm statistics
         if inputs is not None:
             _check_inputs(model, ctx, inputs, verb)
         converted = _process(model, root_name, ctx, passes)
+        ctx.keep_mode(converted, model)
     if converted is model:
         log.capture = "module-swap" if root_name in log.fallbacks else "fx"
     else:
         log.capture = "fx"
     converted = _sweep(converted, root_name, ctx)
+    _set_new_modes(converted, originals, ctx.new_modes)
     ctx.progress.close()
     unshare(converted, shared)
     _order_records(converted, root_name, log)
@@ -205,6 +209,19 @@ def _convert(model: Any, rpu_config: Any, *, example_inputs: Any = None,
     ctx.resolver.warn_unused()
     object.__setattr__(converted, LOG_ATTRIBUTE, log)
     return converted
+
+
+def _set_new_modes(root: nn.Module, originals: weakref.WeakSet,
+                   new_modes: weakref.WeakKeyDictionary) -> None:
+    """Give every module the conversion built the training mode of the module it replaced, or
+    (built inside a graph: functional layers, submodules of new layers) its parent's; the
+    model's own modules got theirs back when the conversion's eval mode ended."""
+    stack = [(root, root.training)]
+    while stack:
+        module, parent_mode = stack.pop()
+        if module not in originals:
+            module.training = new_modes.get(module, parent_mode)
+        stack.extend((child, module.training) for child in module.children())
 
 
 def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: list) -> nn.Module:
@@ -217,6 +234,7 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
         if not ctx.is_leaf(child):  # leaf layers are mapped by the parent's graph or the sweep
             new = _process(child, qualify(prefix, name), ctx, passes)
             if new is not child:
+                ctx.keep_mode(new, child)
                 setattr(module, name, new)
     if not has_forward(module):  # a container (nn.ModuleList): nothing of its own to trace
         return module

@@ -8,6 +8,7 @@ the FX path and the module-swap fallback.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,11 @@ class ConversionContext:
     products stay digital."""
     progress: ProgressBar | None = None
     """Advanced once per analog layer built."""
+    modes: dict[int, bool] = field(default_factory=dict)
+    """``id(module) -> module.training`` of the model's modules before the conversion, which
+    runs in eval mode (shape checks must not touch BatchNorm statistics)."""
+    new_modes: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
+    """Module built by the conversion -> the training mode of the module it replaced."""
 
     # ------------------------------------------------------------------ classification
     def is_matrix_module(self, module: nn.Module) -> bool:
@@ -92,12 +98,20 @@ class ConversionContext:
             check_rpu_config(cfg, f"specific_rpu_config_fun({name!r}) return value")
         return cfg
 
+    def keep_mode(self, new: nn.Module, old: nn.Module) -> None:
+        """``new`` replaces ``old`` (still alive, so its id is its own): it will get the
+        training mode ``old`` had before the conversion."""
+        mode = self.modes.get(id(old))
+        if new is not old and mode is not None:
+            self.new_modes[new] = mode
+
     def build_analog(self, digital: nn.Module, cfg: RPUConfig) -> nn.Module:
         """``layer_map[type(digital)].from_digital(digital, cfg, tile_module_class)``."""
         hit = lookup(self.layer_map, type(digital))
         if hit is None:
             raise TypeError(f"no analog layer for {type(digital).__name__} in the layer map")
         analog = hit[1].from_digital(digital, cfg, self.tile_module_class)
+        self.keep_mode(analog, digital)
         if self.progress is not None:
             self.progress.update()
         return analog
@@ -133,7 +147,8 @@ class ConversionContext:
             return module
         if isinstance(analog, AnalogRecurrentBase):  # one record per matrix, as the report rows
             for sub, _ in analog.named_analog_layers():
-                self.record(f"{name}.{sub}", f"{source}.{analog.digital_parameter_name(sub)}",
+                self.record(f"{name}.{sub}" if name else sub,
+                            f"{source}.{analog.digital_parameter_name(sub)}",
                             Decision(cfg), cfg)
             return analog
         self.record(name, "Conv1D" if is_transposed_conv1d(module) else source,

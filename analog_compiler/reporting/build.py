@@ -213,7 +213,8 @@ def recurrent_notes(rows: list[LayerRow], recurrent: dict[str, nn.Module],
     notes = []
     fmt = "{:,.0f} MACs, {:,.0f} tile MVMs, {:,.0f} ADC conversions".format
     for name, module in recurrent.items():
-        mine = [r for r in rows if r.status == "analog" and r.name.startswith(f"{name}.")]
+        prefix = f"{name}." if name else ""
+        mine = [r for r in rows if r.status == "analog" and r.name.startswith(prefix)]
         if not mine:
             continue
         per_step = [sum(r.used_cells for r in mine), sum(r.tile_count for r in mine),

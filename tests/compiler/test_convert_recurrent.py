@@ -95,3 +95,14 @@ def test_converting_twice_leaves_the_analog_layers(ideal):
     twice = ac.convert(once, ideal)
     assert type(twice.lstm) is ac.AnalogLSTM
     assert not twice.analog_conversion_log.fallbacks  # not traced into, not mapped again
+
+
+def test_report_of_a_bare_recurrent_root(ideal):
+    """A converted nn.LSTM at the root: its records and per-step note name it without a
+    leading dot (they used to be '.cells.l0.weight_ih', reported as missing layers)."""
+    model = ac.convert(nn.LSTM(8, 16), ideal)
+    rep = ac.report(model, (torch.randn(5, 2, 8),))
+    text = str(rep)
+    assert "no analog layer of that name" not in text
+    assert "(model) (AnalogLSTM, " in text and "2 sequence(s) of 5 time steps" in text
+    assert [r.name for r in rep.rows] == ["cells.l0.weight_ih", "cells.l0.weight_hh"]

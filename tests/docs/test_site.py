@@ -63,7 +63,8 @@ def test_guide_pages_and_figures_are_built(site):
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     pages = _nav_pages(nav)
     for page in ("install.md", "guide/convert.md", "guide/physics.md", "guide/chip.md",
-                 "guide/hwa.md", "guide/export.md", "cli.md", "migrating.md"):
+                 "guide/hwa.md", "guide/export.md", "guide/sweeps.md", "guide/cost.md",
+                 "guide/recurrent.md", "guide/internals.md", "cli.md", "migrating.md"):
         assert page in pages, page
     search = json.loads((site / "search" / "search_index.json").read_text())
     locations = {doc["location"] for doc in search["docs"]}
@@ -71,13 +72,27 @@ def test_guide_pages_and_figures_are_built(site):
         url = "" if page == "index.md" else page.removesuffix(".md") + "/"
         assert (site / url / "index.html").exists(), page
         assert url in locations, page  # searchable
-    for name in ("accuracy_vs_time.png", "tile_report.png", "tile_report_128.png"):
+    for name in ("accuracy_vs_time.png", "tile_report.png", "tile_report_128.png",
+                 "cost_hermes.png", "floorplan_hermes.png"):
         png = site / "figures" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     html = "".join(p.read_text() for p in site.rglob("index.html"))
     assert 'src="../../figures/accuracy_vs_time.png"' in html
     assert 'src="../../figures/tile_report.png"' in html
     assert 'src="../../figures/tile_report_128.png"' in html
+    assert 'src="../../figures/floorplan_hermes.png"' in html
+
+
+def test_formulas_and_api_links_of_the_new_guide_pages(site):
+    cost = (site / "guide" / "cost" / "index.html").read_text()
+    formulas = cost.count('class="arithmatex"')
+    assert formulas >= 5 and cost.count("<math") == formulas  # every formula as MathML
+    for page, names in (("sweeps", ("sweep", "SweepResult", "fully_shard_analog")),
+                        ("cost", ("report", "HardwareModel")),
+                        ("recurrent", ("AnalogRNN", "AnalogLSTM", "AnalogSequential"))):
+        text = (site / "guide" / page / "index.html").read_text()
+        for name in names:
+            assert f'href="../../api/{name}/#analog_compiler.{name}"' in text, (page, name)
 
 
 def test_missing_docstrings_are_found(tmp_path):
