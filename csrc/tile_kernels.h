@@ -38,6 +38,13 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
                         at::ArrayRef<double> prog_coeff, double t_read, double t_0,
                         double prog_noise_scale, double read_noise_scale, double drift_scale);
 
+// The pulsed update of a training tile array, in place (csrc/tile_update.cpp).
+void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::Tensor& x,
+                     const at::Tensor& d, double lr, const at::Tensor& seed,
+                     at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, int64_t device_kind,
+                     at::ArrayRef<double> device_params, int64_t pulse_type,
+                     at::ArrayRef<double> update_params);
+
 // The packed periphery's layout (fields and enum codes), compared with runtime/periphery.py's
 // before the kernels register.
 std::string periphery_layout();

@@ -11,6 +11,7 @@ from .errors import AnalogCompilerError, ModuleError
 from .periphery import kernel_io
 from .tile_array import TileArray
 from .tiling import TilePlan, balanced_split
+from .training_tile import TrainingTileArray
 
 __all__ = [*_config_all, "ops", "backend", "AnalogCompilerError", "ModuleError", "TileArray",
-           "kernel_io", "TilePlan", "balanced_split"]
+           "kernel_io", "TilePlan", "balanced_split", "TrainingTileArray"]

@@ -61,6 +61,11 @@ def _im2col2d_fake(x, kernel, dilation, stride):
     return x.new_empty((n * ho * wo, c * kernel[0] * kernel[1]))
 
 
+def _tile_update_fake(weight, state, x, d, lr, seed, in_sizes, out_sizes, device_kind,
+                      device_params, pulse_type, update_params):
+    return None
+
+
 def _pcm_chip_fake(weight, *args):
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
@@ -144,6 +149,7 @@ _FAKES: dict[str, Callable[..., Any]] = {
     "tile_forward": _tile_forward_fake, "tile_backward": _tile_backward_fake,
     "tile_conv2d": _tile_conv2d_fake, "tile_readout": _tile_readout_fake,
     "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake, "device_chip": _pcm_chip_fake,
+    "tile_update": _tile_update_fake,
 }
 _AUTOGRAD: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tile_forward": (_tile_forward_backward, _tile_forward_setup),

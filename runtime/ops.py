@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
-from . import _ext, chip_ops, conv_ops, im2col, op_autograd, reference
+from . import _ext, chip_ops, conv_ops, im2col, op_autograd, reference, update_ops
 from .config.noise import PCMLikeNoiseModel
 from .config.noise_base import NoiseModel
 from .periphery import KernelIO
@@ -43,12 +43,17 @@ SCHEMAS: dict[str, str] = {
                 "float read_noise_scale, float drift_scale) -> Tensor",
     "device_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
                    "float t_inference, bool read_noise, Tensor read_seed, str model) -> Tensor",
+    # the pulsed update of training tiles (in place; arguments: runtime/update_ops.py)
+    "tile_update": "(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, "
+                   "Tensor seed, int[] in_sizes, int[] out_sizes, int device_kind, "
+                   "float[] device_params, int pulse_type, float[] update_params) -> ()",
 }
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
     "tile_conv2d": conv_ops.tile_conv2d_reference, "tile_readout": reference.tile_readout,
     "im2col2d": im2col.im2col2d_reference,
     "pcm_chip": chip_ops.pcm_chip_reference, "device_chip": chip_ops.device_chip_reference,
+    "tile_update": update_ops.tile_update_reference,
 }
 
 _lib = torch.library.Library("analog", "FRAGMENT")
@@ -121,3 +126,17 @@ def pcm_chip(weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int | Tens
     if type(model) is PCMLikeNoiseModel:
         return torch.ops.analog.pcm_chip(*args, **chip_ops.model_args(model))
     return torch.ops.analog.device_chip(*args, model.to_json())
+
+
+def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
+                seed: Tensor, plan: TilePlan, device: update_ops.DeviceConfig,
+                update: update_ops.UpdateParameters) -> None:
+    """Apply the pulsed update of the batch ``x [N, G*in_g]``, ``d [N, G*out_g]`` with learning
+    rate ``lr`` to ``weight [G, out_g, in_g]`` in place (``analog::tile_update``; ``state``: the
+    per-device tensors in ``runtime.update.STATE_KEYS`` order)."""
+    kind, dev_params = update_ops.encode_device(device)
+    pulse_type, up_params = update_ops.encode_update(update)
+    with torch.no_grad():
+        torch.ops.analog.tile_update(weight, state, x.contiguous(), d.contiguous(), float(lr),
+                                     seed, list(plan.in_sizes), list(plan.out_sizes), kind,
+                                     dev_params, pulse_type, up_params)

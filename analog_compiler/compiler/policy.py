@@ -37,8 +37,9 @@ def check_rpu_config(value: Any, where: str, *, allow_none: bool = False) -> Non
         return
     if not isinstance(value, RPU_CONFIG_TYPES):
         extra = " or None (keep digital)" if allow_none else ""
-        raise UserConfigError(f"{where} must be an InferenceRPUConfig or "
-                              f"FloatingPointRPUConfig{extra}, got {type(value).__name__}")
+        raise UserConfigError(f"{where} must be an InferenceRPUConfig, FloatingPointRPUConfig, "
+                              f"SingleRPUConfig or DigitalRankUpdateRPUConfig{extra}, "
+                              f"got {type(value).__name__}")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from ..runtime import (
     TileArray,
 )
 from ..runtime.checks import check_finite, check_t_inference
+from ..runtime.training_tile import TRAINING_RPU_CONFIG_TYPES, TrainingTileArray
 from .tiles import AnalogTile, tiles_of
 
 _SKIP_RESET = contextvars.ContextVar("analog_compiler_skip_reset", default=False)
@@ -45,15 +46,19 @@ def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | Floa
     if rpu_config is None:
         return InferenceRPUConfig()
     if not isinstance(rpu_config, RPU_CONFIG_TYPES):
-        raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig or "
-                        f"FloatingPointRPUConfig, got {type(rpu_config).__name__}")
+        raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig, "
+                        f"FloatingPointRPUConfig, SingleRPUConfig or DigitalRankUpdateRPUConfig, "
+                        f"got {type(rpu_config).__name__}")
     return rpu_config
 
 
-def resolve_tile_class(tile_module_class: Any, layer: str) -> type[TileArray]:
-    """The tile-array class to build (``TileArray`` or a subclass)."""
+def resolve_tile_class(tile_module_class: Any, layer: str,
+                       rpu_config: Any = None) -> type[TileArray]:
+    """The tile-array class to build (``TileArray`` or a subclass); by default the one of the
+    rpu_config (``TrainingTileArray`` for the training configs)."""
     if tile_module_class is None:
-        return TileArray
+        return (TrainingTileArray if isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES)
+                else TileArray)
     if not (isinstance(tile_module_class, type) and issubclass(tile_module_class, TileArray)):
         raise TypeError(f"{layer}: tile_module_class must be a TileArray subclass, "
                         f"got {tile_module_class!r}")

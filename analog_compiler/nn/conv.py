@@ -74,7 +74,7 @@ class _AnalogConvNd(AnalogLayerBase):
                 raise ValueError(f"{name}: padding must be >= 0, got {padding!r}")
         self.padding_mode = padding_mode
         rpu_config = resolve_rpu_config(rpu_config, name)
-        cls = resolve_tile_class(tile_module_class, name)
+        cls = resolve_tile_class(tile_module_class, name, rpu_config)
         in_g = in_channels // groups * math.prod(self.kernel_size)
         self.analog_module = cls(out_channels // groups, in_g, rpu_config, bias=bias,
                                  groups=groups, device=device, dtype=dtype)

@@ -29,7 +29,7 @@ class AnalogLinear(AnalogLayerBase):
                 raise ValueError(f"{name}: {field} must be a positive integer, got {value!r}")
         self.in_features, self.out_features = in_features, out_features
         rpu_config = resolve_rpu_config(rpu_config, name)
-        cls = resolve_tile_class(tile_module_class, name)
+        cls = resolve_tile_class(tile_module_class, name, rpu_config)
         self.analog_module = cls(out_features, in_features, rpu_config, bias=bias, device=device,
                                  dtype=dtype)
         self.reset_parameters()

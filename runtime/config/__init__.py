@@ -1,6 +1,7 @@
 """Config dataclasses shared by the runtime and the compiler (re-exported by analog_compiler)."""
 
 from .base import CONFIG_REGISTRY, ConfigBase
+from .compounds import DigitalRankUpdateRPUConfig, MixedPrecisionCompound
 from .converters import (
     ConductanceConverter,
     CustomPairConductanceConverter,
@@ -8,6 +9,17 @@ from .converters import (
     NPairConductanceConverter,
     SingleDeviceConductanceConverter,
     SinglePairConductanceConverter,
+)
+from .devices import (
+    PULSED_DEVICE_TYPES,
+    ConstantStepDevice,
+    ExpStepDevice,
+    IdealDevice,
+    LinearStepDevice,
+    PiecewiseStepDevice,
+    PowStepDevice,
+    PulsedDevice,
+    SoftBoundsDevice,
 )
 from .enums import BoundManagementType, NoiseManagementType, WeightNoiseType
 from .io import IOParameters
@@ -18,15 +30,16 @@ from .noise_pcm import CustomDriftPCMLikeNoiseModel, HermesNoiseModel, StateInde
 from .noise_reram import ReRamCMONoiseModel, ReRamWan2022NoiseModel
 from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
 from .training import (
-                       InputRangeParameter,
-                       PrePostProcessingParameter,
-                       WeightClipParameter,
-                       WeightClipType,
-                       WeightModifierParameter,
-                       WeightModifierType,
-                       WeightRemapParameter,
-                       WeightRemapType,
+    InputRangeParameter,
+    PrePostProcessingParameter,
+    WeightClipParameter,
+    WeightClipType,
+    WeightModifierParameter,
+    WeightModifierType,
+    WeightRemapParameter,
+    WeightRemapType,
 )
+from .update import PulseType, SingleRPUConfig, UpdateParameters
 
 __all__ = [
     "CONFIG_REGISTRY", "ConfigBase", "BoundManagementType", "NoiseManagementType",
@@ -42,4 +55,9 @@ __all__ = [
     "SinglePairConductanceConverter", "DualPairConductanceConverter",
     "NPairConductanceConverter", "CustomPairConductanceConverter",
     "SingleDeviceConductanceConverter",
+    # in-memory training (pulsed update)
+    "PULSED_DEVICE_TYPES", "PulsedDevice", "IdealDevice", "ConstantStepDevice",
+    "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice", "PowStepDevice",
+    "PiecewiseStepDevice", "PulseType", "UpdateParameters", "SingleRPUConfig",
+    "MixedPrecisionCompound", "DigitalRankUpdateRPUConfig",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .base import ConfigBase, check_config
+from .compounds import DigitalRankUpdateRPUConfig
 from .io import IOParameters
 from .mapping import MappingParameter
 from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCompensation
@@ -15,6 +16,7 @@ from .training import (
     WeightModifierParameter,
     WeightRemapParameter,
 )
+from .update import SingleRPUConfig
 
 
 @dataclass
@@ -91,6 +93,9 @@ class FloatingPointRPUConfig(ConfigBase):
 
 
 #: Type of an RPU config argument (annotations).
-RPUConfig = InferenceRPUConfig | FloatingPointRPUConfig
+RPUConfig = (InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
+             | DigitalRankUpdateRPUConfig)
 #: The RPU config classes, for ``isinstance`` checks (the one definition; import it from here).
-RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig)
+#: The last two are training tiles (``runtime.training_tile.TrainingTileArray``).
+RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
+                    DigitalRankUpdateRPUConfig)
