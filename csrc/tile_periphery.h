@@ -97,6 +97,16 @@ T nan_aware(T alpha, const T* v, int64_t len, int64_t stride = 1) {
   return alpha;
 }
 
+// The DAC rounds (x / alpha) / step as aihwkit does: a correctly rounded division, whose result
+// can sit exactly on a half step (bound management's reductions make that systematic). A product
+// with 1 / step differs from it by at most an ulp or two, so it rounds the same except within a
+// few ulps of a half step: near_half flags those, and only then is the division computed.
+template <typename T>
+inline int near_half(T q) {
+  const T d = std::abs(q - std::nearbyint(q));
+  return std::abs(d - T(0.5)) <= T(8) * std::numeric_limits<T>::epsilon() * std::abs(q);
+}
+
 // The scale a vector goes through the DAC and back with: its noise-management scale, 1 for a
 // vector of zeros, NaN for a NaN scale (AVERAGE_ABS_MAX of a batch with a NaN: all outputs NaN).
 template <typename T>
@@ -120,7 +130,14 @@ void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, ui
     for (int64_t k = 0; k < len; ++k)
       out[k] = std::floor((x[k] * inv) / step + static_cast<T>(ubuf[k])) * step;
   } else if (io.inp_step > 0) {
-    for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) / step) * step;
+    // (x and out may be the same buffer: test first, then write)
+    const T inv_step = T(1) / step;
+    int tie = 0;
+    for (int64_t k = 0; k < len; ++k) tie |= near_half((x[k] * inv) * inv_step);
+    if (tie)  // a possible rounding tie: aihwkit's exact quotient decides
+      for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) / step) * step;
+    else
+      for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) * inv_step) * step;
   } else {
     for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
   }
@@ -208,14 +225,22 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
 template <typename T>
 void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, const Io& io) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
+  const T inv_step = T(1) / step;
   for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / ar[r];  // as dac_row
   for (int64_t k = 0; k < len; ++k) {
     T* row = xt + k * m;
-    if (io.inp_step > 0)
-      for (int64_t r = 0; r < m; ++r)
-        row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) / step) * step, -bound),
-                          bound);
-    else
+    if (io.inp_step > 0) {
+      int tie = 0;
+      for (int64_t r = 0; r < m; ++r) tie |= near_half((row[r] * inv[r]) * inv_step);
+      if (tie)  // a possible rounding tie: aihwkit's exact quotient decides
+        for (int64_t r = 0; r < m; ++r)
+          row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) / step) * step, -bound),
+                            bound);
+      else
+        for (int64_t r = 0; r < m; ++r)
+          row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) * inv_step) * step, -bound),
+                            bound);
+    } else
       for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
   }
 }
