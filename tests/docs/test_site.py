@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import analog_compiler as ac
@@ -63,8 +64,9 @@ def test_guide_pages_and_figures_are_built(site):
     nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
     pages = _nav_pages(nav)
     for page in ("install.md", "guide/convert.md", "guide/physics.md", "guide/chip.md",
-                 "guide/hwa.md", "guide/export.md", "guide/sweeps.md", "guide/cost.md",
-                 "guide/recurrent.md", "guide/internals.md", "cli.md", "migrating.md"):
+                 "guide/hwa.md", "guide/training.md", "guide/export.md", "guide/sweeps.md",
+                 "guide/cost.md", "guide/recurrent.md", "guide/internals.md", "cli.md",
+                 "migrating.md"):
         assert page in pages, page
     search = json.loads((site / "search" / "search_index.json").read_text())
     locations = {doc["location"] for doc in search["docs"]}
@@ -73,11 +75,13 @@ def test_guide_pages_and_figures_are_built(site):
         assert (site / url / "index.html").exists(), page
         assert url in locations, page  # searchable
     for name in ("accuracy_vs_time.png", "tile_report.png", "tile_report_128.png",
-                 "cost_hermes.png", "floorplan_hermes.png"):
+                 "cost_hermes.png", "floorplan_hermes.png", "device_response.png"):
         png = site / "figures" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     html = "".join(p.read_text() for p in site.rglob("index.html"))
     assert 'src="../../figures/accuracy_vs_time.png"' in html
+    training = (site / "guide" / "training" / "index.html").read_text()
+    assert 'src="../../figures/device_response.png"' in training
     assert 'src="../../figures/tile_report.png"' in html
     assert 'src="../../figures/tile_report_128.png"' in html
     assert 'src="../../figures/floorplan_hermes.png"' in html
@@ -87,12 +91,40 @@ def test_formulas_and_api_links_of_the_new_guide_pages(site):
     cost = (site / "guide" / "cost" / "index.html").read_text()
     formulas = cost.count('class="arithmatex"')
     assert formulas >= 5 and cost.count("<math") == formulas  # every formula as MathML
+    training = (site / "guide" / "training" / "index.html").read_text()
+    formulas = training.count('class="arithmatex"')
+    assert formulas >= 20 and training.count("<math") == formulas
     for page, names in (("sweeps", ("sweep", "SweepResult", "fully_shard_analog")),
                         ("cost", ("report", "HardwareModel")),
-                        ("recurrent", ("AnalogRNN", "AnalogLSTM", "AnalogSequential"))):
+                        ("recurrent", ("AnalogRNN", "AnalogLSTM", "AnalogSequential")),
+                        ("training", ("SingleRPUConfig", "UpdateParameters", "PulseType",
+                                      "SoftBoundsDevice", "PiecewiseStepDevice", "AnalogSGD",
+                                      "MixedPrecisionCompound"))):
         text = (site / "guide" / page / "index.html").read_text()
         for name in names:
             assert f'href="../../api/{name}/#analog_compiler.{name}"' in text, (page, name)
+
+
+def test_device_response_curves_follow_the_device_formulas():
+    """The figure's curves come from real AnalogSGD steps of one pulse each: without spreads
+    they are the closed forms of the constant step and of soft bounds."""
+    spec = importlib.util.spec_from_file_location("analog_docs_figures",
+                                                  ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    exact = {"dw_min": 0.05, "dw_min_dtod": 0.0, "dw_min_std": 0.0, "up_down_dtod": 0.0,
+             "w_max_dtod": 0.0, "w_min_dtod": 0.0, "construction_seed": 1}
+    n = torch.arange(21, dtype=torch.float64)
+    const = figures.response_curve(ac.ConstantStepDevice(**exact), pulses=20, devices=2)
+    up = (0.05 * n).clamp(max=0.6)
+    down = (0.6 - 0.05 * n).clamp(min=-0.6)
+    expected = torch.cat([up, down[1:]])[:, None].expand(-1, 2)
+    torch.testing.assert_close(const.double(), expected, atol=1e-5, rtol=0)
+    soft = figures.response_curve(ac.SoftBoundsDevice(w_max=1.0, w_min=-1.0, **exact),
+                                  pulses=20, devices=1)[:, 0].double()
+    up = 1.0 - 0.95 ** n                                   # w_n = b (1 - (1 - dw / b)^n)
+    down = -1.0 + (up[-1] + 1.0) * 0.95 ** n               # towards -1 at the same rate
+    torch.testing.assert_close(soft, torch.cat([up, down[1:]]), atol=1e-5, rtol=0)
 
 
 def test_missing_docstrings_are_found(tmp_path):
