@@ -223,25 +223,31 @@ bool out_row(T* v, const T* var, T add_std, int64_t len, const Io& io, RngKey ke
 // across vectors: the DAC with deterministic rounding and no input noise (the per-vector
 // functions above serve the other settings), and the vector norms.
 template <typename T>
-void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, const Io& io) {
+void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, T* save, const Io& io) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
   const T inv_step = T(1) / step;
   for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / ar[r];  // as dac_row
   for (int64_t k = 0; k < len; ++k) {
     T* row = xt + k * m;
     if (io.inp_step > 0) {
+      // One pass with the product by 1 / step; a row with a possible tie is redone from its
+      // saved inputs with aihwkit's exact quotient (see near_half).
+      std::copy(row, row + m, save);
       int tie = 0;
-      for (int64_t r = 0; r < m; ++r) tie |= near_half((row[r] * inv[r]) * inv_step);
-      if (tie)  // a possible rounding tie: aihwkit's exact quotient decides
+      for (int64_t r = 0; r < m; ++r) {
+        const T q = (row[r] * inv[r]) * inv_step;
+        const T n = std::nearbyint(q);
+        tie |= std::abs(std::abs(q - n) - T(0.5)) <=
+               T(8) * std::numeric_limits<T>::epsilon() * std::abs(q);
+        row[r] = std::min(std::max(n * step, -bound), bound);
+      }
+      if (tie)
         for (int64_t r = 0; r < m; ++r)
-          row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) / step) * step, -bound),
+          row[r] = std::min(std::max(std::nearbyint((save[r] * inv[r]) / step) * step, -bound),
                             bound);
-      else
-        for (int64_t r = 0; r < m; ++r)
-          row[r] = std::min(std::max(std::nearbyint((row[r] * inv[r]) * inv_step) * step, -bound),
-                            bound);
-    } else
+    } else {
       for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
+    }
   }
 }
 
