@@ -14,9 +14,9 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
+from timing import paired
 from torch import nn
 
 import analog_compiler as ac
@@ -29,25 +29,6 @@ def rpu(is_perfect: bool = False, pcm: float = 0.0) -> ac.InferenceRPUConfig:
         rc.forward.w_noise = pcm
         rc.forward.w_noise_type = ac.WeightNoiseType.PCM_READ
     return rc
-
-
-def paired(digital: Callable[[], object], analog: Callable[[], object], reps: int,
-           warmup: int) -> tuple[float, float, float]:
-    """Median digital time, median analog time (ms), median of the per-run ratios."""
-    for _ in range(warmup):
-        digital()
-        analog()
-    td, ta = [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        digital()
-        t1 = time.perf_counter()
-        analog()
-        t2 = time.perf_counter()
-        td.append(t1 - t0)
-        ta.append(t2 - t1)
-    ratio = statistics.median(a / d for a, d in zip(ta, td))
-    return statistics.median(td) * 1e3, statistics.median(ta) * 1e3, ratio
 
 
 def weight_sized_tensors(layer: nn.Module) -> float:
