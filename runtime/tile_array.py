@@ -82,17 +82,22 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
     @rpu_config.setter
     def rpu_config(self, value: RPUConfig) -> None:
         self._rpu_config = value
-        self._io_cache: tuple[int, KernelIO] | None = None
+        self._io_cache: dict[str, tuple[int, KernelIO]] = {}
+
+    def packed_io(self, name: str = "forward") -> KernelIO:
+        """The packed periphery of ``rpu_config.<name>`` (an ``IOParameters``: ``forward``, or
+        ``backward`` for training tiles), re-derived when it changed (fields assigned after
+        construction, or a new object: revisions are unique)."""
+        io = getattr(self._rpu_config, name)
+        hit = self._io_cache.get(name)
+        if hit is None or hit[0] != io.revision:
+            hit = self._io_cache[name] = (io.revision, kernel_io(io))
+        return hit[1]
 
     @property
     def kernel_io(self) -> KernelIO:
-        """The packed periphery of ``rpu_config.forward``, re-derived when it changed (fields
-        assigned after construction, or a new ``forward`` object)."""
-        io = self._rpu_config.forward
-        cache = self._io_cache
-        if cache is None or cache[0] != io.revision:
-            cache = self._io_cache = (io.revision, kernel_io(io))
-        return cache[1]
+        """The packed periphery of ``rpu_config.forward`` (``packed_io("forward")``)."""
+        return self.packed_io("forward")
 
     def _sync_hwa(self) -> None:
         hwa.sync_parameters(self)  # the HWA parameters the config asks for

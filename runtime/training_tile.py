@@ -30,7 +30,6 @@ from .config import SingleRPUConfig
 from .config.compounds import DigitalRankUpdateRPUConfig
 from .config.devices import IdealDevice
 from .ops import tile_forward, tile_update
-from .periphery import KernelIO, kernel_io
 from .tile_array import TileArray
 from .update import STATE_KEYS, sample_device_state
 
@@ -110,8 +109,7 @@ class TrainingTileArray(TileArray):
     @rpu_config.setter
     def rpu_config(self, value: Any) -> None:
         self._rpu_config = value
-        self._io_cache = None
-        self._bwd_cache: tuple[int, KernelIO] | None = None
+        self._io_cache = {}
 
     @property
     def pulsed_device(self) -> Any:
@@ -129,14 +127,6 @@ class TrainingTileArray(TileArray):
         else:
             self._buffers.pop("mp_chi", None)
             self._buffers.pop("mp_row", None)
-
-    @property
-    def _bwd_io(self) -> KernelIO:
-        io = self._rpu_config.backward
-        cache = self._bwd_cache
-        if cache is None or cache[0] != io.revision:
-            cache = self._bwd_cache = (io.revision, kernel_io(io))
-        return cache[1]
 
     def device_state(self) -> list[Tensor]:
         """The per-device parameter tensors in ``STATE_KEYS`` order."""
@@ -197,8 +187,8 @@ class TrainingTileArray(TileArray):
         with ``rpu_config.backward``."""
         w = (self.weight if weight is None else weight).detach()
         gx, _ = tile_forward(d, w.transpose(1, 2).contiguous(), None, None, new_seed(),
-                             list(self.plan.out_sizes), list(self.plan.in_sizes), self._bwd_io,
-                             False)
+                             list(self.plan.out_sizes), list(self.plan.in_sizes),
+                             self.packed_io("backward"), False)
         return gx
 
     @property
