@@ -286,3 +286,29 @@ def test_out_noise_std_is_a_fixed_column_pattern_per_chip(impl: str) -> None:
     plain = ac.IOParameters(out_noise=on, out_bound=0.0, inp_res=-1.0, noise_management="NONE")
     p = run(impl, x, w, plain, [8], [128, 128], chip_seed=7)[0].std(0)
     assert float(p.std()) < 0.1 * on * sd  # without it, every column has out_noise
+
+
+def test_out_noise_std_follows_the_layers_chip() -> None:
+    """A layer's column noise is its chip's: the same between forwards and after a drift of
+    the same chip, new when a new chip is programmed."""
+    io = ac.IOParameters(out_noise=0.1, out_noise_std=0.5, out_bound=0.0, inp_res=-1.0,
+                         noise_management="NONE")
+    layer = ac.AnalogLinear(8, 256, bias=False,
+                            rpu_config=ac.InferenceRPUConfig(forward=io)).eval()
+    x = torch.zeros(2000, 8)  # the outputs are the output noise alone
+
+    def pattern() -> Tensor:
+        with torch.no_grad():
+            return layer(x).std(0)
+
+    def corr(a: Tensor, b: Tensor) -> float:
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+
+    torch.manual_seed(0)
+    ac.program_analog_weights(layer)
+    first = pattern()
+    assert corr(first, pattern()) > 0.95
+    ac.drift_analog_weights(layer, 3600.0)
+    assert corr(first, pattern()) > 0.95
+    ac.program_analog_weights(layer)
+    assert abs(corr(first, pattern())) < 0.3
