@@ -101,8 +101,7 @@ class TileDriver {
   static constexpr int32_t kDense = -2;
 
   struct Workspace {  // per thread
-    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, save, xr, xr2, acc, cbuf, zbuf, xa,
-        xz;
+    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz;
     std::vector<int32_t> onehot;
     std::vector<float> nbuf, ubuf;
     std::vector<int64_t> act, redo, next;
@@ -112,7 +111,7 @@ class TileDriver {
       vbuf.resize(d.io_.pcm() ? rb * mo : 0);
       xb.resize(d.io_.is_perfect && Src::kDirect ? 0 : rb * mi);
       xb2.resize(d.io_.pcm() ? rb * mi : 0);
-      for (auto* v : {&norms, &ab, &ar, &inv, &save}) v->resize(rb);
+      for (auto* v : {&norms, &ab, &ar, &inv}) v->resize(rb);
       onehot.assign(rb, kDense);
       nbuf.resize(std::max(mi, mo) + 64);
       ubuf.resize(nbuf.size());
@@ -262,7 +261,7 @@ class TileDriver {
       ws.ar[r] = dac_scale(ws.ab[r]);
       if (!skip_zero(k, s, r, ws.ab[r])) ws.act.push_back(r);
     }
-    dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), ws.save.data(), io_);
+    dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), io_);
     if (io_.additive()) block_norm_t(xt, m, si, ws.norms.data());
     gemm_nt(m, k.so, si, xt, m, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so, true);
     if (pcm_) {

@@ -105,11 +105,12 @@ T segment_alpha(const T* row, int64_t len, const Io& io, int64_t stride = 1) {
   if (io.nm_type == nm::CONSTANT) return static_cast<T>(io.nm_thres);
   if (io.nm_type != nm::ABS_MAX && io.nm_type != nm::MAX && io.nm_type != nm::ABS_MAX_NP_SUM)
     return T(1);
-  T amax = 0, mx = -std::numeric_limits<T>::infinity(), pos = 0, neg = 0;
-  for (int64_t k = 0; k < len; ++k) {
-    const T x = row[k * stride];
-    amax = std::max(amax, std::abs(x));
-    mx = std::max(mx, x);
+  T m = 0, pos = 0, neg = 0;
+  if (io.nm_type == nm::MAX) {
+    m = -std::numeric_limits<T>::infinity();
+    for (int64_t k = 0; k < len; ++k) m = std::max(m, row[k * stride]);
+  } else {
+    for (int64_t k = 0; k < len; ++k) m = std::max(m, std::abs(row[k * stride]));
   }
   if (io.nm_type == nm::ABS_MAX_NP_SUM)
     for (int64_t k = 0; k < len; ++k) {
@@ -117,7 +118,6 @@ T segment_alpha(const T* row, int64_t len, const Io& io, int64_t stride = 1) {
       pos += x > T(0) ? x : T(0);
       neg += x < T(0) ? x : T(0);
     }
-  T m = io.nm_type == nm::MAX ? mx : amax;
   if (io.nm_thres > 0) m = std::min(m, static_cast<T>(io.nm_thres));
   if (io.nm_type != nm::ABS_MAX_NP_SUM) return m;
   // aihwkit's AbsMaxNPSum: the larger one-signed sum times the assumed largest weight must fit
@@ -141,13 +141,17 @@ T nan_aware(T alpha, const T* v, int64_t len, int64_t stride = 1) {
 }
 
 // The DAC rounds (x / alpha) / step as aihwkit does: a correctly rounded division, whose result
-// can sit exactly on a half step (bound management's reductions make that systematic). A product
-// with 1 / step differs from it by at most an ulp or two, so it rounds the same except within a
-// few ulps of a half step: near_half flags those, and only then is the division computed.
+// can sit exactly on a half step (bound management's reductions make that systematic), where the
+// plain product with 1 / step may land an ulp off and round the other way. quotient() gives the
+// division's exact result without dividing: the product q0 = a * (1 / step) is within an ulp of
+// a / step, the FMA gives its remainder a - q0 step exactly, and one more FMA step rounds to the
+// correctly rounded quotient (Markstein's theorem: 1 / step correctly rounded, q0 within an ulp).
+// An infinite product (a infinite, or overflow) is the quotient already.
 template <typename T>
-inline int near_half(T q) {
-  const T d = std::abs(q - std::nearbyint(q));
-  return std::abs(d - T(0.5)) <= T(8) * std::numeric_limits<T>::epsilon() * std::abs(q);
+inline T quotient(T a, T step, T inv_step) {
+  const T q0 = a * inv_step;
+  const T q = std::fma(std::fma(-q0, step, a), inv_step, q0);
+  return std::abs(q0) <= std::numeric_limits<T>::max() ? q : q0;
 }
 
 // The scale a vector goes through the DAC and back with: its noise-management scale, 1 for a
@@ -173,14 +177,9 @@ void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, ui
     for (int64_t k = 0; k < len; ++k)
       out[k] = std::floor((x[k] * inv) / step + static_cast<T>(ubuf[k])) * step;
   } else if (io.inp_step > 0) {
-    // (x and out may be the same buffer: test first, then write)
     const T inv_step = T(1) / step;
-    int tie = 0;
-    for (int64_t k = 0; k < len; ++k) tie |= near_half((x[k] * inv) * inv_step);
-    if (tie)  // a possible rounding tie: aihwkit's exact quotient decides
-      for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) / step) * step;
-    else
-      for (int64_t k = 0; k < len; ++k) out[k] = std::nearbyint((x[k] * inv) * inv_step) * step;
+    for (int64_t k = 0; k < len; ++k)
+      out[k] = std::nearbyint(quotient(x[k] * inv, step, inv_step)) * step;
   } else {
     for (int64_t k = 0; k < len; ++k) out[k] = x[k] / ar;
   }
@@ -251,10 +250,20 @@ bool out_row(T* v, const RowExtras<T>& e, int64_t len, const Io& io, RngKey key,
   }
   if (io.out_noise > 0 || e.ostd != nullptr || io.pcm() || io.additive()) {
     fill_normal(nbuf, len, vec, tile, stream(round, kOutNormal), key);
-    for (int64_t k = 0; k < len; ++k) {
-      const T o = e.ostd != nullptr ? e.ostd[k] : on;
-      const T sw = e.var != nullptr ? wn * wn * std::max(e.var[k], T(0)) : e.add_std * e.add_std;
-      v[k] += std::sqrt(sw + o * o) * static_cast<T>(nbuf[k]);
+    if (e.var == nullptr && e.ostd == nullptr) {  // one std for the whole row
+      const T sd = std::sqrt(e.add_std * e.add_std + on * on);
+      for (int64_t k = 0; k < len; ++k) v[k] += sd * static_cast<T>(nbuf[k]);
+    } else if (e.ostd == nullptr) {  // PCM read noise
+      for (int64_t k = 0; k < len; ++k) {
+        const T sw2 = wn * wn * std::max(e.var[k], T(0));
+        v[k] += std::sqrt(sw2 + on * on) * static_cast<T>(nbuf[k]);
+      }
+    } else {  // a noise std per output line (out_noise_std)
+      for (int64_t k = 0; k < len; ++k) {
+        const T sw =
+            e.var != nullptr ? wn * wn * std::max(e.var[k], T(0)) : e.add_std * e.add_std;
+        v[k] += std::sqrt(sw + e.ostd[k] * e.ostd[k]) * static_cast<T>(nbuf[k]);
+      }
     }
   }
   if (io.bm_type == bm::SHIFT) {  // the largest output to +out_bound (for a softmax after)
@@ -277,11 +286,18 @@ bool out_row(T* v, const RowExtras<T>& e, int64_t len, const Io& io, RngKey key,
   }
   const T bound = static_cast<T>(io.out_bound);
   int hits = 0;
-  for (int64_t k = 0; k < len; ++k) {
-    const bool over = v[k] > bound, under = v[k] < -bound;
-    hits |= over || (under && io.bm_neg);
-    if (keep != nullptr) keep[k] = !(over || under);
-    v[k] = std::min(std::max(v[k], -bound), bound);
+  if (keep != nullptr)
+    for (int64_t k = 0; k < len; ++k) keep[k] = !(std::abs(v[k]) > bound);
+  if (io.bm_neg) {
+    for (int64_t k = 0; k < len; ++k) {
+      hits |= std::abs(v[k]) > bound;
+      v[k] = std::min(std::max(v[k], -bound), bound);
+    }
+  } else {
+    for (int64_t k = 0; k < len; ++k) {
+      hits |= v[k] > bound;
+      v[k] = std::min(std::max(v[k], -bound), bound);
+    }
   }
   return hits != 0;
 }
@@ -290,28 +306,17 @@ bool out_row(T* v, const RowExtras<T>& e, int64_t len, const Io& io, RngKey key,
 // across vectors: the DAC with deterministic rounding and no input noise (the per-vector
 // functions above serve the other settings), and the vector norms.
 template <typename T>
-void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, T* save, const Io& io) {
+void dac_block_t(T* xt, int64_t m, int64_t len, const T* ar, T* inv, const Io& io) {
   const T step = static_cast<T>(io.inp_step), bound = static_cast<T>(io.inp_bound);
   const T inv_step = T(1) / step;
   for (int64_t r = 0; r < m; ++r) inv[r] = T(1) / ar[r];  // as dac_row
   for (int64_t k = 0; k < len; ++k) {
     T* row = xt + k * m;
     if (io.inp_step > 0) {
-      // One pass with the product by 1 / step; a row with a possible tie is redone from its
-      // saved inputs with aihwkit's exact quotient (see near_half).
-      std::copy(row, row + m, save);
-      int tie = 0;
-      for (int64_t r = 0; r < m; ++r) {
-        const T q = (row[r] * inv[r]) * inv_step;
-        const T n = std::nearbyint(q);
-        tie |= std::abs(std::abs(q - n) - T(0.5)) <=
-               T(8) * std::numeric_limits<T>::epsilon() * std::abs(q);
-        row[r] = std::min(std::max(n * step, -bound), bound);
-      }
-      if (tie)
-        for (int64_t r = 0; r < m; ++r)
-          row[r] = std::min(std::max(std::nearbyint((save[r] * inv[r]) / step) * step, -bound),
-                            bound);
+      for (int64_t r = 0; r < m; ++r)
+        row[r] = std::min(
+            std::max(std::nearbyint(quotient(row[r] * inv[r], step, inv_step)) * step, -bound),
+            bound);
     } else {
       for (int64_t r = 0; r < m; ++r) row[r] = std::min(std::max(row[r] / ar[r], -bound), bound);
     }
