@@ -165,8 +165,9 @@ inline uint32_t stream(int64_t round, int s) { return static_cast<uint32_t>(roun
 
 // DAC of one input segment: round((x * (1 / ar)) / step) * step, clip to +-inp_bound, + input
 // noise. aihwkit's arithmetic (scale = (1 / alpha) / red, multiply, divide by the step, round):
-// 1 / (alpha * red) is exactly (1 / alpha) / red for a power-of-two red, and dividing by the step
-// (not multiplying by its reciprocal) decides the ties at x / ar = k / 2 steps as aihwkit does.
+// 1 / (alpha * red) is exactly (1 / alpha) / red for a power-of-two red, and the quotient by the
+// step (quotient(): exact, not the product with its reciprocal) decides the ties at
+// x / ar = k / 2 steps as aihwkit does.
 template <typename T>
 void dac_row(const T* x, T* out, int64_t len, T ar, const Io& io, RngKey key, uint32_t vec,
              uint32_t tile, int64_t round, float* nbuf, float* ubuf) {
