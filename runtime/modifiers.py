@@ -16,6 +16,7 @@ With ``per_batch_sample`` the modifier draws ``samples`` independent modified we
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -128,14 +129,14 @@ def modified_weight(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter
     ``samples`` > 0 independent draws ``[samples, G, out_g, in_g]`` (``per_batch_sample``)."""
     w = weight.detach()
     amax = weight_amax(w, plan, mod)
-    if samples > 0:
-        w = w.unsqueeze(0).expand(samples, *w.shape).contiguous()
+    if samples > 0:  # a broadcast view: every draw below has the full [S, ...] shape
+        w = w.unsqueeze(0).expand(samples, *w.shape)
     kind, std = mod.type, float(mod.std_dev)
     if kind in (MT.DISCRETIZE, MT.DISCRETIZE_ADD_NORMAL):
         w = _discretize(w, amax, float(mod.res), mod.sto_round)
     if kind in (MT.ADD_NORMAL, MT.DISCRETIZE_ADD_NORMAL):
         if std > 0:
-            w = w + std * amax * torch.randn_like(w)
+            w = torch.randn_like(w).mul_(std * amax).add_(w)
     elif kind is MT.MULT_NORMAL:
         if std > 0:
             w = w + w * std * amax * torch.randn_like(w)
@@ -156,8 +157,24 @@ def modified_weight(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter
     return w
 
 
+class _StraightThrough(torch.autograd.Function):
+    """The values of ``modified``, the gradient to ``weight`` (summed over the samples)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, modified: Tensor) -> Tensor:
+        ctx.per_sample = modified.dim() > weight.dim()
+        return modified
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return (grad.sum(0) if ctx.per_sample else grad), None
+
+
 def modify_weight(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter,
                   samples: int = 0) -> Tensor:
     """Straight-through modified weights: the values of ``modified_weight``, the gradient of
     ``weight`` (summed over the samples with ``samples`` > 0)."""
-    return weight + (modified_weight(weight, plan, mod, samples) - weight.detach())
+    modified = modified_weight(weight, plan, mod, samples)
+    if not weight.requires_grad:
+        return modified
+    return _StraightThrough.apply(weight, modified)

@@ -101,3 +101,20 @@ def test_config_round_trip() -> None:
     ir = ac.InputRangeParameter(enable=True, manage_output_clipping=True,
                                 output_min_percentage=0.8)
     assert ac.InputRangeParameter.from_json(ir.to_json()) == ir
+
+
+def test_with_per_batch_sample() -> None:
+    """Per-sample weights (noise-free draws here) give the same outputs and range gradient."""
+    x = 1.5 * torch.randn(16, 8)
+    grads = []
+    for per_sample in (False, True):
+        layer = _layer()
+        layer.rpu_config.modifier = ac.WeightModifierParameter(
+            type="add_normal", std_dev=0.0, per_batch_sample=per_sample)
+        layer.analog_module.rpu_config = layer.rpu_config
+        with torch.no_grad():
+            layer.analog_module.weight.mul_(3.0)
+        layer.train()(x).sum().backward()
+        grads.append(layer.analog_module.input_range.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+    assert bool((grads[0] != 0).all())
