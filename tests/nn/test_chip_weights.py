@@ -250,22 +250,39 @@ def test_onnx_export_computes_with_the_chip_reading(tmp_path) -> None:
                                rtol=1e-5)
 
 
-@pytest.mark.parametrize("drift", [None, 3600.0])
-def test_checkpoint_round_trips_the_chip(drift: float | None) -> None:
+@pytest.mark.parametrize("stage", ["targets", "programmed", "drifted"])
+def test_checkpoint_round_trips_the_chip(stage: str) -> None:
     src = ac.AnalogSequential(layer_with(config(compensation=True), 0), nn.ReLU(),
                               layer_with(config(), 1, (20, 5))).eval()
-    src.program_analog_weights()
-    if drift is not None:
-        src.drift_analog_weights(drift)
+    if stage != "targets":
+        src.program_analog_weights()
+    if stage == "drifted":
+        src.drift_analog_weights(3600.0)
     buf = io.BytesIO()
     torch.save(src.state_dict(), buf)
     buf.seek(0)
     dst = ac.AnalogSequential(layer_with(config(compensation=True), 5), nn.ReLU(),
                               layer_with(config(), 6, (20, 5))).eval()
+    dst.drift_analog_weights(60.0)  # a chip of its own, replaced by the checkpoint's state
     dst.load_state_dict(torch.load(buf, weights_only=True))
+    assert dst[0].analog_module.is_programmed == (stage != "targets")
     for key, (w, b) in src.get_weights().items():
         assert torch.equal(dst.get_weights()[key][0], w)
         assert torch.equal(dst.get_weights()[key][1], b)
         assert torch.equal(dst.get_target_weights()[key][0], src.get_target_weights()[key][0])
     x = torch.randn(3, 48)
     torch.testing.assert_close(dst(x), src(x))  # perfect periphery: deterministic forward
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_reads() -> None:
+    layer = layer_with(config(compensation=True, max_input_size=20)).cuda()
+    layer.drift_analog_weights(3600.0)
+    w, b = layer.get_weights()
+    assert w.is_cuda
+    x = torch.randn(8, 48, device="cuda")
+    torch.testing.assert_close(layer(x), F.linear(x, w * row_factor(layer), b), atol=1e-4,
+                               rtol=1e-4)
+    layer.realistic_read_write = True
+    torch.testing.assert_close(layer.get_weights()[0], w * row_factor(layer), atol=1e-3,
+                               rtol=1e-3)
