@@ -165,7 +165,7 @@ class AnalogLayerBase(nn.Module):
         else:
             w = arr.weights(chip=True, scales=scales)
         bias = arr.bias.detach().clone() if arr.bias is not None else None
-        return self._from_array_layout(w.detach().clone()), bias
+        return self._from_array_layout(w.detach()), bias  # w is a fresh tensor
 
     def get_target_weights(self, apply_weight_scaling: bool = True
                            ) -> tuple[Tensor, Tensor | None]:
