@@ -203,6 +203,20 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
             weight = weight * expand_row_values(rows, self.plan)
         return hwa.apply_out_scaling(self, weight)
 
+    def from_logical(self, weight: Tensor, scales: Scales = "mapping") -> Tensor:
+        """The inverse of ``to_logical``: logical weights ``[G, out_g, in_g]`` divided by the
+        learned output scales and the digital ``scales`` (tile side)."""
+        if scales == "none":
+            return weight
+        alpha = self.out_scaling_alpha
+        if alpha is not None:
+            groups, out_g = weight.shape[:2]
+            weight = weight / alpha.detach().expand(groups * out_g).view(groups, out_g, 1)
+        rows = self.digital_scales(scales)
+        if rows is not None:
+            weight = weight / expand_row_values(rows, self.plan)
+        return weight
+
     def weights(self, *, chip: bool = False, scales: Scales = "mapping") -> Tensor:
         """A copy of the target weights, or with ``chip`` (once programmed) the chip weights,
         times the digital ``scales``: ``"none"`` (tile side), ``"mapping"`` (the logical
