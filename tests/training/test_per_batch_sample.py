@@ -75,11 +75,13 @@ def test_sequence_shares_its_sample_weights() -> None:
     torch.testing.assert_close(y, torch.einsum("nti,noi->nto", x, w))
 
 
-def test_periphery_is_per_sample_and_exact() -> None:
+@pytest.mark.parametrize("nm", ["ABS_MAX", "AVERAGE_ABS_MAX"])
+def test_periphery_is_per_sample_and_exact(nm: str) -> None:
     """Noise and bound management, DAC, ADC and clipping over several tiles give, per sample,
-    exactly the op on that sample's rows with its weights (noise off: deterministic)."""
+    exactly the op on that sample's rows with its weights (noise off: deterministic);
+    AVERAGE_ABS_MAX averages over each sample's rows."""
     io = ac.IOParameters(out_noise=0.0, w_noise=0.0, inp_res=1 / 62, out_res=1 / 254,
-                         out_bound=3.0)
+                         out_bound=3.0, noise_management=nm)
     mod = _mod(type=MT.POLY, std_dev=2.0)
     torch.manual_seed(3)
     layer = ac.AnalogLinear(20, 9, rpu_config=_rc(mod, io, max_input_size=8, max_output_size=4,
