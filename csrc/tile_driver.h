@@ -33,25 +33,16 @@ struct Plan {
   std::vector<int64_t> in_sizes, out_sizes, in_off, out_off;
 };
 
-// Noise-management scale of one input segment (ABS_MAX, CONSTANT, NONE; AVERAGE_ABS_MAX is
-// batch-wide and comes from phase 1).
-template <typename T>
-T segment_alpha(const T* row, int64_t len, const Io& io) {
-  if (io.nm_type == nm::CONSTANT) return static_cast<T>(io.nm_thres);
-  if (io.nm_type != nm::ABS_MAX) return T(1);
-  T m = 0;
-  for (int64_t k = 0; k < len; ++k) m = std::max(m, std::abs(row[k]));
-  return io.nm_thres > 0 ? std::min(m, static_cast<T>(io.nm_thres)) : m;
-}
-
 // The blocked forward of one call, stage by stage. Phase 1 (AVERAGE_ABS_MAX only):
 // batch_alpha. Phase 2, one task per (group, output split, block of vectors), per input split:
 //   load   load_block_t (receptive fields, transposed) or load_rows (per vector): the block's
-//          segments, noise management, DAC, and the tile's GEMM (plus |W| x^2 for PCM noise);
+//          segments, noise management, DAC, and the tile's GEMM (plus |W| x^2 for PCM noise,
+//          |W| |x| and W (x ramp) for the IR drop: aux_gemms);
 //          load_rows hands one-hot vectors (identity readouts) to onehot_columns instead;
 //   output output_pass: noise, ADC, clip test, then rescale and accumulate, or queue the vector
 //          for bound management;
-//   redo   bound_management: the queued vectors again with the input halved, round by round;
+//   redo   bound_management: the queued vectors again with the input halved, round by round
+//          (ITERATIVE_WORST_CASE: first at reduction 1 with the ABS_MAX_NP_SUM scale);
 // then finish_block: bias, and the NCHW store for convolutions.
 template <typename T, typename Src>
 class TileDriver {
@@ -66,6 +57,19 @@ class TileDriver {
     max_out_ = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
     batch_nm_ = !io.is_perfect && io.nm_type == nm::AVERAGE_ABS_MAX;
     pcm_ = io.pcm() && !io.is_perfect;
+    ir_ = io.ir();
+    if (ir_) {  // per input split: 1 - (1 - j / n)^2, as aihwkit computes it in T
+      ramps_.resize(p.n_in);
+      for (int64_t i = 0; i < p.n_in; ++i) {
+        const int64_t n = p.in_sizes[i];
+        ramps_[i].resize(n);
+        for (int64_t j = 0; j < n; ++j) {
+          const T q = T(1) - static_cast<T>(j) / static_cast<T>(n);
+          ramps_[i][j] = T(1) - q * q;
+        }
+      }
+    }
+    if (io.out_noise_std > 0 && !io.is_perfect) column_noise();
     // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
     block_ = Src::kBlockT && !io.is_perfect && !(io.inp_step > 0 && io.inp_sto_round) &&
              io.inp_noise <= 0;
@@ -97,7 +101,7 @@ class TileDriver {
   static constexpr int32_t kDense = -2;
 
   struct Workspace {  // per thread
-    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, save, xr, xr2, acc;
+    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz;
     std::vector<int32_t> onehot;
     std::vector<float> nbuf, ubuf;
     std::vector<int64_t> act, redo, next;
@@ -107,11 +111,13 @@ class TileDriver {
       vbuf.resize(d.io_.pcm() ? rb * mo : 0);
       xb.resize(d.io_.is_perfect && Src::kDirect ? 0 : rb * mi);
       xb2.resize(d.io_.pcm() ? rb * mi : 0);
-      for (auto* v : {&norms, &ab, &ar, &inv, &save}) v->resize(rb);
+      for (auto* v : {&norms, &ab, &ar, &inv}) v->resize(rb);
       onehot.assign(rb, kDense);
       nbuf.resize(std::max(mi, mo) + 64);
       ubuf.resize(nbuf.size());
       acc.resize(d.P_ > 0 ? rb * mo : 0);
+      for (auto* v : {&cbuf, &zbuf}) v->resize(d.ir_ ? rb * mo : 0);
+      for (auto* v : {&xa, &xz}) v->resize(d.ir_ ? rb * mi : 0);
     }
   };
 
@@ -125,6 +131,53 @@ class TileDriver {
     uint32_t tile;
     const T* sc;  // the tile rows' output scales, or null
   };
+
+  // out_noise_std: each tile row's output noise std |out_noise (1 + out_noise_std xi)|, xi
+  // from Philox keyed by the chip seed (not the call's seed): one chip, the same columns.
+  void column_noise() {
+    const int64_t tiles = p_.groups * p_.n_in * p_.n_out;
+    ostd_.resize(tiles * max_out_);
+    std::vector<float> z(max_out_ + 64);
+    const RngKey chip = make_key(io_.chip_seed);
+    const T on = static_cast<T>(io_.out_noise), sd = static_cast<T>(io_.out_noise_std);
+    for (int64_t t = 0; t < tiles; ++t) {
+      fill_normal(z.data(), max_out_, 0, static_cast<uint32_t>(t), kColumnNoise, chip);
+      for (int64_t o = 0; o < max_out_; ++o)
+        ostd_[t * max_out_ + o] = std::abs(on * (T(1) + sd * static_cast<T>(z[o])));
+    }
+  }
+
+  // The IR drop's two products for `rows` DAC'd vectors of split s (as rows [r * si + k], or
+  // transposed [k * rows + r] when trans): currents |W| |x| into ws.cbuf, W (x ramp) into ws.zbuf.
+  void aux_gemms(Workspace& ws, const Split& s, int64_t so, const T* xs, int64_t rows,
+                 bool trans) {
+    const int64_t si = s.si;
+    const T* ramp = ramps_[s.i].data();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < si; ++k) {
+        const int64_t q = trans ? k * rows + r : r * si + k;
+        ws.xa[q] = std::abs(xs[q]);
+        ws.xz[q] = xs[q] * ramp[k];
+      }
+    const int64_t lda = trans ? rows : si;
+    gemm_nt(rows, so, si, ws.xa.data(), lda, wabs_ + s.woff, p_.in_g, ws.cbuf.data(), so, trans);
+    gemm_nt(rows, so, si, ws.xz.data(), lda, w_ + s.woff, p_.in_g, ws.zbuf.data(), so, trans);
+  }
+
+  // The output pass's extras of output row yq (its row in ybuf, vbuf, cbuf, zbuf).
+  RowExtras<T> extras(const Workspace& ws, const Split& s, int64_t so, int64_t yq,
+                      T add_std) const {
+    RowExtras<T> e;
+    if (pcm_) e.var = ws.vbuf.data() + yq * so;
+    e.add_std = add_std;
+    if (ir_) {
+      e.cur = ws.cbuf.data() + yq * so;
+      e.irz = ws.zbuf.data() + yq * so;
+      e.ir_scale = static_cast<T>(s.si) / static_cast<T>(io_.ir_drop_g_ratio);
+    }
+    if (!ostd_.empty()) e.ostd = ostd_.data() + s.tile * max_out_;
+    return e;
+  }
 
   // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
   void batch_alpha() {
@@ -198,8 +251,8 @@ class TileDriver {
     const bool absmax = !batch_nm_ && io_.nm_type == nm::ABS_MAX;
     src_.block_t(k.n0, m, s.xo, si, xt, absmax ? ws.ab.data() : nullptr);
     if (!absmax) {
-      std::fill(ws.ab.begin(), ws.ab.begin() + m,
-                batch_nm_ ? mean_alpha_[s.gi] : segment_alpha<T>(nullptr, 0, io_));
+      for (int64_t r = 0; r < m; ++r)
+        ws.ab[r] = batch_nm_ ? mean_alpha_[s.gi] : segment_alpha(xt + r, si, io_, m);
     } else if (io_.nm_thres > 0) {
       for (int64_t r = 0; r < m; ++r) ws.ab[r] = std::min(ws.ab[r], static_cast<T>(io_.nm_thres));
     }
@@ -208,13 +261,14 @@ class TileDriver {
       ws.ar[r] = dac_scale(ws.ab[r]);
       if (!skip_zero(k, s, r, ws.ab[r])) ws.act.push_back(r);
     }
-    dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), ws.save.data(), io_);
+    dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), io_);
     if (io_.additive()) block_norm_t(xt, m, si, ws.norms.data());
     gemm_nt(m, k.so, si, xt, m, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so, true);
     if (pcm_) {
       for (int64_t q = 0; q < m * si; ++q) ws.xb2[q] = xt[q] * xt[q];
       gemm_nt(m, k.so, si, ws.xb2.data(), m, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so, true);
     }
+    if (ir_) aux_gemms(ws, s, k.so, xt, m, true);
     return static_cast<int64_t>(ws.act.size());
   }
 
@@ -240,7 +294,7 @@ class TileDriver {
       if (io_.additive()) ws.norms[r] = row_norm(xq, si);
       if (pcm_)
         for (int64_t c = 0; c < si; ++c) ws.xb2[r * si + c] = xq[c] * xq[c];
-      if constexpr (Src::kOneHot) ws.onehot[r] = sole_nonzero(xq, si);  // kDense if 2+
+      if constexpr (Src::kOneHot) ws.onehot[r] = ir_ ? kDense : sole_nonzero(xq, si);
     }
     if (io_.is_perfect) std::fill(ws.ab.begin(), ws.ab.end(), T(1));
     const int64_t na = static_cast<int64_t>(ws.act.size());
@@ -273,6 +327,7 @@ class TileDriver {
     }
     gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so);
     if (pcm_) gemm_nt(nd, k.so, si, a2, si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so);
+    if (ir_) aux_gemms(ws, s, k.so, a1, nd, false);  // (with the IR drop, no vector is one-hot)
     if constexpr (Src::kOneHot) onehot_columns(ws, k, s, nd, na);
     return na;
   }
@@ -314,9 +369,9 @@ class TileDriver {
       if (io_.is_perfect) {
         if (keep) std::fill(keep, keep + k.so, true);
       } else {
-        hit = out_row(yr, pcm_ ? ws.vbuf.data() + yq * k.so : nullptr,
-                      io_.additive() ? wn * ws.norms[r] : T(0), k.so, io_, key_,
-                      static_cast<uint32_t>(v), s.tile, 0, ws.nbuf.data(), ws.ubuf.data(), keep);
+        hit = out_row(yr, extras(ws, s, k.so, yq, io_.additive() ? wn * ws.norms[r] : T(0)),
+                      k.so, io_, key_, static_cast<uint32_t>(v), s.tile, 0, ws.nbuf.data(),
+                      ws.ubuf.data(), keep);
       }
       if (hit && io_.bm_rounds > 0)
         ws.redo.push_back(v);
@@ -326,19 +381,28 @@ class TileDriver {
   }
 
   // Bound management: redo only the vectors that clipped, input halved each round.
+  // ITERATIVE_WORST_CASE (aihwkit): round 1 at reduction 1 with the ABS_MAX_NP_SUM scale (under a
+  // noise management), then halving as ITERATIVE.
   void bound_management(Workspace& ws, const Task& k, const Split& s) {
     const int64_t si = s.si, so = k.so;
     const T wn = static_cast<T>(io_.w_noise);
+    const bool worst = io_.bm_type == bm::ITERATIVE_WORST_CASE;
     T red = 1;
     for (int64_t round = 1; round <= io_.bm_rounds && !ws.redo.empty(); ++round) {
-      red *= 2;
+      if (!(worst && round == 1)) red *= 2;
       const int64_t nr = static_cast<int64_t>(ws.redo.size());
       ws.xr.resize(nr * si);
       if (io_.pcm()) ws.xr2.resize(nr * si);
       for (int64_t q = 0; q < nr; ++q) {
-        const T a = ws.ab[ws.redo[q] - k.n0];
         T* xq = ws.xr.data() + q * si;
-        dac_row(src_.row(ws.redo[q], s.xo, si, xq), xq, si, (dac_scale(a)) * red, io_, key_,
+        const T* xv = src_.row(ws.redo[q], s.xo, si, xq);
+        T& a = ws.ab[ws.redo[q] - k.n0];
+        if (worst && round == 1 && io_.nm_type != nm::NONE) {
+          Io np = io_;
+          np.nm_type = nm::ABS_MAX_NP_SUM;
+          a = segment_alpha(xv, si, np);
+        }
+        dac_row(xv, xq, si, (dac_scale(a)) * red, io_, key_,
                 static_cast<uint32_t>(ws.redo[q]), static_cast<uint32_t>(s.gi), round,
                 ws.nbuf.data(), ws.ubuf.data());
         if (io_.pcm())
@@ -347,14 +411,15 @@ class TileDriver {
       gemm_nt(nr, so, si, ws.xr.data(), si, w_ + s.woff, p_.in_g, ws.ybuf.data(), so);
       if (io_.pcm())
         gemm_nt(nr, so, si, ws.xr2.data(), si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), so);
+      if (ir_) aux_gemms(ws, s, so, ws.xr.data(), nr, false);
       ws.next.clear();
       for (int64_t q = 0; q < nr; ++q) {
         const int64_t v = ws.redo[q];
         T* yr = ws.ybuf.data() + q * so;
         bool* keep = mask_ ? mask_ + (s.gi * p_.n + v) * p_.out_g + k.oo : nullptr;
         const T add = io_.additive() ? wn * row_norm(ws.xr.data() + q * si, si) : T(0);
-        const bool hit = out_row(yr, io_.pcm() ? ws.vbuf.data() + q * so : nullptr, add, so, io_,
-                                 key_, static_cast<uint32_t>(v), s.tile, round, ws.nbuf.data(),
+        const bool hit = out_row(yr, extras(ws, s, so, q, add), so, io_, key_,
+                                 static_cast<uint32_t>(v), s.tile, round, ws.nbuf.data(),
                                  ws.ubuf.data(), keep);
         const T a = ws.ab[v - k.n0];
         if (hit && round < io_.bm_rounds)
@@ -394,8 +459,9 @@ class TileDriver {
   bool* mask_;
   const int64_t P_;
   int64_t max_in_ = 0, max_out_ = 0, rb_ = 256, n_blocks_ = 0;
-  bool batch_nm_ = false, pcm_ = false, block_ = false;
-  std::vector<T> mean_alpha_;
+  bool batch_nm_ = false, pcm_ = false, block_ = false, ir_ = false;
+  std::vector<T> mean_alpha_, ostd_;
+  std::vector<std::vector<T>> ramps_;
 };
 
 // The analog forward of the vectors of src (see TileDriver).

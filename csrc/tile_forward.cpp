@@ -47,7 +47,7 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
     r.scales = out_scales->detach().to(r.work).contiguous();
   }
   if (bias_in.has_value() && bias_in->defined()) r.bias = bias_in->detach().to(r.work).contiguous();
-  if (io.pcm() && !io.is_perfect) r.wabs = r.weight.abs();
+  if (io.needs_wabs()) r.wabs = r.weight.abs();
   r.plan = Plan{G, out_g, in_g, n, n_in, static_cast<int64_t>(out_sizes.size()),
                 in_sizes.vec(), out_sizes.vec(), {}, {}};
   r.plan.in_off = offsets(r.plan.in_sizes);

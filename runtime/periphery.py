@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .config.enums import BoundManagementType, NoiseManagementType
 from .config.io import IOParameters
 
 
@@ -33,6 +34,17 @@ class NoiseManagement(Codes):
     ABS_MAX = 1
     CONSTANT = 2
     AVERAGE_ABS_MAX = 3
+    MAX = 4
+    ABS_MAX_NP_SUM = 5
+
+
+class BoundManagement(Codes):
+    """``bm_type`` codes (``IOParameters.bound_management``)."""
+
+    NONE = 0
+    ITERATIVE = 1
+    ITERATIVE_WORST_CASE = 2
+    SHIFT = 3
 
 
 class WeightNoise(Codes):
@@ -64,12 +76,36 @@ class Field:
     """Its value for an ``IOParameters``."""
     codes: type[Codes] | None = None
     """For enum fields: the integer codes."""
+    default: Any = None
+    """The value ``pack_fields`` uses when the field is not given (None: it must be given): the
+    fields added after the first spec default to "off", so hand-written kernel arguments (tests,
+    benchmarks) mean what they meant before."""
+
+
+def _bm_type(io: IOParameters) -> int:
+    """The kernel's bound management: none without an output bound (nothing can clip), and
+    ITERATIVE_WORST_CASE under ABS_MAX_NP_SUM is ITERATIVE (its 2nd round would change
+    nothing: aihwkit skips it)."""
+    if io.out_bound <= 0:
+        return BoundManagement.NONE
+    if io.bound_management is BoundManagementType.ITERATIVE_WORST_CASE \
+            and io.noise_management is NoiseManagementType.ABS_MAX_NP_SUM:
+        return BoundManagement.ITERATIVE
+    return _code(BoundManagement, "bound_management")(io)
+
+
+def _bm_rounds(io: IOParameters) -> int:
+    """Redo rounds after the first pass: ITERATIVE halves ``max_bm_rounds`` times;
+    ITERATIVE_WORST_CASE first redoes at reduction 1 with the ABS_MAX_NP_SUM scale, then halves
+    as many times (aihwkit resets the reduction to 1 in that round)."""
+    return io.max_bm_rounds + int(_bm_type(io) == BoundManagement.ITERATIVE_WORST_CASE)
 
 
 PERIPHERY: tuple[Field, ...] = (
     Field("is_perfect", bool, lambda io: io.is_perfect),
     Field("nm_type", int, _code(NoiseManagement, "noise_management"), NoiseManagement),
     Field("nm_thres", float, lambda io: io.nm_thres),
+    Field("nm_assumed_wmax", float, lambda io: io.nm_assumed_wmax, default=0.6),
     Field("inp_bound", float, lambda io: io.inp_bound),
     Field("inp_step", float, lambda io: io.inp_step),
     Field("inp_sto_round", bool, lambda io: io.inp_sto_round),
@@ -78,9 +114,18 @@ PERIPHERY: tuple[Field, ...] = (
     Field("out_step", float, lambda io: io.out_step),
     Field("out_sto_round", bool, lambda io: io.out_sto_round),
     Field("out_noise", float, lambda io: io.out_noise),
+    Field("out_noise_std", float, lambda io: io.out_noise_std, default=0.0),
+    # the chip whose column noise ``out_noise_std`` draws: the tile array's program_seed
+    # (``with_chip_seed``); 0 for an IOParameters alone
+    Field("chip_seed", int, lambda io: 0, default=0),
     Field("w_noise_type", int, _code(WeightNoise, "w_noise_type"), WeightNoise),
     Field("w_noise", float, lambda io: io.w_noise),
-    Field("bm_rounds", int, lambda io: io.max_bm_rounds),
+    Field("ir_drop", float, lambda io: io.ir_drop, default=0.0),
+    Field("ir_drop_g_ratio", float, lambda io: io.ir_drop_g_ratio, default=1.0 / 0.35 / 5e-6),
+    Field("bm_type", int, _bm_type, BoundManagement, default=BoundManagement.ITERATIVE),
+    Field("bm_rounds", int, _bm_rounds),
+    Field("bm_neg", bool, lambda io: io.bm_test_negative_bound, default=True),
+    Field("max_bm_res", float, lambda io: io.max_bm_res, default=0.25),
 )
 FLOAT_FIELDS: tuple[str, ...] = tuple(f.name for f in PERIPHERY if f.kind is float)
 INT_FIELDS: tuple[str, ...] = tuple(f.name for f in PERIPHERY if f.kind is not float)
@@ -95,8 +140,9 @@ class KernelIO(NamedTuple):
 
 
 def pack_fields(**values: Any) -> KernelIO:
-    """Pack kernel field values given by name (every field of ``PERIPHERY``, enum fields as
-    codes or members of their ``Codes``)."""
+    """Pack kernel field values given by name (every field of ``PERIPHERY`` that has no
+    ``default``, enum fields as codes or members of their ``Codes``)."""
+    values = {**{f.name: f.default for f in PERIPHERY if f.default is not None}, **values}
     missing = [f.name for f in PERIPHERY if f.name not in values]
     unknown = sorted(set(values) - set(_FIELDS))
     if missing or unknown:
@@ -107,6 +153,22 @@ def pack_fields(**values: Any) -> KernelIO:
 def kernel_io(io: IOParameters) -> KernelIO:
     """The packed periphery of ``io`` (the forward ops' ``io_f``, ``io_i``)."""
     return pack_fields(**{f.name: f.read(io) for f in PERIPHERY})
+
+
+_CHIP_SEED = INT_FIELDS.index("chip_seed")
+
+
+_OUT_NOISE_STD = FLOAT_FIELDS.index("out_noise_std")
+
+
+def with_chip_seed(kio: KernelIO, seed: int | Any) -> KernelIO:
+    """``kio`` for the chip ``seed`` (an int or a 0-d tensor: what ``out_noise_std``'s column
+    noise is drawn from); ``kio`` itself when it has no column noise (the seed is not read)."""
+    if kio.io_f[_OUT_NOISE_STD] <= 0:
+        return kio
+    io_i = list(kio.io_i)
+    io_i[_CHIP_SEED] = int(seed)
+    return KernelIO(kio.io_f, io_i)
 
 
 class Periphery:

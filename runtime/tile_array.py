@@ -35,7 +35,7 @@ from .chip_state import ChipState, new_seed
 from .config import RPU_CONFIG_TYPES, RPUConfig
 from .conv_ops import conv2d_via_rows
 from .ops import tile_conv2d, tile_forward
-from .periphery import KernelIO, kernel_io
+from .periphery import KernelIO, kernel_io, with_chip_seed
 from .programming import expand_row_values, per_row_absmax, per_tile_absmax
 from .tile_checkpoint import TileCheckpoint
 from .tiling import TilePlan
@@ -97,8 +97,9 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
 
     @property
     def kernel_io(self) -> KernelIO:
-        """The packed periphery of ``rpu_config.forward`` (``packed_io("forward")``)."""
-        return self.packed_io("forward")
+        """The packed periphery of ``rpu_config.forward`` (``packed_io("forward")``), for this
+        chip (``program_seed``: ``out_noise_std``'s column noise)."""
+        return with_chip_seed(self.packed_io("forward"), self.program_seed)
 
     def _sync_hwa(self) -> None:
         hwa.sync_parameters(self)  # the HWA parameters the config asks for

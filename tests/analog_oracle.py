@@ -38,10 +38,15 @@ def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: lis
     y = torch.zeros(n, groups, out_g, dtype=x.dtype)
     keep = torch.ones(groups, len(in_sizes), n, out_g, dtype=torch.bool)
     reds = torch.ones(groups, len(in_sizes), len(out_sizes), n, dtype=x.dtype)
-    in_step = 0.0 if io.inp_res <= 0 else (io.inp_res if io.inp_res < 1 else 1 / io.inp_res) \
-        * 2 * io.inp_bound
-    out_step = 0.0 if io.out_res <= 0 else (io.out_res if io.out_res < 1 else 1 / io.out_res) \
-        * 2 * io.out_bound
+    def f32(v: float) -> Tensor:
+        return torch.tensor(v, dtype=torch.float32)
+
+    # aihwkit's steps, in float32: float(res) (or 1 / float(res)) times float(2 * bound); no
+    # ADC without an output bound
+    in_step = 0.0 if io.inp_res <= 0 else float(
+        (f32(io.inp_res) if io.inp_res < 1 else 1 / f32(io.inp_res)) * f32(2 * io.inp_bound))
+    out_step = 0.0 if io.out_res <= 0 or io.out_bound <= 0 else float(
+        (f32(io.out_res) if io.out_res < 1 else 1 / f32(io.out_res)) * f32(2 * io.out_bound))
     # Bound management (aihwkit's C++ loop) accepts the round whose reduction exceeds
     # max_bm_factor or max_bm_res / DAC step, or that did not clip.
     col0 = 0
@@ -75,8 +80,8 @@ def oracle_forward(x: Tensor, weight: Tensor, io: ac.IOParameters, in_sizes: lis
                             xs = _dac(xv, alpha * red, in_step)
                             xs = xs.clamp(-io.inp_bound, io.inp_bound)
                             yv = _quant(w @ xs, out_step)
-                            if io.out_bound > 0:
-                                clipped = yv.abs() >= io.out_bound
+                            if io.out_bound > 0:  # beyond the bound, not at it (aihwkit)
+                                clipped = yv.abs() > io.out_bound
                                 yv = yv.clamp(-io.out_bound, io.out_bound)
                             else:
                                 clipped = torch.zeros(rows, dtype=torch.bool)

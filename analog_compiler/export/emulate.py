@@ -5,18 +5,21 @@ the ONNX file computes what the analog chip computes without noise, not only wit
 
 per input split ``i`` of each group (one MatMul per split, partial sums added in float):
 noise management (``ABS_MAX``: alpha = max|x| of the split per vector, capped by ``nm_thres``;
-``AVERAGE_ABS_MAX``: its batch mean; ``CONSTANT``: ``nm_thres``; ``NONE``: 1) -> DAC
-(``Round(x * (1 / (alpha * step))) * step``, ``Clip`` to ``+-inp_bound``) -> MatMul with the chip's
-(programmed / drifted) tile weights -> ADC (``Round``/``Clip`` to ``+-out_bound``) ->
-``ITERATIVE`` bound management, unrolled (each extra round recomputes the split with the input
-halved and keeps it, per vector and output tile, where the previous round clipped) -> ``* alpha``
--> digital output scales (mapping scales, drift compensation) -> sum over splits -> bias.
+``MAX``: the signed max; ``ABS_MAX_NP_SUM``: aihwkit's sum bound; ``AVERAGE_ABS_MAX``: the batch
+mean of the abs-max; ``CONSTANT``: ``nm_thres``; ``NONE``: 1) -> DAC
+(``Round((x * (1 / alpha)) / step) * step``, ``Clip`` to ``+-inp_bound``) -> MatMul with the
+chip's (programmed / drifted) tile weights -> IR drop (two more MatMuls) -> ``SHIFT`` (the
+tile's largest output to ``out_bound``) -> ADC (``Round``/``Clip`` to ``+-out_bound``) ->
+``ITERATIVE`` / ``ITERATIVE_WORST_CASE`` bound management, unrolled (each extra round recomputes
+the split with the input halved, or at the worst-case scale, and keeps it, per vector and output
+tile, where the previous round clipped beyond the bound) -> ``* alpha`` -> digital output scales
+(mapping scales, drift compensation) -> sum over splits -> bias.
 Arrays trained hardware-aware also get their learned input ranges (clip to ``+-r``, divide by
 ``r`` before the DAC, ``r`` back at the output) and learned output scales (before the bias).
 
 What is left out, by design: every noise source (``inp_noise``, ``out_noise``, ``w_noise``, read
-noise redrawn per forward) and stochastic rounding (``*_sto_round`` become round-to-nearest-even);
-bound management is ``ITERATIVE`` or ``NONE``, as ``BoundManagementType`` offers. The analog
+noise redrawn per forward, the column noise of ``out_noise_std``) and stochastic rounding
+(``*_sto_round`` become round-to-nearest-even). The analog
 forward and this emulation agree to float rounding except where a rounding boundary falls between
 the two sums: then they differ by one ADC step (times the vector's input scale).
 """
@@ -33,7 +36,7 @@ from torch import Tensor, nn
 from ..nn.base import AnalogLayerBase
 from ..nn.conv import _AnalogConvNd
 from ..nn.linear import AnalogLinear
-from ..runtime import IOParameters, NoiseManagementType, hwa
+from ..runtime import BoundManagementType, IOParameters, NoiseManagementType, hwa
 
 
 class EmulatedTileArray(nn.Module):
@@ -71,6 +74,12 @@ class EmulatedTileArray(nn.Module):
         self.nm_thres, self.inp_bound = float(io.nm_thres), float(io.inp_bound)
         self.inp_step, self.out_step = float(io.inp_step), float(io.out_step)
         self.out_bound, self.bm_rounds = float(io.out_bound), int(io.max_bm_rounds)
+        self.bm_neg = bool(io.bm_test_negative_bound)
+        self.worst_case = io.bound_management is BoundManagementType.ITERATIVE_WORST_CASE \
+            and self.nm_type is not NoiseManagementType.ABS_MAX_NP_SUM and self.bm_rounds > 0
+        self.shift = io.bound_management is BoundManagementType.SHIFT
+        self.nm_assumed_wmax, self.max_bm_res = float(io.nm_assumed_wmax), float(io.max_bm_res)
+        self.ir_drop, self.ir_drop_g_ratio = float(io.ir_drop), float(io.ir_drop_g_ratio)
         start = 0
         for i, size in enumerate(self.in_sizes):
             # [G, Ti, out_g]: x_split @ w gives the split's outputs
@@ -84,42 +93,64 @@ class EmulatedTileArray(nn.Module):
         self.has_scales = scales is not None
         self.register_buffer("bias", None if array.bias is None else array.bias.detach().clone())
 
-    def _alpha(self, x: Tensor) -> Tensor:
-        """Noise-management input scale per vector (``[G, N, 1]``, zeros replaced by 1)."""
-        if self.nm_type is NoiseManagementType.CONSTANT:
+    def _alpha(self, x: Tensor, nm: NoiseManagementType) -> Tensor:
+        """Noise-management input scale per vector (``[G, N, 1]``; <= 0: the output is 0)."""
+        NM = NoiseManagementType
+        if nm is NM.CONSTANT:
             return torch.full_like(x[..., :1], self.nm_thres)
-        if self.nm_type is NoiseManagementType.NONE:
+        if nm is NM.NONE:
             return torch.ones_like(x[..., :1])
-        alpha = x.abs().amax(-1, keepdim=True)
-        if self.nm_type is NoiseManagementType.AVERAGE_ABS_MAX:
-            alpha = alpha.mean(1, keepdim=True).expand_as(alpha)
-        elif self.nm_thres > 0:
+        alpha = x.amax(-1, keepdim=True) if nm is NM.MAX else x.abs().amax(-1, keepdim=True)
+        if nm is NM.AVERAGE_ABS_MAX:
+            return alpha.mean(1, keepdim=True).expand_as(alpha)
+        if self.nm_thres > 0:
             alpha = alpha.clamp_max(self.nm_thres)
-        return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+        if nm is NM.ABS_MAX_NP_SUM:  # as runtime/reference.py
+            total = torch.maximum(x.clamp_min(0).sum(-1, keepdim=True),
+                                  -x.clamp_max(0).sum(-1, keepdim=True))
+            np_scale = total * self.nm_assumed_wmax / (self.out_bound if self.out_bound > 0
+                                                       else 1.0)
+            if self.inp_step > 0:
+                np_scale = torch.minimum(alpha / self.inp_step * self.max_bm_res, np_scale)
+            alpha = torch.maximum(alpha, np_scale)
+        return alpha
 
     def _mvm(self, x: Tensor, w: Tensor, alpha: Tensor, red: float) -> tuple[Tensor, Tensor]:
         """One DAC -> MatMul -> ADC pass with input reduction ``red``: ``(y, clipped)``."""
+        scale = alpha * red
         if self.inp_step > 0:  # as the kernels (aihwkit's arithmetic, which decides the ties)
-            xs = torch.round((x * (1.0 / (alpha * red))) / self.inp_step) * self.inp_step
+            xs = torch.round((x * (1.0 / scale)) / self.inp_step) * self.inp_step
         else:
-            xs = x / (alpha * red)
+            xs = x / scale
         xs = xs.clamp(-self.inp_bound, self.inp_bound)
         out = torch.matmul(xs, w)
+        if self.ir_drop > 0:  # aihwkit's IR drop, as runtime/reference.py
+            n = x.shape[-1]
+            ramp = torch.tensor([1 - (1 - j / n) ** 2 for j in range(n)], dtype=x.dtype)
+            a = (n / self.ir_drop_g_ratio) * torch.matmul(xs.abs(), w.abs())
+            c = a * (a * (0.05 * a - 0.2) + 0.5)
+            out = out - c * (self.ir_drop * torch.matmul(xs * ramp.to(x.device), w))
+        if self.shift:  # the tile's largest output to out_bound
+            out = out + (self.out_bound - self._per_tile(out))
         if self.out_step > 0:
             out = torch.round(out / self.out_step) * self.out_step
         clipped = out.new_zeros(())
-        if self.out_bound > 0:
-            clipped = (out.abs() >= self.out_bound).to(out.dtype)
+        if self.out_bound > 0:  # beyond (not at) the bound, as aihwkit
+            hit = out > self.out_bound
+            if self.bm_neg:
+                hit = hit | (out < -self.out_bound)
+            clipped = hit.to(out.dtype)
             out = out.clamp(-self.out_bound, self.out_bound)
-        return out * (alpha * red), clipped
+        return out * scale, clipped
 
-    def _per_tile_any(self, clipped: Tensor) -> Tensor:
-        """``[G, N, out_g]`` 0/1 -> 1 where any output of the same tile (output split) clipped."""
+    def _per_tile(self, v: Tensor) -> Tensor:
+        """``[G, N, out_g]`` -> the max over each tile's outputs (output split), broadcast back
+        (0/1 clip flags: 1 where any output of the same tile clipped)."""
         if len(self.out_sizes) == 1:
-            return clipped.amax(-1, keepdim=True).expand_as(clipped)
+            return v.amax(-1, keepdim=True).expand_as(v)
         parts, start = [], 0
         for size in self.out_sizes:
-            part = clipped[..., start:start + size]
+            part = v[..., start:start + size]
             parts.append(part.amax(-1, keepdim=True).expand_as(part))
             start += size
         return torch.cat(parts, dim=-1)
@@ -127,17 +158,25 @@ class EmulatedTileArray(nn.Module):
     def _split_forward(self, x: Tensor, w: Tensor) -> Tensor:
         if self.is_perfect:
             return torch.matmul(x, w)
-        alpha = self._alpha(x)
+        alpha = self._alpha(x, self.nm_type)
+        zero = alpha <= 0
+        alpha = torch.where(zero, torch.ones_like(alpha), alpha)
         y, clipped = self._mvm(x, w, alpha, 1.0)
-        if self.bm_rounds and self.out_bound > 0:
-            redo = self._per_tile_any(clipped)
+        rounds = self.bm_rounds + int(self.worst_case)
+        if rounds and self.out_bound > 0 and not self.shift:
+            redo = self._per_tile(clipped)
             red = 1.0
-            for _ in range(self.bm_rounds):
-                red *= 2.0
+            for k in range(rounds):
+                if self.worst_case and k == 0:  # aihwkit's worst case: the sum bound, red 1
+                    if self.nm_type is not NoiseManagementType.NONE:
+                        alpha = self._alpha(x, NoiseManagementType.ABS_MAX_NP_SUM)
+                        alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+                else:
+                    red *= 2.0
                 y_new, clipped_new = self._mvm(x, w, alpha, red)
                 y = torch.where(redo > 0, y_new, y)
-                redo = redo * self._per_tile_any(clipped_new)
-        return y
+                redo = redo * self._per_tile(clipped_new)
+        return torch.where(zero, torch.zeros_like(y), y)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, G * in_g]`` -> ``[N, G * out_g]``."""

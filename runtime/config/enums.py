@@ -25,6 +25,10 @@ class BoundManagementType(enum.Enum):
 
     NONE = "none"
     ITERATIVE = "iterative"  # redo the clipped vector with the input halved, per vector
+    # 2nd round: the input scale of ABS_MAX_NP_SUM, reduction 1; then halved as ITERATIVE
+    ITERATIVE_WORST_CASE = "iterative_worst_case"
+    # no redo: every output shifted by out_bound - max_i y_i before the ADC (for a softmax)
+    SHIFT = "shift"
 
 
 class NoiseManagementType(enum.Enum):
@@ -32,9 +36,12 @@ class NoiseManagementType(enum.Enum):
 
     NONE = "none"
     ABS_MAX = "abs_max"
-    MAX = "max"
+    MAX = "max"  # the signed maximum (a vector with no positive input gives 0)
     CONSTANT = "constant"
     AVERAGE_ABS_MAX = "average_abs_max"
+    # max(abs-max, min(sum * nm_assumed_wmax / out_bound, abs-max * max_bm_res / dac_step)),
+    # sum = max(sum of the positive, -sum of the negative inputs)
+    ABS_MAX_NP_SUM = "abs_max_np_sum"
 
 
 def coerce_enum(cls: type[E], value: object, field: str) -> E:

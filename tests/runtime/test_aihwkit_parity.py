@@ -5,9 +5,10 @@ by ``tests/fixtures/record_aihwkit_parity.py`` on the layers of
 ``tests/fixtures/aihwkit_parity_cases.py`` (aihwkit is not a dependency; to re-record, install
 aihwkit 1.2.0 in a separate virtual environment and run the script there). The cases cover
 bound management (vectors that need four or more rounds, and the last-round limits
-``max_bm_factor`` and ``max_bm_res``), noise management (NONE, CONSTANT, ABS_MAX with
-``nm_thres``), resolutions (7/9 bits, 8 bits, a number of steps, a fraction, none), omega 0 and 1
-(columnwise or not) and the issue's multi-tile layers (1024->700 in 512 splits, 777->333 in
+``max_bm_factor`` and ``max_bm_res``; ITERATIVE_WORST_CASE), noise management (NONE,
+CONSTANT, ABS_MAX with ``nm_thres``, MAX, ABS_MAX_NP_SUM), the IR drop, resolutions (7/9
+bits, 8 bits, a number of steps, a fraction, none), omega 0 and 1 (columnwise or not) and the
+issue's multi-tile layers (1024->700 in 512 splits, 777->333 in
 256-tiles, 500->300 on one tile).
 
 Both implementations are checked through the public layer API: the compiled kernels in this

@@ -36,6 +36,14 @@ SETTINGS = {
     "sto_round_inp_noise": dict(inp_sto_round=True, inp_noise=0.02, out_sto_round=True),
     "clipping": dict(out_bound=0.5, out_noise=0.06, bm_rounds=1),  # some stay clipped
     "ideal_with_scales": dict(is_perfect=True),
+    # aihwkit's other managements, the IR drop, per-column output noise (block path too)
+    "nm_max": dict(nm_type=NM.MAX, out_noise=0.06),
+    "nm_np_sum_worst_case": dict(nm_type=NM.ABS_MAX_NP_SUM, out_bound=1.0, bm_type=2,
+                                 bm_rounds=5, out_noise=0.02),
+    "worst_case": dict(out_bound=1.0, bm_type=2, bm_rounds=5, out_noise=0.02),
+    "shift": dict(out_bound=2.0, bm_type=3, bm_rounds=0, out_noise=0.02),
+    "ir_drop": dict(ir_drop=1.0, ir_drop_g_ratio=50.0, out_noise=0.02),
+    "out_noise_std": dict(out_noise=0.06, out_noise_std=0.3, chip_seed=99),
 }
 # (C_in, C_out, groups, kernel, dilation, stride, padding, H, W, in_sizes, out_sizes)
 GEOMETRIES = [
@@ -96,7 +104,9 @@ def test_equals_tile_forward_over_im2col_rows(geom: tuple, setting: str) -> None
 
 
 @needs_cpp
-@pytest.mark.parametrize("setting", ["default", "pcm_read", "clipping", "no_nm_no_quant"])
+@pytest.mark.parametrize("setting", ["default", "pcm_read", "clipping", "no_nm_no_quant",
+                                     "nm_max", "worst_case", "nm_np_sum_worst_case", "shift",
+                                     "ir_drop"])
 def test_cpp_matches_reference_noise_off(setting: str) -> None:
     kw = {k: v for k, v in SETTINGS[setting].items() if k not in ("out_noise", "w_noise")}
     head, geometry = problem(GEOMETRIES[0], scales=True, seed=3)

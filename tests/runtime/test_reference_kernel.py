@@ -106,11 +106,12 @@ def test_bound_management_redoes_only_the_clipped_vectors() -> None:
     assert torch.equal(keep, keep_ref) and bool(keep.all())
     # Had vector 1 been redone with the batch (aihwkit's torch tile), its output would differ.
     x1 = x[1]
-    step = 2 / 14
+    step = io.inp_step  # 2 / 14 and 6 / 510 as aihwkit computes them (float32)
+    assert step == pytest.approx(2 / 14) and io.out_step == pytest.approx(6 / 510)
     red1 = torch.round(x1 / step) * step @ w[0].T
     red4 = torch.round(x1 / 4 / step) * step @ w[0].T * 4
     assert not torch.allclose(red1, red4)
-    torch.testing.assert_close(y[1], torch.round(red1 / (6 / 510)) * (6 / 510), atol=1e-12,
+    torch.testing.assert_close(y[1], torch.round(red1 / io.out_step) * io.out_step, atol=1e-12,
                                rtol=0)
 
 
