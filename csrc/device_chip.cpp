@@ -1,0 +1,452 @@
+// CPU kernel of analog::device_chip (schema in runtime/ops.py, encoding in runtime/chip_codec.py,
+// reference in runtime/chip_ops.py): the chip of every noise model of the family except
+// PCMLikeNoiseModel (csrc/pcm_chip.cpp), with any conductance converter, re-derived from
+// (target weights, program seed) in one pass per weight.
+//
+// Per tile the converter's scale (max|W|, or min/max W for a single device); per weight the
+// target conductance of each device of its unit cell; per device programming noise, the drift
+// parameter, the read at t (drift / relaxation, read noise) as in the model classes
+// (runtime/config/noise_pcm.py, noise_reram.py); then back through the converter.
+// Randoms: the chunk of 16 elements ch draws, per device d, its programming normals (16 for the
+// noise, 16 for the drift parameter) from the Philox counter (ch * 8 + lane, stream 2, d) under
+// the program seed and its read normals (read noise, relaxation) from (ch * 8 + lane, stream 3,
+// d) under the read seed: the same chip at every call, no value depends on the thread.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "fast_math.h"
+#include "rng.h"
+#include "tile_kernels.h"
+
+namespace analog {
+namespace {
+
+constexpr int kChunk = 2 * kLanes;  // elements per step: one Philox batch per device and stream
+constexpr float kZeroClip = 1e-7f;  // aihwkit's floor of max|W| (and of g / g_max in logs)
+constexpr float kLog10e = 0.434294481903251828f;
+
+enum ModelKind { kStateIndependent = 0, kCustomDrift = 1, kHermes = 2, kWan2022 = 3, kCmo = 4 };
+enum ConverterKind { kSinglePair = 0, kNPair = 1, kCustomPair = 2, kSingleDevice = 3 };
+
+// Reads an encoded parameter list front to back (layouts: runtime/chip_codec.py).
+struct Reader {
+  at::ArrayRef<double> p;
+  size_t pos = 0;
+  const char* what;
+  double one() {
+    TORCH_CHECK(pos < p.size(), "analog::device_chip: ", what, " parameters too short");
+    return p[pos++];
+  }
+  std::vector<float> take(int64_t n) {
+    TORCH_CHECK(n >= 0 && pos + static_cast<size_t>(n) <= p.size(), "analog::device_chip: ",
+                what, " parameters too short");
+    std::vector<float> out(p.begin() + pos, p.begin() + pos + n);
+    pos += static_cast<size_t>(n);
+    return out;
+  }
+  std::vector<float> counted() { return take(static_cast<int64_t>(one())); }
+  void done() const {
+    TORCH_CHECK(pos == p.size(), "analog::device_chip: ", what, " parameters too long");
+  }
+};
+
+// A model resolved for one read at t: every time-dependent factor precomputed.
+struct Model {
+  int kind = 0;
+  float g_norm = 1.0f;           // polynomials and relative conductances divide by it
+  float prog_factor = 1.0f;      // programming std = poly(g / g_norm) * prog_factor
+  std::vector<float> coeff;      // programming polynomial (lowest order first)
+  bool drift = false;            // t > 0 (power-law drift / relaxation / Wan's read)
+  bool read = false;             // per-read randoms drawn
+  float drift_scale = 1.0f, log_drift = 0.0f;   // PCM family: nu scale, log((t + t_0) / t_0)
+  float nu_mean = 0.0f, nu_std = 0.0f;          // StateIndependent
+  std::vector<float> tab_g, tab_mean, tab_std;  // CustomDrift's drift table
+  int num_devices = 2;                          // Hermes fits
+  float read_factor = 0.0f;  // read_noise_scale * sqrt(log((t + t_0 + t_read) / (2 t_read)))
+  std::vector<float> coeff_read;  // Wan: the polynomial of the read time
+  float g_min = 0.0f, g_max = 0.0f, shift = 0.0f, relax_std = 0.0f;  // CMO
+};
+
+float log_time_factor(double t, double t_read) {
+  return static_cast<float>(std::sqrt(std::log((t + t_read) / (2.0 * t_read))));
+}
+
+Model parse_model(int64_t kind, at::ArrayRef<double> params, double t, bool read) {
+  Model m;
+  m.kind = static_cast<int>(kind);
+  m.drift = t > 0.0;
+  m.read = read;
+  Reader r{params, 0, "model"};
+  switch (kind) {
+    case kStateIndependent: {
+      m.g_norm = r.one();
+      m.prog_factor = r.one();
+      m.nu_mean = r.one();
+      m.nu_std = r.one();
+      m.drift_scale = r.one();
+      const double t_0 = r.one(), read_scale = r.one(), t_read = r.one();
+      m.coeff = r.counted();
+      m.log_drift = m.drift ? static_cast<float>(std::log((t + t_0) / t_0)) : 0.0f;
+      // read std relative to |g_d|: log factor / g_norm
+      m.read_factor = static_cast<float>(read_scale) * log_time_factor(t + t_0, t_read) /
+                      m.g_norm;
+      break;
+    }
+    case kCustomDrift:
+    case kHermes: {
+      m.g_norm = r.one();
+      const double ref = r.one();
+      if (kind == kHermes) m.num_devices = static_cast<int>(r.one());
+      const double prog = r.one();
+      m.drift_scale = r.one();
+      const double t_0 = r.one(), read_scale = r.one(), t_read = r.one();
+      m.coeff = r.counted();
+      if (kind == kCustomDrift) {
+        m.tab_g = r.counted();
+        m.tab_mean = r.take(static_cast<int64_t>(m.tab_g.size()));
+        m.tab_std = r.take(static_cast<int64_t>(m.tab_g.size()));
+        TORCH_CHECK(m.tab_g.size() >= 2, "analog::device_chip: drift table needs 2 points");
+      }
+      TORCH_CHECK(m.num_devices == 1 || m.num_devices == 2,
+                  "analog::device_chip: Hermes num_devices must be 1 or 2");
+      m.prog_factor = static_cast<float>(prog * m.g_norm / ref);
+      m.log_drift = m.drift ? static_cast<float>(std::log((t + t_0) / t_0)) : 0.0f;
+      m.read_factor = static_cast<float>(read_scale) * log_time_factor(t + t_0, t_read);
+      break;
+    }
+    case kWan2022: {
+      m.g_norm = r.one();
+      const double ref = r.one(), scale = r.one();
+      r.one();  // the programming time (decode only)
+      m.coeff = r.counted();
+      const double t_key = r.one();
+      m.coeff_read = r.counted();
+      TORCH_CHECK(!m.drift || (t_key == t && !m.coeff_read.empty()),
+                  "analog::device_chip: Wan2022 parameters encode no row for t = ", t);
+      m.prog_factor = static_cast<float>(m.g_norm / ref * scale);
+      break;
+    }
+    case kCmo: {
+      m.g_min = r.one();
+      m.g_max = r.one();
+      r.one();  // the acceptance range (decode only)
+      m.prog_factor = r.one();
+      const double drift = r.one(), read_scale = r.one(), mean = r.one(), s0 = r.one(),
+                   s1 = r.one(), k = r.one(), t_read = r.one();
+      m.coeff = r.counted();
+      if (m.drift) {
+        const double ln_t = std::log(t);
+        m.shift = static_cast<float>(mean * ln_t * drift);
+        m.relax_std = static_cast<float>((s0 * ln_t + s1) * drift);
+        m.read_factor = static_cast<float>(k * read_scale) * log_time_factor(t, t_read) * kLog10e;
+      }
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "analog::device_chip: unknown model kind ", kind);
+  }
+  TORCH_CHECK(!m.coeff.empty(), "analog::device_chip: empty programming polynomial");
+  r.done();
+  return m;
+}
+
+struct Converter {
+  int kind = 0;
+  float g_min = 0.0f, g_max = 0.0f;
+  std::vector<float> f;           // pair significances
+  std::vector<float> lower;       // NPair: u-level where pair k starts filling
+  double span_total = 0.0;        // the conductance (uS) max|W| maps to
+  int levels = 0;                 // CustomPair: table
+  std::vector<float> rows;        // [device][level]
+  int devices() const {
+    return kind == kSingleDevice ? 1 : 2 * static_cast<int>(f.size());
+  }
+};
+
+Converter parse_converter(int64_t kind, at::ArrayRef<double> params) {
+  Converter c;
+  c.kind = static_cast<int>(kind);
+  Reader r{params, 0, "converter"};
+  c.g_min = r.one();
+  c.g_max = r.one();
+  const double span = static_cast<double>(c.g_max) - c.g_min;
+  switch (kind) {
+    case kSinglePair:
+    case kSingleDevice:
+      c.f = {1.0f};
+      c.span_total = span;
+      break;
+    case kNPair: {
+      c.f = r.take(static_cast<int64_t>(params.size()) - 2);
+      double lower = 0.0;
+      for (float fk : c.f) {
+        c.lower.push_back(static_cast<float>(lower));
+        lower += fk * span;
+      }
+      c.span_total = lower;
+      break;
+    }
+    case kCustomPair: {
+      const int64_t pairs = static_cast<int64_t>(r.one());
+      c.levels = static_cast<int>(r.one());
+      TORCH_CHECK(c.levels >= 2, "analog::device_chip: CustomPair needs 2 levels");
+      c.f = r.take(pairs);
+      c.rows = r.take(2 * pairs * c.levels);
+      // max|sum_k f_k (G+_k - G-_k)| over the levels
+      for (int l = 0; l < c.levels; ++l) {
+        double w = 0.0;
+        for (int64_t k = 0; k < pairs; ++k)
+          w += c.f[k] * (static_cast<double>(c.rows[(2 * k) * c.levels + l]) -
+                         c.rows[(2 * k + 1) * c.levels + l]);
+        c.span_total = std::max(c.span_total, std::fabs(w));
+      }
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "analog::device_chip: unknown converter kind ", kind);
+  }
+  TORCH_CHECK(!c.f.empty() && c.devices() <= 64, "analog::device_chip: 1 to 32 pairs");
+  r.done();
+  return c;
+}
+
+inline float poly(const std::vector<float>& c, float x) {
+  float acc = c.back();
+  for (size_t k = c.size() - 1; k-- > 0;) acc = acc * x + c[k];
+  return acc;
+}
+
+inline float clampf(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
+
+// Linear interpolation in (xs, ys) at x clipped to the table's range (numpy's interp).
+inline float interp(const std::vector<float>& xs, const std::vector<float>& ys, float x) {
+  x = clampf(x, xs.front(), xs.back());
+  size_t j = 0;
+  while (j + 2 < xs.size() && x > xs[j + 1]) ++j;
+  const float dx = xs[j + 1] - xs[j];
+  return dx > 0.0f ? ys[j] + (x - xs[j]) * ((ys[j + 1] - ys[j]) / dx) : ys[j + 1];
+}
+
+// PCM-like read noise Q of the programmed conductance (PCMLikeNoiseModel, CustomDrift).
+inline float pcm_q(float g_p, float g_norm) {
+  const float rp = std::max(std::fabs(g_p) / g_norm, 1e-30f);
+  return std::min(0.0088f / std::max(fast_exp(0.65f * fast_log(rp)), 1e-3f), 0.2f);
+}
+
+// HERMES's piecewise drift-exponent mean / std and read-noise Q (runtime/config/noise_pcm.py).
+inline float hermes_nu(float g, float xi, int n_dev) {
+  const float gr = std::max(std::fabs(g), kZeroClip), lg = fast_log(gr);
+  const float mu = gr < 0.0945f ? clampf(-0.0387f * lg - 0.0182f, 0.0720f, 0.13f)
+                                : -0.0436f * gr * gr - 0.0126f * gr + 0.0736f;
+  float sd;
+  if (n_dev == 1)
+    sd = gr < 0.3039f ? clampf(-0.0120f * lg - 0.0023f, 0.0124f, 0.04f)
+                      : -0.0165f * gr * gr + 0.0116f * gr + 0.0104f;
+  else
+    sd = gr < 0.3055f ? clampf(-0.0117f * lg - 0.0057f, 0.0091f, 0.04f)
+                      : -0.0118f * gr * gr + 0.0093f * gr + 0.0073f;
+  return std::fabs(mu + sd * xi);
+}
+
+inline float hermes_q(float g_p, float g_norm, int n_dev) {
+  const float g = std::fabs(g_p) / g_norm, lg = fast_log(std::max(g, 1e-30f));
+  if (n_dev == 1)
+    return g < 0.1591f ? clampf(-0.0078f * lg + 0.0038f, 0.0179f, 0.04f)
+                       : ((0.0664f * g - 0.1352f) * g + 0.0768f) * g + 0.0088f;
+  return g < 0.16f ? clampf(-0.0117f * lg - 0.0069f, 0.015f, 0.04f)
+                   : ((0.0069f * g - 0.0280f) * g + 0.0211f) * g + 0.0123f;
+}
+
+// kChunk devices of one kind: target conductances g -> conductances read at t. xp / xd: the
+// programming normals (noise, drift parameter); xr / xx: the read normals (read noise,
+// relaxation).
+template <int Kind>
+void read_devices(const Model& m, const float* g, const float* xp, const float* xd,
+                  const float* xr, const float* xx, float* out) {
+  for (int k = 0; k < kChunk; ++k) {
+    const float gt = g[k];
+    // (CMO's polynomial is in g itself, the others' in g / g_norm)
+    const float sigma = poly(m.coeff, Kind == kCmo ? gt : gt / m.g_norm) * m.prog_factor;
+    float g_p = gt + sigma * xp[k];
+    if constexpr (Kind == kCmo) {
+      if (!m.drift) {
+        out[k] = g_p;
+        continue;
+      }
+      float v = g_p + m.shift;
+      if (m.read) {
+        v += xx[k] * m.relax_std;
+        v += m.read_factor * fast_log(std::max(v, m.g_min)) * xr[k];
+      }
+      out[k] = clampf(v, m.g_min, m.g_max);
+    } else if constexpr (Kind == kWan2022) {
+      g_p = std::max(g_p, 0.0f);
+      if (!m.drift)
+        out[k] = g_p;
+      else if (!m.read)
+        out[k] = std::max(gt, 0.0f);
+      else
+        out[k] = std::max(gt + poly(m.coeff_read, gt / m.g_norm) * m.prog_factor * xr[k], 0.0f);
+    } else {  // the PCM family: power-law drift, read noise relative to |g_d|
+      g_p = std::max(g_p, 0.0f);
+      float nu;
+      if constexpr (Kind == kStateIndependent) {
+        nu = std::fabs(m.nu_mean + m.nu_std * xd[k]);
+      } else if constexpr (Kind == kCustomDrift) {
+        nu = std::fabs(interp(m.tab_g, m.tab_mean, gt) + interp(m.tab_g, m.tab_std, gt) * xd[k]);
+      } else {
+        nu = hermes_nu(gt / m.g_norm, xd[k], m.num_devices);
+      }
+      const float g_d = m.drift ? g_p * fast_exp(-m.drift_scale * nu * m.log_drift) : g_p;
+      if (!m.read) {
+        out[k] = g_d;
+        continue;
+      }
+      float rel = m.read_factor;
+      if constexpr (Kind == kCustomDrift) rel *= pcm_q(g_p, m.g_norm);
+      if constexpr (Kind == kHermes) rel *= hermes_q(g_p, m.g_norm, m.num_devices);
+      out[k] = std::max(g_d + std::fabs(g_d) * rel * xr[k], 0.0f);
+    }
+  }
+}
+
+using ReadFn = void (*)(const Model&, const float*, const float*, const float*, const float*,
+                        const float*, float*);
+
+ReadFn read_fn(int kind) {
+  switch (kind) {
+    case kStateIndependent: return &read_devices<kStateIndependent>;
+    case kCustomDrift: return &read_devices<kCustomDrift>;
+    case kHermes: return &read_devices<kHermes>;
+    case kWan2022: return &read_devices<kWan2022>;
+    default: return &read_devices<kCmo>;
+  }
+}
+
+// Target conductance of device d for u = W * s (the weight in uS) of the pair converters.
+inline float pair_target(const Converter& c, int d, float u) {
+  const int k = d / 2;
+  const float part = std::max(d % 2 == 0 ? u : -u, 0.0f);
+  if (c.kind == kSinglePair) return std::min(part, c.g_max) + c.g_min;
+  if (c.kind == kNPair) return clampf((part - c.lower[k]) / c.f[k] + c.g_min, c.g_min, c.g_max);
+  // CustomPair: interpolate the device's row at u on levels evenly spaced over +-span_total
+  const float span = static_cast<float>(c.span_total);
+  const float pos = clampf((u + span) / (2.0f * span) * (c.levels - 1), 0.0f,
+                           static_cast<float>(c.levels - 1));
+  const int j = std::min(static_cast<int>(pos), c.levels - 2);
+  const float* row = c.rows.data() + static_cast<size_t>(d) * c.levels;
+  return row[j] + (pos - j) * (row[j + 1] - row[j]);
+}
+
+}  // namespace
+
+at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
+                           at::IntArrayRef out_sizes, const at::Tensor& seed, double t_inference,
+                           bool read_noise, const at::Tensor& read_seed, int64_t model_kind,
+                           at::ArrayRef<double> model_params, int64_t converter_kind,
+                           at::ArrayRef<double> converter_params) {
+  TORCH_CHECK(weight.dim() == 3, "analog::device_chip: weight must be [G, out_g, in_g]");
+  const Model m = parse_model(model_kind, model_params, t_inference, read_noise);
+  const Converter c = parse_converter(converter_kind, converter_params);
+  const int n_dev = c.devices();
+  const int64_t G = weight.size(0), O = weight.size(1), I = weight.size(2);
+  const int64_t n_in = static_cast<int64_t>(in_sizes.size());
+  const int64_t n_out = static_cast<int64_t>(out_sizes.size());
+  int64_t sum_in = 0, sum_out = 0;
+  for (auto s : in_sizes) sum_in += s;
+  for (auto s : out_sizes) sum_out += s;
+  TORCH_CHECK(sum_in == I && sum_out == O, "analog::device_chip: tile sizes do not cover weight");
+  const auto w = weight.to(at::kFloat).contiguous();
+  auto out = at::empty({G, O, I}, w.options());
+  const int64_t rows = G * O, total = rows * I;
+  if (total == 0) return out.to(weight.scalar_type());
+  const float* src = w.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+
+  std::vector<int32_t> col_split(I);
+  std::vector<int64_t> row_tile(rows), in_off(n_in + 1, 0);
+  for (int64_t i = 0, col = 0; i < n_in; ++i) {
+    in_off[i + 1] = in_off[i] + in_sizes[i];
+    for (int64_t k = 0; k < in_sizes[i]; ++k) col_split[col++] = static_cast<int32_t>(i);
+  }
+  for (int64_t g = 0, r = 0; g < G; ++g)
+    for (int64_t j = 0; j < n_out; ++j)
+      for (int64_t k = 0; k < out_sizes[j]; ++k) row_tile[r++] = (g * n_out + j) * n_in;
+
+  // min and max W per (row, input split), then per tile: the scale s (and min W)
+  std::vector<float> row_lo(static_cast<size_t>(rows * n_in)), row_hi(row_lo.size());
+  at::parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t i = 0; i < n_in; ++i) {
+        const float* x = src + r * I + in_off[i];
+        float lo = x[0], hi = x[0];
+        for (int64_t k = 1; k < in_sizes[i]; ++k) lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
+        row_lo[r * n_in + i] = lo;
+        row_hi[r * n_in + i] = hi;
+      }
+  });
+  const int64_t n_tiles = G * n_out * n_in;
+  std::vector<float> t_lo(n_tiles, INFINITY), t_hi(n_tiles, -INFINITY);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n_in; ++i) {
+      const int64_t t = row_tile[r] + i;
+      t_lo[t] = std::min(t_lo[t], row_lo[r * n_in + i]);
+      t_hi[t] = std::max(t_hi[t], row_hi[r * n_in + i]);
+    }
+  std::vector<float> scale(n_tiles), w_min(n_tiles);
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    const float range = c.kind == kSingleDevice ? t_hi[t] - t_lo[t]
+                                                : std::max(-t_lo[t], t_hi[t]);
+    scale[t] = static_cast<float>(c.span_total / std::max(range, kZeroClip));
+    w_min[t] = t_lo[t];
+  }
+
+  const RngKey key = make_key(seed.item<int64_t>());
+  const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
+  const ReadFn read_chunk = read_fn(m.kind);
+  const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  at::parallel_for(0, n_chunks, 64, [&](int64_t b, int64_t e) {
+    float prog[kBlock], rd[kBlock], gt[kChunk], g[kChunk], sv[kChunk], lo[kChunk];
+    std::vector<float> acc(kChunk);
+    std::fill(rd, rd + kBlock, 0.0f);
+    for (int64_t ch = b; ch < e; ++ch) {
+      const int64_t e0 = ch * kChunk;
+      const int64_t n = std::min<int64_t>(kChunk, total - e0);
+      for (int k = 0; k < kChunk; ++k) {
+        const int64_t el = e0 + std::min<int64_t>(k, n - 1);  // a short tail repeats its last
+        const int64_t t = row_tile[el / I] + col_split[el % I];
+        sv[k] = scale[t];
+        lo[k] = w_min[t];
+      }
+      const uint64_t ctr = static_cast<uint64_t>(ch) * kLanes;
+      const uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int d = 0; d < n_dev; ++d) {
+        for (int k = 0; k < kChunk; ++k) {
+          const float wv = src[e0 + std::min<int64_t>(k, n - 1)];
+          gt[k] = c.kind == kSingleDevice ? (wv - lo[k]) * sv[k] + c.g_min
+                                          : pair_target(c, d, wv * sv[k]);
+        }
+        normal_block(c0, c1, 2u, static_cast<uint32_t>(d), key, prog);
+        if (m.read) normal_block(c0, c1, 3u, static_cast<uint32_t>(d), rkey, rd);
+        read_chunk(m, gt, prog, prog + kChunk, rd, rd + kChunk, g);
+        if (c.kind == kSingleDevice) {
+          for (int k = 0; k < kChunk; ++k) acc[k] = lo[k] + (g[k] - c.g_min) / sv[k];
+        } else {
+          const float f = (d % 2 == 0 ? 1.0f : -1.0f) * c.f[d / 2];
+          for (int k = 0; k < kChunk; ++k) acc[k] += f * g[k];
+        }
+      }
+      if (c.kind != kSingleDevice)
+        for (int k = 0; k < kChunk; ++k) acc[k] /= sv[k];
+      std::memcpy(dst + e0, acc.data(), static_cast<size_t>(n) * sizeof(float));
+    }
+  });
+  return out.scalar_type() == weight.scalar_type() ? out : out.to(weight.scalar_type());
+}
+
+}  // namespace analog
