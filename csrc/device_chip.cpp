@@ -9,8 +9,9 @@
 // (runtime/config/noise_pcm.py, noise_reram.py); then back through the converter.
 // Randoms: the chunk of 16 elements ch draws, per device d, its programming normals (16 for the
 // noise, 16 for the drift parameter) from the Philox counter (ch * 8 + lane, stream 2, d) under
-// the program seed and its read normals (read noise, relaxation) from (ch * 8 + lane, stream 3,
-// d) under the read seed: the same chip at every call, no value depends on the thread.
+// the program seed and its read normals from (ch * 8 + lane, stream 3, d / 2) under the read seed
+// (devices 2p and 2p + 1 take one half each; ReRamCMO's single device takes the whole batch:
+// read noise and relaxation): the same chip at every call, no value depends on the thread.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -214,103 +215,134 @@ Converter parse_converter(int64_t kind, at::ArrayRef<double> params) {
   return c;
 }
 
-inline float poly(const std::vector<float>& c, float x) {
-  float acc = c.back();
-  for (size_t k = c.size() - 1; k-- > 0;) acc = acc * x + c[k];
-  return acc;
-}
-
-inline float clampf(float x, float lo, float hi) { return std::min(std::max(x, lo), hi); }
-
-// Linear interpolation in (xs, ys) at x clipped to the table's range (numpy's interp).
-inline float interp(const std::vector<float>& xs, const std::vector<float>& ys, float x) {
-  x = clampf(x, xs.front(), xs.back());
-  size_t j = 0;
-  while (j + 2 < xs.size() && x > xs[j + 1]) ++j;
-  const float dx = xs[j + 1] - xs[j];
-  return dx > 0.0f ? ys[j] + (x - xs[j]) * ((ys[j + 1] - ys[j]) / dx) : ys[j + 1];
-}
-
 // PCM-like read noise Q of the programmed conductance (PCMLikeNoiseModel, CustomDrift).
 inline float pcm_q(float g_p, float g_norm) {
-  const float rp = std::max(std::fabs(g_p) / g_norm, 1e-30f);
-  return std::min(0.0088f / std::max(fast_exp(0.65f * fast_log(rp)), 1e-3f), 0.2f);
+  const float rp = vmax(std::fabs(g_p) / g_norm, 1e-30f);
+  return vmin(0.0088f / vmax(vexp(0.65f * vlog(rp)), 1e-3f), 0.2f);
 }
 
-// HERMES's piecewise drift-exponent mean / std and read-noise Q (runtime/config/noise_pcm.py).
-inline float hermes_nu(float g, float xi, int n_dev) {
-  const float gr = std::max(std::fabs(g), kZeroClip), lg = fast_log(gr);
-  const float mu = gr < 0.0945f ? clampf(-0.0387f * lg - 0.0182f, 0.0720f, 0.13f)
-                                : -0.0436f * gr * gr - 0.0126f * gr + 0.0736f;
-  float sd;
-  if (n_dev == 1)
-    sd = gr < 0.3039f ? clampf(-0.0120f * lg - 0.0023f, 0.0124f, 0.04f)
-                      : -0.0165f * gr * gr + 0.0116f * gr + 0.0104f;
-  else
-    sd = gr < 0.3055f ? clampf(-0.0117f * lg - 0.0057f, 0.0091f, 0.04f)
-                      : -0.0118f * gr * gr + 0.0093f * gr + 0.0073f;
+// HERMES's piecewise drift exponent (from the relative target g) and read-noise Q (from the
+// relative programmed conductance), runtime/config/noise_pcm.py.
+template <int NDev>
+inline float hermes_nu(float g, float xi) {
+  const float gr = vmax(std::fabs(g), kZeroClip), lg = vlog(gr);
+  const float mu = vsel(gr < 0.0945f, vclamp(-0.0387f * lg - 0.0182f, 0.0720f, 0.13f),
+                        -0.0436f * gr * gr - 0.0126f * gr + 0.0736f);
+  const float sd = NDev == 1 ? vsel(gr < 0.3039f, vclamp(-0.0120f * lg - 0.0023f, 0.0124f, 0.04f),
+                                    -0.0165f * gr * gr + 0.0116f * gr + 0.0104f)
+                             : vsel(gr < 0.3055f, vclamp(-0.0117f * lg - 0.0057f, 0.0091f, 0.04f),
+                                    -0.0118f * gr * gr + 0.0093f * gr + 0.0073f);
   return std::fabs(mu + sd * xi);
 }
 
-inline float hermes_q(float g_p, float g_norm, int n_dev) {
-  const float g = std::fabs(g_p) / g_norm, lg = fast_log(std::max(g, 1e-30f));
-  if (n_dev == 1)
-    return g < 0.1591f ? clampf(-0.0078f * lg + 0.0038f, 0.0179f, 0.04f)
-                       : ((0.0664f * g - 0.1352f) * g + 0.0768f) * g + 0.0088f;
-  return g < 0.16f ? clampf(-0.0117f * lg - 0.0069f, 0.015f, 0.04f)
-                   : ((0.0069f * g - 0.0280f) * g + 0.0211f) * g + 0.0123f;
+template <int NDev>
+inline float hermes_q(float g_p, float g_norm) {
+  const float g = std::fabs(g_p) / g_norm, lg = vlog(vmax(g, 1e-30f));
+  if constexpr (NDev == 1)
+    return vsel(g < 0.1591f, vclamp(-0.0078f * lg + 0.0038f, 0.0179f, 0.04f),
+                ((0.0664f * g - 0.1352f) * g + 0.0768f) * g + 0.0088f);
+  return vsel(g < 0.16f, vclamp(-0.0117f * lg - 0.0069f, 0.015f, 0.04f),
+              ((0.0069f * g - 0.0280f) * g + 0.0211f) * g + 0.0123f);
+}
+
+// sig[k] = poly(x[k]) over kChunk values (Horner, one pass per coefficient: vectorises).
+inline void poly_chunk(const std::vector<float>& c, const float* x, float* sig) {
+  const int nc = static_cast<int>(c.size());
+  for (int k = 0; k < kChunk; ++k) sig[k] = c[nc - 1];
+  for (int j = nc - 2; j >= 0; --j)
+    for (int k = 0; k < kChunk; ++k) sig[k] = sig[k] * x[k] + c[j];
 }
 
 // kChunk devices of one kind: target conductances g -> conductances read at t. xp / xd: the
 // programming normals (noise, drift parameter); xr / xx: the read normals (read noise,
-// relaxation).
+// relaxation). Written as passes over the chunk, each a loop the compiler vectorises.
 template <int Kind>
 void read_devices(const Model& m, const float* g, const float* xp, const float* xd,
                   const float* xr, const float* xx, float* out) {
-  for (int k = 0; k < kChunk; ++k) {
-    const float gt = g[k];
-    // (CMO's polynomial is in g itself, the others' in g / g_norm)
-    const float sigma = poly(m.coeff, Kind == kCmo ? gt : gt / m.g_norm) * m.prog_factor;
-    float g_p = gt + sigma * xp[k];
-    if constexpr (Kind == kCmo) {
-      if (!m.drift) {
-        out[k] = g_p;
-        continue;
-      }
-      float v = g_p + m.shift;
-      if (m.read) {
-        v += xx[k] * m.relax_std;
-        v += m.read_factor * fast_log(std::max(v, m.g_min)) * xr[k];
-      }
-      out[k] = clampf(v, m.g_min, m.g_max);
-    } else if constexpr (Kind == kWan2022) {
-      g_p = std::max(g_p, 0.0f);
-      if (!m.drift)
-        out[k] = g_p;
-      else if (!m.read)
-        out[k] = std::max(gt, 0.0f);
-      else
-        out[k] = std::max(gt + poly(m.coeff_read, gt / m.g_norm) * m.prog_factor * xr[k], 0.0f);
-    } else {  // the PCM family: power-law drift, read noise relative to |g_d|
-      g_p = std::max(g_p, 0.0f);
-      float nu;
-      if constexpr (Kind == kStateIndependent) {
-        nu = std::fabs(m.nu_mean + m.nu_std * xd[k]);
-      } else if constexpr (Kind == kCustomDrift) {
-        nu = std::fabs(interp(m.tab_g, m.tab_mean, gt) + interp(m.tab_g, m.tab_std, gt) * xd[k]);
-      } else {
-        nu = hermes_nu(gt / m.g_norm, xd[k], m.num_devices);
-      }
-      const float g_d = m.drift ? g_p * fast_exp(-m.drift_scale * nu * m.log_drift) : g_p;
-      if (!m.read) {
-        out[k] = g_d;
-        continue;
-      }
-      float rel = m.read_factor;
-      if constexpr (Kind == kCustomDrift) rel *= pcm_q(g_p, m.g_norm);
-      if constexpr (Kind == kHermes) rel *= hermes_q(g_p, m.g_norm, m.num_devices);
-      out[k] = std::max(g_d + std::fabs(g_d) * rel * xr[k], 0.0f);
+  float x[kChunk], sig[kChunk], gp[kChunk];
+  // (CMO's polynomial is in g itself, the others' in g / g_norm)
+  const float inv = Kind == kCmo ? 1.0f : 1.0f / m.g_norm;
+  for (int k = 0; k < kChunk; ++k) x[k] = g[k] * inv;
+  poly_chunk(m.coeff, x, sig);
+  for (int k = 0; k < kChunk; ++k) gp[k] = g[k] + sig[k] * m.prog_factor * xp[k];
+  if constexpr (Kind == kCmo) {
+    if (!m.drift) {
+      std::copy(gp, gp + kChunk, out);
+      return;
     }
+    if (m.read) {
+      for (int k = 0; k < kChunk; ++k) {
+        const float v = gp[k] + m.shift + xx[k] * m.relax_std;
+        const float r = v + m.read_factor * vlog(vmax(v, m.g_min)) * xr[k];
+        out[k] = vclamp(r, m.g_min, m.g_max);
+      }
+    } else {
+      for (int k = 0; k < kChunk; ++k) out[k] = vclamp(gp[k] + m.shift, m.g_min, m.g_max);
+    }
+  } else if constexpr (Kind == kWan2022) {
+    if (!m.drift) {
+      for (int k = 0; k < kChunk; ++k) out[k] = vmax(gp[k], 0.0f);
+    } else if (!m.read) {
+      for (int k = 0; k < kChunk; ++k) out[k] = vmax(g[k], 0.0f);
+    } else {  // a fresh draw around the target
+      poly_chunk(m.coeff_read, x, sig);
+      for (int k = 0; k < kChunk; ++k)
+        out[k] = vmax(g[k] + sig[k] * m.prog_factor * xr[k], 0.0f);
+    }
+  } else {  // the PCM family: power-law drift, read noise relative to |g_d|
+    float nu[kChunk], gd[kChunk];
+    for (int k = 0; k < kChunk; ++k) gp[k] = vmax(gp[k], 0.0f);
+    if constexpr (Kind == kStateIndependent) {
+      for (int k = 0; k < kChunk; ++k) nu[k] = std::fabs(m.nu_mean + m.nu_std * xd[k]);
+    } else if constexpr (Kind == kCustomDrift) {
+      // linear interpolation at g clipped to the table: each segment overwrites the values of
+      // the conductances at or above its start (ascending, so the last one that does wins)
+      float mean[kChunk], sd[kChunk], gc[kChunk];
+      const auto& xs = m.tab_g;
+      for (int k = 0; k < kChunk; ++k) {
+        gc[k] = vclamp(g[k], xs.front(), xs.back());
+        mean[k] = m.tab_mean[0];
+        sd[k] = m.tab_std[0];
+      }
+      for (size_t j = 0; j + 1 < xs.size(); ++j) {
+        const float dx = xs[j + 1] - xs[j];
+        if (!(dx > 0.0f)) continue;
+        const float am = (m.tab_mean[j + 1] - m.tab_mean[j]) / dx;
+        const float as = (m.tab_std[j + 1] - m.tab_std[j]) / dx;
+        for (int k = 0; k < kChunk; ++k) {
+          const bool in = gc[k] >= xs[j];
+          mean[k] = vsel(in, m.tab_mean[j] + (gc[k] - xs[j]) * am, mean[k]);
+          sd[k] = vsel(in, m.tab_std[j] + (gc[k] - xs[j]) * as, sd[k]);
+        }
+      }
+      for (int k = 0; k < kChunk; ++k) nu[k] = std::fabs(mean[k] + sd[k] * xd[k]);
+    } else if (m.num_devices == 1) {
+      for (int k = 0; k < kChunk; ++k) nu[k] = hermes_nu<1>(x[k], xd[k]);
+    } else {
+      for (int k = 0; k < kChunk; ++k) nu[k] = hermes_nu<2>(x[k], xd[k]);
+    }
+    if (m.drift) {
+      const float a = -m.drift_scale * m.log_drift;
+      for (int k = 0; k < kChunk; ++k) gd[k] = gp[k] * vexp(a * nu[k]);
+    } else {
+      std::copy(gp, gp + kChunk, gd);
+    }
+    if (!m.read) {
+      std::copy(gd, gd + kChunk, out);
+      return;
+    }
+    float rel[kChunk];
+    if constexpr (Kind == kStateIndependent) {
+      for (int k = 0; k < kChunk; ++k) rel[k] = m.read_factor;
+    } else if constexpr (Kind == kCustomDrift) {
+      for (int k = 0; k < kChunk; ++k) rel[k] = m.read_factor * pcm_q(gp[k], m.g_norm);
+    } else if (m.num_devices == 1) {
+      for (int k = 0; k < kChunk; ++k) rel[k] = m.read_factor * hermes_q<1>(gp[k], m.g_norm);
+    } else {
+      for (int k = 0; k < kChunk; ++k) rel[k] = m.read_factor * hermes_q<2>(gp[k], m.g_norm);
+    }
+    for (int k = 0; k < kChunk; ++k)
+      out[k] = vmax(gd[k] + std::fabs(gd[k]) * rel[k] * xr[k], 0.0f);
   }
 }
 
@@ -327,19 +359,25 @@ ReadFn read_fn(int kind) {
   }
 }
 
-// Target conductance of device d for u = W * s (the weight in uS) of the pair converters.
-inline float pair_target(const Converter& c, int d, float u) {
-  const int k = d / 2;
-  const float part = std::max(d % 2 == 0 ? u : -u, 0.0f);
-  if (c.kind == kSinglePair) return std::min(part, c.g_max) + c.g_min;
-  if (c.kind == kNPair) return clampf((part - c.lower[k]) / c.f[k] + c.g_min, c.g_min, c.g_max);
-  // CustomPair: interpolate the device's row at u on levels evenly spaced over +-span_total
-  const float span = static_cast<float>(c.span_total);
-  const float pos = clampf((u + span) / (2.0f * span) * (c.levels - 1), 0.0f,
-                           static_cast<float>(c.levels - 1));
-  const int j = std::min(static_cast<int>(pos), c.levels - 2);
-  const float* row = c.rows.data() + static_cast<size_t>(d) * c.levels;
-  return row[j] + (pos - j) * (row[j + 1] - row[j]);
+// Target conductances gt of device d for the weights u = W * s (uS) of a pair converter.
+void pair_targets(const Converter& c, int d, const float* u, float* gt) {
+  const float sign = d % 2 == 0 ? 1.0f : -1.0f;
+  if (c.kind == kSinglePair) {
+    for (int k = 0; k < kChunk; ++k)
+      gt[k] = vmin(vmax(sign * u[k], 0.0f), c.g_max) + c.g_min;
+  } else if (c.kind == kNPair) {
+    const float lower = c.lower[d / 2], inv_f = 1.0f / c.f[d / 2];
+    for (int k = 0; k < kChunk; ++k)
+      gt[k] = vclamp((vmax(sign * u[k], 0.0f) - lower) * inv_f + c.g_min, c.g_min, c.g_max);
+  } else {  // CustomPair: the device's row interpolated at u on levels evenly over +-span_total
+    const float span = static_cast<float>(c.span_total), top = static_cast<float>(c.levels - 1);
+    const float* row = c.rows.data() + static_cast<size_t>(d) * c.levels;
+    for (int k = 0; k < kChunk; ++k) {
+      const float pos = vclamp((u[k] + span) / (2.0f * span) * top, 0.0f, top);
+      const int j = std::min(static_cast<int>(pos), c.levels - 2);
+      gt[k] = row[j] + (pos - j) * (row[j + 1] - row[j]);
+    }
+  }
 }
 
 }  // namespace
@@ -409,31 +447,41 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
   const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
   const ReadFn read_chunk = read_fn(m.kind);
   const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  // Read normals: the PCM family and Wan use one of them per device, so devices 2p and 2p + 1
+  // share the batch of counter p (halves 0 and 1); CMO (one device) takes both halves.
+  const bool both_read_halves = m.kind == kCmo;
   at::parallel_for(0, n_chunks, 64, [&](int64_t b, int64_t e) {
-    float prog[kBlock], rd[kBlock], gt[kChunk], g[kChunk], sv[kChunk], lo[kChunk];
-    std::vector<float> acc(kChunk);
+    float prog[kBlock], rd[kBlock], gt[kChunk], g[kChunk], sv[kChunk], lo[kChunk], wv[kChunk],
+        u[kChunk], acc[kChunk];
     std::fill(rd, rd + kBlock, 0.0f);
     for (int64_t ch = b; ch < e; ++ch) {
       const int64_t e0 = ch * kChunk;
       const int64_t n = std::min<int64_t>(kChunk, total - e0);
+      // the tile of each element, walking the row (a short tail repeats its last element)
+      int64_t r = e0 / I, col = e0 % I;
       for (int k = 0; k < kChunk; ++k) {
-        const int64_t el = e0 + std::min<int64_t>(k, n - 1);  // a short tail repeats its last
-        const int64_t t = row_tile[el / I] + col_split[el % I];
+        const int64_t t = row_tile[r] + col_split[col];
         sv[k] = scale[t];
         lo[k] = w_min[t];
+        wv[k] = src[r * I + col];
+        if (k + 1 < n && ++col == I) col = 0, ++r;
       }
+      for (int k = 0; k < kChunk; ++k)
+        u[k] = c.kind == kSingleDevice ? wv[k] - lo[k] : wv[k] * sv[k];
       const uint64_t ctr = static_cast<uint64_t>(ch) * kLanes;
       const uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32);
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(acc, acc + kChunk, 0.0f);
       for (int d = 0; d < n_dev; ++d) {
-        for (int k = 0; k < kChunk; ++k) {
-          const float wv = src[e0 + std::min<int64_t>(k, n - 1)];
-          gt[k] = c.kind == kSingleDevice ? (wv - lo[k]) * sv[k] + c.g_min
-                                          : pair_target(c, d, wv * sv[k]);
+        if (c.kind == kSingleDevice) {
+          for (int k = 0; k < kChunk; ++k) gt[k] = u[k] * sv[k] + c.g_min;
+        } else {
+          pair_targets(c, d, u, gt);
         }
         normal_block(c0, c1, 2u, static_cast<uint32_t>(d), key, prog);
-        if (m.read) normal_block(c0, c1, 3u, static_cast<uint32_t>(d), rkey, rd);
-        read_chunk(m, gt, prog, prog + kChunk, rd, rd + kChunk, g);
+        const float* xr = rd + (both_read_halves ? 0 : (d % 2) * kChunk);
+        if (m.read && (both_read_halves || d % 2 == 0))
+          normal_block(c0, c1, 3u, static_cast<uint32_t>(both_read_halves ? d : d / 2), rkey, rd);
+        read_chunk(m, gt, prog, prog + kChunk, xr, rd + kChunk, g);
         if (c.kind == kSingleDevice) {
           for (int k = 0; k < kChunk; ++k) acc[k] = lo[k] + (g[k] - c.g_min) / sv[k];
         } else {
@@ -443,7 +491,7 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
       }
       if (c.kind != kSingleDevice)
         for (int k = 0; k < kChunk; ++k) acc[k] /= sv[k];
-      std::memcpy(dst + e0, acc.data(), static_cast<size_t>(n) * sizeof(float));
+      std::memcpy(dst + e0, acc, static_cast<size_t>(n) * sizeof(float));
     }
   });
   return out.scalar_type() == weight.scalar_type() ? out : out.to(weight.scalar_type());
