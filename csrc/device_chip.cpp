@@ -7,9 +7,9 @@
 // target conductance of each device of its unit cell; per device programming noise, the drift
 // parameter, the read at t (drift / relaxation, read noise) as in the model classes
 // (runtime/config/noise_pcm.py, noise_reram.py); then back through the converter.
-// Randoms: the chunk of 16 elements ch draws, per device d, its programming normals (16 for the
-// noise, 16 for the drift parameter) from the Philox counter (ch * 8 + lane, stream 2, d) under
-// the program seed and its read normals from (ch * 8 + lane, stream 3, d / 2) under the read seed
+// Randoms: the batch of 16 elements q draws, per device d, its programming normals (16 for the
+// noise, 16 for the drift parameter) from the Philox counter (q * 8 + lane, stream 2, d) under
+// the program seed and its read normals from (q * 8 + lane, stream 3, d / 2) under the read seed
 // (devices 2p and 2p + 1 take one half each; ReRamCMO's single device takes the whole batch:
 // read noise and relaxation): the same chip at every call, no value depends on the thread.
 #include <ATen/Parallel.h>
@@ -264,10 +264,22 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
   // Read normals: the PCM family and Wan use one of them per device, so devices 2p and 2p + 1
   // share the batch of counter p (halves 0 and 1); CMO (one device) takes both halves.
   const bool both_read_halves = m.kind == kCmo;
-  at::parallel_for(0, n_chunks, 64, [&](int64_t b, int64_t e) {
-    float prog[kBlock], rd[kBlock], gt[kChunk], g[kChunk], sv[kChunk], lo[kChunk], wv[kChunk],
-        u[kChunk], acc[kChunk];
-    std::fill(rd, rd + kBlock, 0.0f);
+  constexpr int kPerChunk = kChunk / kBatch;
+  at::parallel_for(0, n_chunks, 16, [&](int64_t b, int64_t e) {
+    float buf[kBlock], xp[kChunk], xd[kChunk], xr[2][kChunk], gt[kChunk], g[kChunk], sv[kChunk],
+        lo[kChunk], wv[kChunk], u[kChunk], acc[kChunk];
+    std::fill(xr[0], xr[0] + 2 * kChunk, 0.0f);
+    // the batches q of device d (of the pair d / 2 for a shared read batch) into two halves
+    auto draw = [&](int64_t ch, uint32_t stream, uint32_t d, RngKey k, float* lo_half,
+                    float* hi_half) {
+      for (int q = 0; q < kPerChunk; ++q) {
+        const uint64_t ctr = static_cast<uint64_t>(ch * kPerChunk + q) * kLanes;
+        normal_block(static_cast<uint32_t>(ctr), static_cast<uint32_t>(ctr >> 32), stream, d, k,
+                     buf);
+        std::memcpy(lo_half + q * kBatch, buf, kBatch * sizeof(float));
+        std::memcpy(hi_half + q * kBatch, buf + kBatch, kBatch * sizeof(float));
+      }
+    };
     for (int64_t ch = b; ch < e; ++ch) {
       const int64_t e0 = ch * kChunk;
       const int64_t n = std::min<int64_t>(kChunk, total - e0);
@@ -282,8 +294,6 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
       }
       for (int k = 0; k < kChunk; ++k)
         u[k] = c.kind == kSingleDevice ? wv[k] - lo[k] : wv[k] * sv[k];
-      const uint64_t ctr = static_cast<uint64_t>(ch) * kLanes;
-      const uint32_t c0 = static_cast<uint32_t>(ctr), c1 = static_cast<uint32_t>(ctr >> 32);
       std::fill(acc, acc + kChunk, 0.0f);
       for (int d = 0; d < n_dev; ++d) {
         if (c.kind == kSingleDevice) {
@@ -291,11 +301,10 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
         } else {
           pair_targets(c, d, u, gt);
         }
-        normal_block(c0, c1, 2u, static_cast<uint32_t>(d), key, prog);
-        const float* xr = rd + (both_read_halves ? 0 : (d % 2) * kChunk);
+        draw(ch, 2u, static_cast<uint32_t>(d), key, xp, xd);
         if (m.read && (both_read_halves || d % 2 == 0))
-          normal_block(c0, c1, 3u, static_cast<uint32_t>(both_read_halves ? d : d / 2), rkey, rd);
-        read_chunk(m, gt, prog, prog + kChunk, xr, rd + kChunk, g);
+          draw(ch, 3u, static_cast<uint32_t>(both_read_halves ? d : d / 2), rkey, xr[0], xr[1]);
+        read_chunk(m, gt, xp, xd, xr[both_read_halves ? 0 : d % 2], xr[1], g);
         if (c.kind == kSingleDevice) {
           for (int k = 0; k < kChunk; ++k) acc[k] = lo[k] + (g[k] - c.g_min) / sv[k];
         } else {

@@ -15,7 +15,8 @@
 namespace analog {
 namespace devchip {
 
-constexpr int kChunk = 2 * kLanes;  // elements per step: one Philox batch per device and stream
+constexpr int kBatch = 2 * kLanes;   // elements per Philox batch (per device and stream)
+constexpr int kChunk = 4 * kBatch;   // elements per step of the kernel's loops
 constexpr float kZeroClip = 1e-7f;  // aihwkit's floor of max|W| (and of g / g_max in logs)
 constexpr float kLog10e = 0.434294481903251828f;
 
