@@ -38,6 +38,13 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
                         at::ArrayRef<double> prog_coeff, double t_read, double t_0,
                         double prog_noise_scale, double read_noise_scale, double drift_scale);
 
+// The chip of the other noise models (csrc/device_chip.cpp; encoding: runtime/chip_codec.py).
+at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
+                           at::IntArrayRef out_sizes, const at::Tensor& seed, double t_inference,
+                           bool read_noise, const at::Tensor& read_seed, int64_t model_kind,
+                           at::ArrayRef<double> model_params, int64_t converter_kind,
+                           at::ArrayRef<double> converter_params);
+
 // The pulsed update of a training tile array, in place (csrc/tile_update.cpp).
 void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::Tensor& x,
                      const at::Tensor& d, double lr, const at::Tensor& seed,

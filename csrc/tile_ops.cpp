@@ -109,6 +109,7 @@ void register_cpu(torch::Library& m) {
   m.impl("tile_backward", &analog::tile_backward_cpu);
   m.impl("im2col2d", &analog::im2col2d_cpu);
   m.impl("pcm_chip", &analog::pcm_chip_cpu);
+  m.impl("device_chip", &analog::device_chip_cpu);
   m.impl("tile_update", &analog::tile_update_cpu);
 }
 

@@ -13,20 +13,21 @@ count).
 
 ``analog::device_chip`` serves every other model of the noise family (``HermesNoiseModel``,
 ``StateIndependentNoiseModel``, ``CustomDriftPCMLikeNoiseModel``, the ReRAM models) and any
-conductance converter: the model travels as its JSON, its reference kernel
-(``device_chip_reference``, ``runtime.programming.DeviceChipSample``) is the only one (no
-compiled kernel yet). ``ops.pcm_chip`` picks the op.
+conductance converter: the model and converter travel in the compact encoding of
+``chip_codec`` (two kinds, two lists of floats). Its reference kernel below decodes them into a
+model and runs ``runtime.programming.DeviceChipSample``; the C++ library registers a CPU kernel
+(``csrc/device_chip.cpp``) that reads the encoding directly, with its own Philox streams (the
+same statistics, not the same numbers; independent of the thread count). ``ops.pcm_chip``
+picks the op.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
+from . import chip_codec
 from .config.noise import PCMLikeNoiseModel
-from .config.noise_base import NoiseModel
 from .programming import ChipSample, DeviceChipSample
 from .tiling import TilePlan
 
@@ -56,18 +57,16 @@ def model_args(model: PCMLikeNoiseModel) -> dict:
                 drift_scale=float(model.drift_scale))
 
 
-@functools.lru_cache(maxsize=64)
-def _model_from_json(text: str) -> NoiseModel:
-    return NoiseModel.from_json(text)
-
-
 def device_chip_reference(weight: Tensor, in_sizes: list[int], out_sizes: list[int],
                           seed: Tensor, t_inference: float, read_noise: bool, read_seed: Tensor,
-                          model: str) -> Tensor:
-    """Reference kernel of ``analog::device_chip`` (``DeviceChipSample``; ``model`` is the noise
-    model's JSON)."""
+                          model_kind: int, model_params: list[float], converter_kind: int,
+                          converter_params: list[float]) -> Tensor:
+    """Reference kernel of ``analog::device_chip`` (``DeviceChipSample`` of the model that
+    ``chip_codec.decode`` rebuilds from the encoding)."""
+    model = chip_codec.decode(int(model_kind), tuple(float(v) for v in model_params),
+                              int(converter_kind), tuple(float(v) for v in converter_params))
     plan = TilePlan(weight.shape[0], tuple(in_sizes), tuple(out_sizes))
-    chip = DeviceChipSample(weight, plan, _model_from_json(model), int(seed))
+    chip = DeviceChipSample(weight, plan, model, int(seed))
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(read_seed))
     return chip.at(float(t_inference), gen, read_noise=read_noise)

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor
 
-from . import _ext, chip_ops, conv_ops, im2col, op_autograd, reference, update_ops
+from . import _ext, chip_codec, chip_ops, conv_ops, im2col, op_autograd, reference, update_ops
 from .config.noise import PCMLikeNoiseModel
 from .config.noise_base import NoiseModel
 from .periphery import KernelIO
@@ -42,7 +42,8 @@ SCHEMAS: dict[str, str] = {
                 "float[] prog_coeff, float t_read, float t_0, float prog_noise_scale, "
                 "float read_noise_scale, float drift_scale) -> Tensor",
     "device_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
-                   "float t_inference, bool read_noise, Tensor read_seed, str model) -> Tensor",
+                   "float t_inference, bool read_noise, Tensor read_seed, int model_kind, "
+                   "float[] model_params, int converter_kind, float[] converter_params) -> Tensor",
     # the pulsed update of training tiles (in place; arguments: runtime/update_ops.py)
     "tile_update": "(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, "
                    "Tensor seed, int[] in_sizes, int[] out_sizes, int device_kind, "
@@ -125,7 +126,7 @@ def pcm_chip(weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int | Tens
             float(t_inference), read, rs)
     if type(model) is PCMLikeNoiseModel:
         return torch.ops.analog.pcm_chip(*args, **chip_ops.model_args(model))
-    return torch.ops.analog.device_chip(*args, model.to_json())
+    return torch.ops.analog.device_chip(*args, *chip_codec.encode(model, float(t_inference)))
 
 
 def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,

@@ -9,7 +9,8 @@ time without storing per-device state, which keeps an analog layer at two weight
 
 The other noise models of the family (``HermesNoiseModel``, the ReRAM models, ...) and other
 conductance converters are served by ``DeviceChipSample``, the same construction per tile and
-per device of the model's converter (reference kernel of ``analog::device_chip``).
+per device of the model's converter (reference kernel of ``analog::device_chip``; its C++ kernel,
+``csrc/device_chip.cpp``, computes the same statistics in one pass per weight).
 
 ``ChipSample`` (torch generators) is the reference kernel of ``analog::pcm_chip``
 (``runtime/chip_ops.py``), which the tile arrays call; the C++ kernel of that op computes the

@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from analog_compiler.runtime import ops
+from analog_compiler.runtime import chip_codec, ops
 from analog_compiler.runtime.tiling import TilePlan
 from pcm_formulas import assert_mean, assert_std, folded_normal_moments, read_sigma, sigma_prog
 from torch import Tensor
@@ -249,7 +249,7 @@ def test_layer_program_drift_and_checkpoint(model: ac.NoiseModel) -> None:
 def test_device_chip_opcheck() -> None:
     w = torch.randn(1, 12, 20)
     args = (w, [20], [12], torch.tensor(3), 3600.0, True, torch.tensor(4),
-            ac.HermesNoiseModel().to_json())
+            *chip_codec.encode(ac.HermesNoiseModel(), 3600.0))
     torch.library.opcheck(torch.ops.analog.device_chip.default, args,
                           test_utils=("test_schema", "test_faketensor"))
 
