@@ -79,6 +79,21 @@ from .runtime import (
     WeightRemapParameter,
     WeightRemapType,
 )
+from .runtime import (  # in-memory training: unit cells, transfer compounds, presets
+    CapacitorPresetDevice,
+    ChoppedTransferCompound,
+    DynamicTransferCompound,
+    EcRamMOPresetDevice,
+    EcRamPresetDevice,
+    GokmenVlasovPresetDevice,
+    IdealizedPresetDevice,
+    OneSidedUnitCell,
+    PCMPresetDevice,
+    ReRamSBPresetDevice,
+    TransferCompound,
+    UnitCellRPUConfig,
+    build_config,
+)
 from .studies import SweepResult, SweepStats, sweep
 from .training import (
     StandardHWATrainingPreset,
@@ -128,4 +143,9 @@ __all__ = [
     "ConstantStepDevice", "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice",
     "PowStepDevice", "PiecewiseStepDevice", "MixedPrecisionCompound",
     "DigitalRankUpdateRPUConfig", "AnalogSGD",
+    # unit cells, transfer compounds (Tiki-Taka, c-TTv2, AGAD), presets, build_config
+    "UnitCellRPUConfig", "TransferCompound", "ChoppedTransferCompound",
+    "DynamicTransferCompound", "OneSidedUnitCell", "build_config", "ReRamSBPresetDevice",
+    "CapacitorPresetDevice", "EcRamPresetDevice", "EcRamMOPresetDevice",
+    "IdealizedPresetDevice", "GokmenVlasovPresetDevice", "PCMPresetDevice",
 ]

@@ -39,6 +39,25 @@ from .training import (
     WeightRemapParameter,
     WeightRemapType,
 )
+from .presets import (
+    PRESET_DEVICES,
+    CapacitorPresetDevice,
+    EcRamMOPresetDevice,
+    EcRamPresetDevice,
+    GokmenVlasovPresetDevice,
+    IdealizedPresetDevice,
+    PCMPresetDevice,
+    ReRamSBPresetDevice,
+    build_config,
+)
+from .transfer import (
+    UNIT_CELL_TYPES,
+    ChoppedTransferCompound,
+    DynamicTransferCompound,
+    OneSidedUnitCell,
+    TransferCompound,
+    UnitCellRPUConfig,
+)
 from .update import PulseType, SingleRPUConfig, UpdateParameters
 
 __all__ = [
@@ -60,4 +79,9 @@ __all__ = [
     "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice", "PowStepDevice",
     "PiecewiseStepDevice", "PulseType", "UpdateParameters", "SingleRPUConfig",
     "MixedPrecisionCompound", "DigitalRankUpdateRPUConfig",
+    # unit cells, transfer compounds, presets (issue 12)
+    "UNIT_CELL_TYPES", "UnitCellRPUConfig", "TransferCompound", "ChoppedTransferCompound",
+    "DynamicTransferCompound", "OneSidedUnitCell", "build_config", "PRESET_DEVICES",
+    "ReRamSBPresetDevice", "CapacitorPresetDevice", "EcRamPresetDevice", "EcRamMOPresetDevice",
+    "IdealizedPresetDevice", "GokmenVlasovPresetDevice", "PCMPresetDevice",
 ]
