@@ -110,6 +110,7 @@ void register_cpu(torch::Library& m) {
   m.impl("im2col2d", &analog::im2col2d_cpu);
   m.impl("pcm_chip", &analog::pcm_chip_cpu);
   m.impl("tile_update", &analog::tile_update_cpu);
+  m.impl("transfer_update", &analog::transfer_update_cpu);
 }
 
 PyObject* py_periphery_layout(PyObject*, PyObject*) {

@@ -28,17 +28,6 @@ from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCom
 from .noise_base import NoiseModel
 from .noise_pcm import CustomDriftPCMLikeNoiseModel, HermesNoiseModel, StateIndependentNoiseModel
 from .noise_reram import ReRamCMONoiseModel, ReRamWan2022NoiseModel
-from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
-from .training import (
-    InputRangeParameter,
-    PrePostProcessingParameter,
-    WeightClipParameter,
-    WeightClipType,
-    WeightModifierParameter,
-    WeightModifierType,
-    WeightRemapParameter,
-    WeightRemapType,
-)
 from .presets import (
     PRESET_DEVICES,
     CapacitorPresetDevice,
@@ -49,6 +38,17 @@ from .presets import (
     PCMPresetDevice,
     ReRamSBPresetDevice,
     build_config,
+)
+from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
+from .training import (
+    InputRangeParameter,
+    PrePostProcessingParameter,
+    WeightClipParameter,
+    WeightClipType,
+    WeightModifierParameter,
+    WeightModifierType,
+    WeightRemapParameter,
+    WeightRemapType,
 )
 from .transfer import (
     UNIT_CELL_TYPES,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from .base import ConfigBase, check_bool, check_config, check_int, check_number
 from .devices import ConstantStepDevice, PulsedDevice
 from .io import IOParameters
-from .update import TrainingRPUConfigBase, UpdateParameters
+from .update import PulseType, TrainingRPUConfigBase, UpdateParameters
 
 
 def _no_bl_update() -> UpdateParameters:
@@ -314,3 +314,7 @@ class UnitCellRPUConfig(TrainingRPUConfigBase):
     def __post_init__(self) -> None:
         check_config(self, "device", UNIT_CELL_TYPES)
         self._check_training_fields()
+        if isinstance(self.device, TransferCompound) and self.update.pulse_type in (
+                PulseType.NONE, PulseType.NONE_WITH_DEVICE):
+            raise ValueError("UnitCellRPUConfig.update.pulse_type: the fast array's update "
+                             "must be pulsed (not None / NoneWithDevice)")
