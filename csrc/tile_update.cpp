@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include "tile_kernels.h"
+#include "rng.h"
 #include "tile_periphery.h"
 
 #include <algorithm>
@@ -39,29 +40,35 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// Uniforms from splitmix64; normals in blocks of kBlock from the vectorised Philox + Box-Muller
+// of rng.h (float accuracy), keyed by the same (seed, purpose, tile, index): a pulse's
+// cycle-to-cycle noise costs a few cycles instead of a double log, sqrt, sin and cos.
 struct Stream {
   uint64_t s;
-  bool has_spare = false;
-  double spare = 0.0;
+  RngKey key;
+  uint32_t c1, c2, c3, c0 = 0;
+  int pos = kBlock;
+  alignas(32) float buf[kBlock];
   Stream(int64_t seed, uint64_t purpose, uint64_t tile, uint64_t index)
       : s(mix64(static_cast<uint64_t>(seed) ^ mix64(purpose * 0x9E3779B97F4A7C15ULL ^
                                                     mix64(tile * 0xD1B54A32D192ED03ULL ^
-                                                          mix64(index + 1))))) {}
+                                                          mix64(index + 1))))),
+        key(make_key(static_cast<int64_t>(mix64(s)))),
+        c1(static_cast<uint32_t>(tile)), c2(static_cast<uint32_t>(index)),
+        c3(static_cast<uint32_t>(purpose) ^ static_cast<uint32_t>(index >> 32)) {}
   inline uint64_t next() {
     s += 0x9E3779B97F4A7C15ULL;
     return mix64(s);
   }
   inline double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
+  __attribute__((noinline)) void refill() {
+    normal_block(c0, c1, c2, c3, key, buf);
+    c0 += kLanes;
+    pos = 0;
+  }
   inline double normal() {
-    if (has_spare) {
-      has_spare = false;
-      return spare;
-    }
-    const double r = std::sqrt(-2.0 * std::log(uniform()));
-    const double t = 6.283185307179586 * uniform();
-    spare = r * std::sin(t);
-    has_spare = true;
-    return r * std::cos(t);
+    if (pos == kBlock) refill();
+    return static_cast<double>(buf[pos++]);
   }
 };
 
@@ -140,6 +147,27 @@ inline double response(const DeviceCfg& c, double w, bool up, double scale, doub
   }
 }
 
+// One pulse (scaled by `factor`) on one device: the mean step, its cycle-to-cycle noise, the
+// bounds (runtime/update.py apply_pulse).
+template <int64_t KIND>
+__attribute__((always_inline)) inline double one_pulse(const DeviceCfg& c, double w,
+                                                       double factor, bool up, double scale,
+                                                       double hi, double lo, double shape,
+                                                       Stream& rng) {
+  double dw = response<KIND>(c, w, up, scale, hi, lo, shape);
+  if (c.std > 0) {
+    const double xi = rng.normal();
+    if constexpr (KIND == kExp) {
+      dw += c.std * (c.std_add + std::abs(dw) + c.std_slope * std::abs(w)) * xi;
+    } else if constexpr (KIND == kLinear || KIND == kSoft) {
+      dw = c.mult_noise ? dw * (1.0 + c.std * xi) : dw + scale * c.std * xi;
+    } else {
+      dw *= 1.0 + c.std * xi;
+    }
+  }
+  return std::min(hi, std::max(lo, w + factor * dw));
+}
+
 // `count` pulses (the last one scaled by the fraction of a fractional count) on one device.
 template <int64_t KIND>
 inline double pulses(const DeviceCfg& c, double w, double count, bool up, double su, double sd,
@@ -147,19 +175,7 @@ inline double pulses(const DeviceCfg& c, double w, double count, bool up, double
   const double scale = up ? su : -sd;
   const double shape = up ? shu : shd;
   for (int64_t k = 0; count - k > 0; ++k) {
-    const double factor = std::min(1.0, count - k);
-    double dw = response<KIND>(c, w, up, scale, hi, lo, shape);
-    if (c.std > 0) {
-      const double xi = rng.normal();
-      if constexpr (KIND == kExp) {
-        dw += c.std * (c.std_add + std::abs(dw) + c.std_slope * std::abs(w)) * xi;
-      } else if constexpr (KIND == kLinear || KIND == kSoft) {
-        dw = c.mult_noise ? dw * (1.0 + c.std * xi) : dw + scale * c.std * xi;
-      } else {
-        dw *= 1.0 + c.std * xi;
-      }
-    }
-    w = std::min(hi, std::max(lo, w + factor * dw));
+    w = one_pulse<KIND>(c, w, std::min(1.0, count - k), up, scale, hi, lo, shape, rng);
   }
   return w;
 }
@@ -254,6 +270,36 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
         const bool d_pos = d[n * ldd + j] > 0;
         const uint64_t* dj = stochastic ? &db[(n * rows + j) * n_words] : nullptr;
         if (stochastic && std::none_of(dj, dj + n_words, [](uint64_t v) { return v != 0; })) {
+          return;
+        }
+        if (stochastic && n_words == 1) {  // BL <= 64: one AND and one popcount per input
+          // the row's pointers as locals: the loop reloads nothing through the closure
+          const uint64_t dw = dj[0];
+          const uint64_t* __restrict xw = &xb[n * cols];
+          const scalar_t* __restrict xn = x + n * ldx;
+          const scalar_t *__restrict su_r = su + o, *__restrict sd_r = sd + o;
+          const scalar_t *__restrict hi_r = hi + o, *__restrict lo_r = lo + o;
+          const scalar_t *__restrict shu_r = shu + o, *__restrict shd_r = shd + o;
+          scalar_t* __restrict w_r = wr;
+          const int32_t* idx = active[n].data();
+          const int64_t n_act = static_cast<int64_t>(active[n].size());
+          for (int64_t a = 0; a < n_act; ++a) {
+            const int32_t i = idx[a];
+            const uint64_t hit = xw[i] & dw;
+            if (!hit) continue;
+            const bool up = (xn[i] > 0) != d_pos;
+            if ((hit & (hit - 1)) == 0) {  // one coincidence (BL management keeps most so)
+              w_r[i] = static_cast<scalar_t>(one_pulse<KIND>(
+                  c, double(w_r[i]), 1.0, up, up ? double(su_r[i]) : -double(sd_r[i]),
+                  double(hi_r[i]), double(lo_r[i]), up ? double(shu_r[i]) : double(shd_r[i]),
+                  rng));
+              continue;
+            }
+            w_r[i] = static_cast<scalar_t>(pulses<KIND>(
+                c, double(w_r[i]), static_cast<double>(__builtin_popcountll(hit)), up,
+                double(su_r[i]), double(sd_r[i]), double(hi_r[i]), double(lo_r[i]),
+                double(shu_r[i]), double(shd_r[i]), rng));
+          }
           return;
         }
         for (const int32_t i : active[n]) {

@@ -301,7 +301,7 @@ def _train(model, steps=15, lr=0.1):
     x = torch.randn(32, 6)
     y = torch.tanh(x @ (0.3 * torch.randn(6, 2)))  # a teacher the model can learn
     opt = ac.AnalogSGD(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=20, gamma=0.5)
     losses = []
     for _ in range(steps):
         opt.zero_grad()
