@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace analog {
@@ -69,6 +70,10 @@ struct Stream {
   inline double normal() {
     if (pos == kBlock) refill();
     return static_cast<double>(buf[pos++]);
+  }
+  inline float normal_f() {
+    if (pos == kBlock) refill();
+    return buf[pos++];
   }
 };
 
@@ -166,6 +171,25 @@ __attribute__((always_inline)) inline double one_pulse(const DeviceCfg& c, doubl
     }
   }
   return std::min(hi, std::max(lo, w + factor * dw));
+}
+
+// One whole pulse in float arithmetic, for the models whose step is at most linear in w
+// (constant, linear, soft bounds): the common single-coincidence case of the fast path.
+template <int64_t KIND>
+__attribute__((always_inline)) inline float one_pulse_f(float std, bool mult, float w,
+                                                        float scale, float hi, float lo,
+                                                        float shape, Stream& rng) {
+  float dw = scale;
+  if constexpr (KIND == kLinear || KIND == kSoft) dw = scale * std::max(0.0f, 1.0f + shape * w);
+  if (std > 0) {
+    const float xi = rng.normal_f();
+    if constexpr (KIND == kLinear || KIND == kSoft) {
+      dw = mult ? dw * (1.0f + std * xi) : dw + scale * std * xi;
+    } else {
+      dw *= 1.0f + std * xi;
+    }
+  }
+  return std::min(hi, std::max(lo, w + dw));
 }
 
 // `count` pulses (the last one scaled by the fraction of a fractional count) on one device.
@@ -281,6 +305,7 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
           const scalar_t *__restrict hi_r = hi + o, *__restrict lo_r = lo + o;
           const scalar_t *__restrict shu_r = shu + o, *__restrict shd_r = shd + o;
           scalar_t* __restrict w_r = wr;
+          const float std_f = static_cast<float>(c.std);
           const int32_t* idx = active[n].data();
           const int64_t n_act = static_cast<int64_t>(active[n].size());
           for (int64_t a = 0; a < n_act; ++a) {
@@ -288,7 +313,15 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
             const uint64_t hit = xw[i] & dw;
             if (!hit) continue;
             const bool up = (xn[i] > 0) != d_pos;
-            if ((hit & (hit - 1)) == 0) {  // one coincidence (BL management keeps most so)
+            if constexpr (std::is_same_v<scalar_t, float> &&
+                          (KIND == kConstant || KIND == kLinear || KIND == kSoft)) {
+              if ((hit & (hit - 1)) == 0) {  // one coincidence (BL management keeps most so)
+                w_r[i] = one_pulse_f<KIND>(std_f, c.mult_noise, w_r[i], up ? su_r[i] : -sd_r[i],
+                                           hi_r[i], lo_r[i], up ? shu_r[i] : shd_r[i], rng);
+                continue;
+              }
+            }
+            if ((hit & (hit - 1)) == 0) {
               w_r[i] = static_cast<scalar_t>(one_pulse<KIND>(
                   c, double(w_r[i]), 1.0, up, up ? double(su_r[i]) : -double(sd_r[i]),
                   double(hi_r[i]), double(lo_r[i]), up ? double(shu_r[i]) : double(shd_r[i]),

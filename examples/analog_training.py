@@ -3,11 +3,11 @@
 Runs: floating point (``nn`` layers + ``torch.optim.SGD``); ``IdealDevice`` (analog forward and
 backward periphery, floating-point update); ``ConstantStepDevice`` SGD (aihwkit's default
 device: dw_min 0.001, 30 % device-to-device and cycle-to-cycle spread, hard bounds +-0.6);
-``SoftBoundsDevice`` SGD (ReRAM-like soft bounds); c-TTv2 (``build_config("c-ttv2", ...)``:
-chopped Tiki-Taka with a digital buffer) on the same soft-bounds devices and on aihwkit's
-``ReRamSBPresetDevice``; mixed precision (digital rank update transferred to the soft-bounds
-devices). Every matrix layer of the analog runs is a training tile
-(``ac.convert(model, rpu_config)``), trained with ``ac.AnalogSGD``.
+``SoftBoundsDevice`` SGD (ReRAM-like soft bounds); TTv2 and c-TTv2 (``build_config("ttv2" /
+"c-ttv2", ...)``: Tiki-Taka with a digital buffer, without and with choppers) on the same
+soft-bounds devices, and c-TTv2 on aihwkit's ``ReRamSBPresetDevice``; mixed precision (digital
+rank update transferred to the soft-bounds devices). Every matrix layer of the analog runs is a
+training tile (``ac.convert(model, rpu_config)``), trained with ``ac.AnalogSGD``.
 
 Prints accuracy and time per epoch per run and writes a PNG of the learning curves.
 
@@ -38,6 +38,7 @@ def configs() -> dict[str, object | None]:
         "IdealDevice": ac.SingleRPUConfig(device=ac.IdealDevice()),
         "ConstantStep SGD": ac.SingleRPUConfig(device=ac.ConstantStepDevice()),
         "SoftBounds SGD": ac.SingleRPUConfig(device=soft),
+        "TTv2 SoftBounds": ac.build_config("ttv2", soft),
         "c-TTv2 SoftBounds": ac.build_config("c-ttv2", soft),
         "c-TTv2 ReRAM preset": ac.build_config("c-ttv2", ac.ReRamSBPresetDevice()),
         "mixed precision": ac.DigitalRankUpdateRPUConfig(
