@@ -45,7 +45,7 @@ void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::T
                      at::ArrayRef<double> device_params, int64_t pulse_type,
                      at::ArrayRef<double> update_params);
 
-// The fused c-TTv2 update of a unit-cell tile array, in place (csrc/tile_update.cpp).
+// The fused c-TTv2 update of a unit-cell tile array, in place (csrc/transfer_update.cpp).
 void transfer_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::Tensor& buffer,
                          const at::Tensor& in_chop, const at::Tensor& out_chop,
                          const at::Tensor& tile_state, at::TensorList fast_state,

@@ -1,6 +1,6 @@
 """Transfer compounds (Tiki-Taka, c-TTv2) on a tile array: their reference semantics and the
 kernel arguments of ``analog::transfer_update`` (the fused c-TTv2 update; schema in
-``runtime/ops.py``, C++ in ``csrc/tile_update.cpp``).
+``runtime/ops.py``, C++ in ``csrc/transfer_update.cpp``).
 
 Every tile ``(g, i, j)`` of a layer is one aihwkit unit-cell device pair with its own transfer
 state; all tiles see every vector of a batch, so one vector counter (``counter``, aihwkit's
