@@ -2,9 +2,10 @@
 
 A 512x512 layer, batch 64, MSE loss: forward + backward + optimizer step. The digital step is
 ``nn.Linear`` + ``torch.optim.SGD``; the analog steps are ``AnalogLinear`` with a
-``SingleRPUConfig`` + ``AnalogSGD`` (default periphery, pulsed update). One process; every case
-runs interleaved with the digital step, ``--reps`` times after ``--warmup`` runs; the ratio is
-the median of the per-repetition ratios, the times are medians.
+``SingleRPUConfig`` (or ``build_config("c-ttv2", SoftBoundsDevice())``: c-TTv2, two device arrays
+per weight, 64 transfers per batch) + ``AnalogSGD`` (default periphery, pulsed update). One
+process; every case runs interleaved with the digital step, ``--reps`` times after ``--warmup``
+runs; the ratio is the median of the per-repetition ratios, the times are medians.
 
 ``python benchmarks/bench_training.py [--reps 21] [--threads N]``; with ``--aihwkit`` the same
 measurement runs on aihwkit's own layers (only aihwkit and torch are imported, so it runs in an
@@ -42,6 +43,8 @@ def cases_analog_compiler(size: int) -> dict[str, tuple[nn.Module, type]]:
                              ac.AnalogSGD),
         "SoftBounds SGD": (layer(ac.SingleRPUConfig(device=ac.SoftBoundsDevice())),
                            ac.AnalogSGD),
+        "c-TTv2 SoftBounds": (layer(ac.build_config("c-ttv2", ac.SoftBoundsDevice())),
+                              ac.AnalogSGD),
     }
 
 

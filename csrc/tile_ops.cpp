@@ -111,6 +111,7 @@ void register_cpu(torch::Library& m) {
   m.impl("pcm_chip", &analog::pcm_chip_cpu);
   m.impl("device_chip", &analog::device_chip_cpu);
   m.impl("tile_update", &analog::tile_update_cpu);
+  m.impl("transfer_update", &analog::transfer_update_cpu);
 }
 
 PyObject* py_periphery_layout(PyObject*, PyObject*) {

@@ -3,9 +3,11 @@
 Runs: floating point (``nn`` layers + ``torch.optim.SGD``); ``IdealDevice`` (analog forward and
 backward periphery, floating-point update); ``ConstantStepDevice`` SGD (aihwkit's default
 device: dw_min 0.001, 30 % device-to-device and cycle-to-cycle spread, hard bounds +-0.6);
-``SoftBoundsDevice`` SGD (ReRAM-like soft bounds); mixed precision (digital rank update
-transferred to the soft-bounds devices). Every matrix layer of the analog runs is a training tile
-(``ac.convert(model, rpu_config)``), trained with ``ac.AnalogSGD``.
+``SoftBoundsDevice`` SGD (ReRAM-like soft bounds); TTv2 and c-TTv2 (``build_config("ttv2" /
+"c-ttv2", ...)``: Tiki-Taka with a digital buffer, without and with choppers) on the same
+soft-bounds devices, and c-TTv2 on aihwkit's ``ReRamSBPresetDevice``; mixed precision (digital
+rank update transferred to the soft-bounds devices). Every matrix layer of the analog runs is a
+training tile (``ac.convert(model, rpu_config)``), trained with ``ac.AnalogSGD``.
 
 Prints accuracy and time per epoch per run and writes a PNG of the learning curves.
 
@@ -36,6 +38,9 @@ def configs() -> dict[str, object | None]:
         "IdealDevice": ac.SingleRPUConfig(device=ac.IdealDevice()),
         "ConstantStep SGD": ac.SingleRPUConfig(device=ac.ConstantStepDevice()),
         "SoftBounds SGD": ac.SingleRPUConfig(device=soft),
+        "TTv2 SoftBounds": ac.build_config("ttv2", soft),
+        "c-TTv2 SoftBounds": ac.build_config("c-ttv2", soft),
+        "c-TTv2 ReRAM preset": ac.build_config("c-ttv2", ac.ReRamSBPresetDevice()),
         "mixed precision": ac.DigitalRankUpdateRPUConfig(
             device=ac.MixedPrecisionCompound(device=soft)),
     }
@@ -107,9 +112,9 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[list[float], float]]:
         if args.only and name not in args.only:
             continue
         results[name] = train(rc, args.epochs, args.lr, max_batches=args.max_batches)
-    print(f"{'run':<20}{'test accuracy':>15}{'s / epoch':>11}")
+    print(f"{'run':<22}{'test accuracy':>15}{'s / epoch':>11}")
     for name, (acc, sec) in results.items():
-        print(f"{name:<20}{100 * acc[-1]:>14.1f}%{sec:>11.2f}")
+        print(f"{name:<22}{100 * acc[-1]:>14.1f}%{sec:>11.2f}")
     plot({k: v[0] for k, v in results.items()}, args.out)
     print(f"learning curves: {args.out}")
     return results

@@ -66,6 +66,10 @@ def _tile_update_fake(weight, state, x, d, lr, seed, in_sizes, out_sizes, device
     return None
 
 
+def _transfer_update_fake(*args):
+    return None
+
+
 def _pcm_chip_fake(weight, *args):
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
@@ -150,6 +154,7 @@ _FAKES: dict[str, Callable[..., Any]] = {
     "tile_conv2d": _tile_conv2d_fake, "tile_readout": _tile_readout_fake,
     "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake, "device_chip": _pcm_chip_fake,
     "tile_update": _tile_update_fake,
+    "transfer_update": _transfer_update_fake,
 }
 _AUTOGRAD: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tile_forward": (_tile_forward_backward, _tile_forward_setup),

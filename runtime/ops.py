@@ -14,11 +14,22 @@ Where the kernels are: the reference kernels in ``reference.py`` (tile forward a
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from . import _ext, chip_codec, chip_ops, conv_ops, im2col, op_autograd, reference, update_ops
+from . import (
+    _ext,
+    chip_codec,
+    chip_ops,
+    conv_ops,
+    im2col,
+    op_autograd,
+    reference,
+    transfer,
+    update_ops,
+)
 from .config.noise import PCMLikeNoiseModel
 from .config.noise_base import NoiseModel
 from .periphery import KernelIO
@@ -48,6 +59,14 @@ SCHEMAS: dict[str, str] = {
     "tile_update": "(Tensor(a!) weight, Tensor[] state, Tensor x, Tensor d, float lr, "
                    "Tensor seed, int[] in_sizes, int[] out_sizes, int device_kind, "
                    "float[] device_params, int pulse_type, float[] update_params) -> ()",
+    # the c-TTv2 update of a unit-cell tile array (in place; arguments: runtime/transfer.py)
+    "transfer_update": "(Tensor(a!) fast, Tensor(b!) slow, Tensor(c!) buffer, "
+                       "Tensor(d!) in_chop, Tensor(e!) out_chop, Tensor(f!) tile_state, "
+                       "Tensor[] fast_state, Tensor[] slow_state, Tensor x, Tensor d, float lr, "
+                       "Tensor seed, int counter, int[] in_sizes, int[] out_sizes, "
+                       "int fast_kind, float[] fast_params, int slow_kind, float[] slow_params, "
+                       "int pulse_type, float[] update_params, int t_pulse_type, "
+                       f"float[] t_update_params, {_IO}, float[] transfer_params) -> ()",
 }
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
@@ -55,6 +74,7 @@ _REFERENCE = {
     "im2col2d": im2col.im2col2d_reference,
     "pcm_chip": chip_ops.pcm_chip_reference, "device_chip": chip_ops.device_chip_reference,
     "tile_update": update_ops.tile_update_reference,
+    "transfer_update": transfer.transfer_update_reference,
 }
 
 _lib = torch.library.Library("analog", "FRAGMENT")
@@ -141,3 +161,27 @@ def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: f
         torch.ops.analog.tile_update(weight, state, x.contiguous(), d.contiguous(), float(lr),
                                      seed, list(plan.in_sizes), list(plan.out_sizes), kind,
                                      dev_params, pulse_type, up_params)
+
+
+def transfer_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
+    """The c-TTv2 update (``analog::transfer_update``) of the unit-cell tile array ``arr``
+    (``runtime/unit_cell.py`` names its buffers) for the batch ``x``, ``d``, in place."""
+    rc = arr.rpu_config
+    cfg = rc.device
+    fast, slow = cfg.unit_cell_devices
+    parts = (cfg, rc.update, cfg.transfer_update, cfg.transfer_forward, fast, slow)
+    key = tuple(p.revision for p in parts)  # revisions are unique: any change re-encodes
+    hit = arr._io_cache.get("transfer")
+    if hit is None or hit[0] != key:
+        io_f, io_i = transfer.quiet_io(cfg)
+        args = (*update_ops.encode_device(fast), *update_ops.encode_device(slow),
+                *update_ops.encode_update(rc.update), *update_ops.encode_update(
+                    cfg.transfer_update), list(io_f), list(io_i), transfer.encode_transfer(cfg))
+        hit = arr._io_cache["transfer"] = (key, args)
+    states = [getattr(arr, "dev_" + name) for name in update_ops.STATE_KEYS]
+    with torch.no_grad():
+        torch.ops.analog.transfer_update(
+            arr.tc_weights[0], arr.tc_weights[1], arr.tc_buffer, arr.tc_in_chop,
+            arr.tc_out_chop, arr.tc_tile, [s[0] for s in states], [s[1] for s in states],
+            x.contiguous(), d.contiguous(), float(lr), torch.tensor(int(seed)),
+            int(arr.tc_vectors), list(arr.plan.in_sizes), list(arr.plan.out_sizes), *hit[1])

@@ -24,16 +24,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import unit_cell
 from .chip_state import new_seed
 from .compounds import mixed_precision_update
 from .config import SingleRPUConfig
 from .config.compounds import DigitalRankUpdateRPUConfig
 from .config.devices import IdealDevice
+from .config.transfer import UnitCellRPUConfig
 from .ops import tile_forward, tile_update
 from .tile_array import TileArray
 from .update import STATE_KEYS, sample_device_state
 
-TRAINING_RPU_CONFIG_TYPES = (SingleRPUConfig, DigitalRankUpdateRPUConfig)
+TRAINING_RPU_CONFIG_TYPES = (SingleRPUConfig, DigitalRankUpdateRPUConfig, UnitCellRPUConfig)
 """The configs of training tiles."""
 
 #: ``id(weight parameter) -> weakref(array)`` of the arrays that ran a training forward.
@@ -87,8 +89,9 @@ class TrainingTileArray(TileArray):
                  rpu_config: SingleRPUConfig | DigitalRankUpdateRPUConfig, bias: bool = True,
                  groups: int = 1, device: Any = None, dtype: torch.dtype | None = None) -> None:
         if not isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES):
-            raise TypeError("TrainingTileArray: rpu_config must be a SingleRPUConfig or "
-                            f"DigitalRankUpdateRPUConfig, got {type(rpu_config).__name__}")
+            raise TypeError("TrainingTileArray: rpu_config must be a SingleRPUConfig, "
+                            "DigitalRankUpdateRPUConfig or UnitCellRPUConfig, "
+                            f"got {type(rpu_config).__name__}")
         super().__init__(out_features, in_features, rpu_config, bias=bias, groups=groups,
                          device=device, dtype=dtype)
         kw = {"device": self.weight.device, "dtype": self.weight.dtype}
@@ -118,8 +121,22 @@ class TrainingTileArray(TileArray):
         dev = self.rpu_config.device
         return dev.device if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig) else dev
 
+    @property
+    def is_unit_cell(self) -> bool:
+        """Whether the config is a ``UnitCellRPUConfig`` (two device arrays per weight)."""
+        return isinstance(self.rpu_config, UnitCellRPUConfig)
+
     def _sync_compound_state(self) -> None:
-        """Register (or drop) the mixed-precision state the config needs."""
+        """Register (or drop) the mixed-precision or unit-cell state the config needs."""
+        if self.is_unit_cell:
+            unit_cell.check_simulated(self.rpu_config)
+            if "tc_weights" not in self._buffers:
+                unit_cell.register(self)
+        elif "tc_weights" in self._buffers:
+            unit_cell.unregister(self)
+            kw = {"device": self.weight.device, "dtype": self.weight.dtype}
+            for key in STATE_KEYS:
+                self.register_buffer("dev_" + key, torch.zeros(self.weight.shape, **kw))
         if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
             if "mp_chi" not in self._buffers:
                 self.register_buffer("mp_chi", torch.zeros_like(self.weight.detach()))
@@ -137,6 +154,15 @@ class TrainingTileArray(TileArray):
         """Draw the per-device parameters (device-to-device variation) from ``seed`` (default:
         the device config's ``construction_seed``, or a fresh seed from torch's generator when
         that is 0), and clip the weights into the new bounds."""
+        if self.is_unit_cell:
+            cfg = self.rpu_config.device
+            if seed is None:
+                seed = (cfg.construction_seed or cfg.unit_cell_devices[0].construction_seed
+                        or int(new_seed()))
+            self.device_seed.fill_(int(seed))
+            unit_cell.sample(self, int(seed))
+            unit_cell.set_weights(self)
+            return
         dev = self.pulsed_device
         if seed is None:
             seed = dev.construction_seed or int(new_seed())
@@ -150,7 +176,9 @@ class TrainingTileArray(TileArray):
     @torch.no_grad()
     def clip_to_bounds(self) -> None:
         """Clip the tile weights into each device's ``[min_bound, max_bound]``."""
-        if not isinstance(self.pulsed_device, IdealDevice):
+        if self.is_unit_cell:
+            unit_cell.clip(self)
+        elif not isinstance(self.pulsed_device, IdealDevice):
             self.weight.copy_(torch.minimum(torch.maximum(self.weight, self.dev_min_bound),
                                             self.dev_max_bound))
 
@@ -159,14 +187,17 @@ class TrainingTileArray(TileArray):
         """Store the weights (as ``TileArray`` does), clipped into the device bounds: a device
         cannot hold a conductance outside its range."""
         super().set_logical_weights(weight, omega, apply_weight_scaling)
-        self.clip_to_bounds()
+        if self.is_unit_cell:
+            unit_cell.set_weights(self)
+        else:
+            self.clip_to_bounds()
 
     def apply_rpu_config(self, rpu_config: Any) -> None:
         """Adopt a new training config (e.g. from a checkpoint; the device state tensors
         load afterwards)."""
         if not isinstance(rpu_config, TRAINING_RPU_CONFIG_TYPES):
             raise TypeError("TrainingTileArray: a checkpoint's rpu_config must be a "
-                            f"SingleRPUConfig or DigitalRankUpdateRPUConfig, "
+                            "SingleRPUConfig, DigitalRankUpdateRPUConfig or UnitCellRPUConfig, "
                             f"got {type(rpu_config).__name__}")
         super().apply_rpu_config(rpu_config)
         self._sync_compound_state()
@@ -209,7 +240,9 @@ class TrainingTileArray(TileArray):
             raise ValueError(f"TrainingTileArray.update: d must be [{x.shape[0]}, {n_out}], "
                              f"got {list(d.shape)}")
         seed = (int(self.device_seed) * 1_000_003 + int(self.update_count) + 1) % 2**62
-        if isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
+        if self.is_unit_cell:
+            unit_cell.update(self, x, d, float(lr), seed)
+        elif isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
             gen = torch.Generator(device=self.weight.device).manual_seed(seed)
             state = dict(zip(STATE_KEYS, self.device_state()))
             row = mixed_precision_update(self.weight, self.mp_chi, state, x, d, float(lr),

@@ -137,7 +137,7 @@ def apply_pulse(device: Any, w: Tensor, up: Tensor, factor: Tensor, state: dict[
         if isinstance(device, ExpStepDevice):
             dw = dw + std * (device.dw_min_std_add + dw.abs()
                              + device.dw_min_std_slope * w.abs()) * xi
-        elif isinstance(device, LinearStepDevice) and not device.mult_noise:
+        elif isinstance(device, (LinearStepDevice, SoftBoundsDevice)) and not device.mult_noise:
             dw = dw + torch.where(up, state["scale_up"], -state["scale_down"]) * std * xi
         else:
             dw = dw * (1.0 + std * xi)

@@ -51,7 +51,8 @@ _UPDATE_FIELDS = ("desired_bl", "fixed_bl", "update_bl_management", "update_mana
 
 def encode_device(device: DeviceConfig) -> tuple[int, list[float]]:
     """``(device_kind, device_params)`` of a device config."""
-    kind = 1 if type(device) is PulsedDevice else DEVICE_KINDS.index(type(device))
+    # presets are subclasses of the device models: the model decides the kernel
+    kind = next((k for k, cls in enumerate(DEVICE_KINDS) if isinstance(device, cls)), 1)
     if isinstance(device, IdealDevice):
         return kind, [0.0] * _N_FIXED
     exp = device if isinstance(device, ExpStepDevice) else ExpStepDevice()

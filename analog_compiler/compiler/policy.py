@@ -38,7 +38,8 @@ def check_rpu_config(value: Any, where: str, *, allow_none: bool = False) -> Non
     if not isinstance(value, RPU_CONFIG_TYPES):
         extra = " or None (keep digital)" if allow_none else ""
         raise UserConfigError(f"{where} must be an InferenceRPUConfig, FloatingPointRPUConfig, "
-                              f"SingleRPUConfig or DigitalRankUpdateRPUConfig{extra}, "
+                              "SingleRPUConfig, DigitalRankUpdateRPUConfig or "
+                              f"UnitCellRPUConfig{extra}, "
                               f"got {type(value).__name__}")
 
 

@@ -47,7 +47,8 @@ def resolve_rpu_config(rpu_config: Any, layer: str) -> InferenceRPUConfig | Floa
         return InferenceRPUConfig()
     if not isinstance(rpu_config, RPU_CONFIG_TYPES):
         raise TypeError(f"{layer}: rpu_config must be an InferenceRPUConfig, "
-                        f"FloatingPointRPUConfig, SingleRPUConfig or DigitalRankUpdateRPUConfig, "
+                        "FloatingPointRPUConfig, SingleRPUConfig, DigitalRankUpdateRPUConfig or "
+                        "UnitCellRPUConfig, "
                         f"got {type(rpu_config).__name__}")
     return rpu_config
 

@@ -28,6 +28,17 @@ from .noise import GlobalDriftCompensation, PCMLikeNoiseModel, PerColumnDriftCom
 from .noise_base import NoiseModel
 from .noise_pcm import CustomDriftPCMLikeNoiseModel, HermesNoiseModel, StateIndependentNoiseModel
 from .noise_reram import ReRamCMONoiseModel, ReRamWan2022NoiseModel
+from .presets import (
+    PRESET_DEVICES,
+    CapacitorPresetDevice,
+    EcRamMOPresetDevice,
+    EcRamPresetDevice,
+    GokmenVlasovPresetDevice,
+    IdealizedPresetDevice,
+    PCMPresetDevice,
+    ReRamSBPresetDevice,
+    build_config,
+)
 from .rpu_config import RPU_CONFIG_TYPES, FloatingPointRPUConfig, InferenceRPUConfig, RPUConfig
 from .training import (
     InputRangeParameter,
@@ -38,6 +49,14 @@ from .training import (
     WeightModifierType,
     WeightRemapParameter,
     WeightRemapType,
+)
+from .transfer import (
+    UNIT_CELL_TYPES,
+    ChoppedTransferCompound,
+    DynamicTransferCompound,
+    OneSidedUnitCell,
+    TransferCompound,
+    UnitCellRPUConfig,
 )
 from .update import PulseType, SingleRPUConfig, UpdateParameters
 
@@ -60,4 +79,9 @@ __all__ = [
     "LinearStepDevice", "SoftBoundsDevice", "ExpStepDevice", "PowStepDevice",
     "PiecewiseStepDevice", "PulseType", "UpdateParameters", "SingleRPUConfig",
     "MixedPrecisionCompound", "DigitalRankUpdateRPUConfig",
+    # unit cells, transfer compounds, presets (issue 12)
+    "UNIT_CELL_TYPES", "UnitCellRPUConfig", "TransferCompound", "ChoppedTransferCompound",
+    "DynamicTransferCompound", "OneSidedUnitCell", "build_config", "PRESET_DEVICES",
+    "ReRamSBPresetDevice", "CapacitorPresetDevice", "EcRamPresetDevice", "EcRamMOPresetDevice",
+    "IdealizedPresetDevice", "GokmenVlasovPresetDevice", "PCMPresetDevice",
 ]

@@ -199,6 +199,8 @@ def _decode(value: Any, hint: Any, where: str) -> Any:
         return coerce_enum(hint, value, where)
     if origin is tuple and isinstance(value, list):
         return tuple(value)
+    if origin is list and args and isinstance(value, list):  # e.g. lists of device configs
+        return [_decode(v, args[0], where) for v in value]
     return value
 
 

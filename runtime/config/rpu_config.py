@@ -16,6 +16,7 @@ from .training import (
     WeightModifierParameter,
     WeightRemapParameter,
 )
+from .transfer import UnitCellRPUConfig
 from .update import SingleRPUConfig
 
 
@@ -94,8 +95,8 @@ class FloatingPointRPUConfig(ConfigBase):
 
 #: Type of an RPU config argument (annotations).
 RPUConfig = (InferenceRPUConfig | FloatingPointRPUConfig | SingleRPUConfig
-             | DigitalRankUpdateRPUConfig)
+             | DigitalRankUpdateRPUConfig | UnitCellRPUConfig)
 #: The RPU config classes, for ``isinstance`` checks (the one definition; import it from here).
-#: The last two are training tiles (``runtime.training_tile.TrainingTileArray``).
+#: The last three are training tiles (``runtime.training_tile.TrainingTileArray``).
 RPU_CONFIG_TYPES = (InferenceRPUConfig, FloatingPointRPUConfig, SingleRPUConfig,
-                    DigitalRankUpdateRPUConfig)
+                    DigitalRankUpdateRPUConfig, UnitCellRPUConfig)
