@@ -6,6 +6,10 @@
 // TileDriver below runs it stage by stage. Random numbers come from Philox keyed by (element,
 // vector, tile, round, stream): reproducible per seed, independent of the number of threads,
 // and the same for every row source.
+//
+// T is the compute type (float or double); W the weights' storage type: T, or bfloat16 /
+// float16 with T = float, whose tile panels each task widens into its workspace (no float copy
+// of the whole weight; the GEMMs and everything after run in float, as for float weights).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,6 +26,7 @@
 #include "rng.h"
 #include "row_sources.h"
 #include "tile_periphery.h"
+#include "widen.h"
 
 namespace analog {
 namespace driver {
@@ -53,12 +58,12 @@ T segment_alpha(const T* row, int64_t len, const Io& io) {
 //          for bound management;
 //   redo   bound_management: the queued vectors again with the input halved, round by round;
 // then finish_block: bias, and the NCHW store for convolutions.
-template <typename T, typename Src>
+template <typename T, typename Src, typename W = T>
 class TileDriver {
  public:
   // y is [N, G * out_g] or, with image_positions = P > 0, [N / P, G * out_g, P] (NCHW): each
   // task then accumulates its block in a buffer and writes it out transposed at the end.
-  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w, const T* wabs,
+  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, const T* wabs,
              const T* scales, const T* bias, T* y, bool* mask, int64_t image_positions)
       : p_(p), io_(io), key_(key), src_(src), w_(w), wabs_(wabs), scales_(scales), bias_(bias),
         y_(y), mask_(mask), P_(image_positions) {
@@ -97,7 +102,7 @@ class TileDriver {
   static constexpr int32_t kDense = -2;
 
   struct Workspace {  // per thread
-    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, save, xr, xr2, acc;
+    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, save, xr, xr2, acc, wp, wpa;
     std::vector<int32_t> onehot;
     std::vector<float> nbuf, ubuf;
     std::vector<int64_t> act, redo, next;
@@ -112,6 +117,10 @@ class TileDriver {
       nbuf.resize(std::max(mi, mo) + 64);
       ubuf.resize(nbuf.size());
       acc.resize(d.P_ > 0 ? rb * mo : 0);
+      if constexpr (!std::is_same_v<T, W>) {
+        wp.resize(mo * mi);
+        wpa.resize(d.pcm_ ? mo * mi : 0);
+      }
     }
   };
 
@@ -124,7 +133,28 @@ class TileDriver {
     int64_t i, si, xo, gi, woff;
     uint32_t tile;
     const T* sc;  // the tile rows' output scales, or null
+    const T* w = nullptr;   // the tile's weights (row o at w + o * ldw), and |W| for PCM noise
+    const T* wa = nullptr;
+    int64_t ldw = 0;
   };
+
+  // Point the split at its tile: in place for weights stored as T, else the tile's panel
+  // widened into the workspace (once per task and split).
+  void bind_tile(Workspace& ws, const Task& k, Split& s) const {
+    if constexpr (std::is_same_v<T, W>) {
+      s.w = w_ + s.woff;
+      s.wa = wabs_ != nullptr ? wabs_ + s.woff : nullptr;
+      s.ldw = p_.in_g;
+    } else {
+      T* wp = ws.wp.data();
+      for (int64_t o = 0; o < k.so; ++o) widen(w_ + s.woff + o * p_.in_g, wp + o * s.si, s.si);
+      if (pcm_)
+        for (int64_t q = 0; q < k.so * s.si; ++q) ws.wpa[q] = std::abs(wp[q]);
+      s.w = wp;
+      s.wa = pcm_ ? ws.wpa.data() : nullptr;
+      s.ldw = s.si;
+    }
+  }
 
   // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
   void batch_alpha() {
@@ -165,10 +195,11 @@ class TileDriver {
     k.yb = P_ > 0 ? ws.acc.data() : y_ + k.n0 * k.ldy + k.g * p_.out_g + k.oo;
     for (int64_t i = 0; i < p_.n_in; ++i) {
       const int64_t gi = k.g * p_.n_in + i;
-      const Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
-                    (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
-                    static_cast<uint32_t>(gi * p_.n_out + k.j),
-                    scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
+      Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
+              (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
+              static_cast<uint32_t>(gi * p_.n_out + k.j),
+              scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
+      bind_tile(ws, k, s);
       // Vectors with alpha = 0 give 0: without a mask to fill, they skip the output pass (and,
       // per vector, the GEMM).
       ws.act.clear();
@@ -210,10 +241,10 @@ class TileDriver {
     }
     dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), ws.save.data(), io_);
     if (io_.additive()) block_norm_t(xt, m, si, ws.norms.data());
-    gemm_nt(m, k.so, si, xt, m, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so, true);
+    gemm_nt(m, k.so, si, xt, m, s.w, s.ldw, ws.ybuf.data(), k.so, true);
     if (pcm_) {
       for (int64_t q = 0; q < m * si; ++q) ws.xb2[q] = xt[q] * xt[q];
-      gemm_nt(m, k.so, si, ws.xb2.data(), m, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so, true);
+      gemm_nt(m, k.so, si, ws.xb2.data(), m, s.wa, s.ldw, ws.vbuf.data(), k.so, true);
     }
     return static_cast<int64_t>(ws.act.size());
   }
@@ -271,8 +302,8 @@ class TileDriver {
       a1 = ws.xr.data();
       a2 = ws.xr2.data();
     }
-    gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so);
-    if (pcm_) gemm_nt(nd, k.so, si, a2, si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so);
+    gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, s.w, s.ldw, ws.ybuf.data(), k.so);
+    if (pcm_) gemm_nt(nd, k.so, si, a2, si, s.wa, s.ldw, ws.vbuf.data(), k.so);
     if constexpr (Src::kOneHot) onehot_columns(ws, k, s, nd, na);
     return na;
   }
@@ -291,11 +322,11 @@ class TileDriver {
         continue;
       }
       const T xk = ws.xb[ws.act[q] * s.si + c];
-      const T* wcol = w_ + s.woff + c;
-      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * p_.in_g];
+      const T* wcol = s.w + c;
+      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * s.ldw];
       if (pcm_) {
-        const T* acol = wabs_ + s.woff + c;
-        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * p_.in_g];
+        const T* acol = s.wa + c;
+        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * s.ldw];
       }
     }
   }
@@ -344,9 +375,9 @@ class TileDriver {
         if (io_.pcm())
           for (int64_t c = 0; c < si; ++c) ws.xr2[q * si + c] = xq[c] * xq[c];
       }
-      gemm_nt(nr, so, si, ws.xr.data(), si, w_ + s.woff, p_.in_g, ws.ybuf.data(), so);
+      gemm_nt(nr, so, si, ws.xr.data(), si, s.w, s.ldw, ws.ybuf.data(), so);
       if (io_.pcm())
-        gemm_nt(nr, so, si, ws.xr2.data(), si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), so);
+        gemm_nt(nr, so, si, ws.xr2.data(), si, s.wa, s.ldw, ws.vbuf.data(), so);
       ws.next.clear();
       for (int64_t q = 0; q < nr; ++q) {
         const int64_t v = ws.redo[q];
@@ -389,7 +420,8 @@ class TileDriver {
   const Io& io_;
   const RngKey key_;
   const Src& src_;
-  const T *w_, *wabs_, *scales_, *bias_;
+  const W* w_;
+  const T *wabs_, *scales_, *bias_;
   T* y_;
   bool* mask_;
   const int64_t P_;
@@ -399,11 +431,11 @@ class TileDriver {
 };
 
 // The analog forward of the vectors of src (see TileDriver).
-template <typename T, typename Src>
-void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w,
+template <typename T, typename Src, typename W = T>
+void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w,
                   const T* wabs, const T* scales, const T* bias, T* y, bool* mask,
                   int64_t image_positions = 0) {
-  TileDriver<T, Src>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
+  TileDriver<T, Src, W>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
 }
 
 }  // namespace driver
