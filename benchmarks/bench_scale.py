@@ -69,7 +69,14 @@ def build(preset: str, layers: int | None, dtype_name: str | None = None) -> tor
         spec["num_hidden_layers"] = layers
     config = LlamaConfig(vocab_size=32000, tie_word_embeddings=False, **spec)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(dtype)
+    # built in its dtype (as from_pretrained(..., torch_dtype=...) loads it): building in float32
+    # and casting would put a float32 copy of every weight on the peak
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     return model.eval()
 
 

@@ -156,6 +156,26 @@ inline float absmax(const S* x, int64_t n) {
   return m;
 }
 
+// The first 2 * kLanes values of normal_block alone (words 0 and 1: the programming noise of
+// G+ and G-), the same numbers without the second Box-Muller pair (the drift exponents' normals,
+// which a read at t = 0 does not use).
+inline void normal_pair_block(uint32_t c0, uint32_t c1, RngKey key, float* out) {
+#if defined(__AVX2__)
+  __m256i w[4];
+  simd::philox8(c0, c1, 0u, 0u, key, w);
+  __m256 a, b;
+  simd::polar8(simd::radius8(w[0]), w[1], a, b);
+  _mm256_storeu_ps(out, a);
+  _mm256_storeu_ps(out + kLanes, b);
+#else
+  uint32_t w[4][kLanes];
+  philox_lanes(c0, c1, 0u, 0u, key, w);
+  for (int l = 0; l < kLanes; ++l)
+    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+               out[l], out[kLanes + l]);
+#endif
+}
+
 // The kernel body for weights stored as S (float, bfloat16 or float16): see pcm_chip_cpu.
 template <typename S>
 void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
@@ -250,30 +270,41 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
   // Parallel over chunks of kChunk consecutive elements (flat index): the element index alone
   // picks the counters, so chunks may go to any thread.
   const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  // the scales of row r's tiles (indexed by input split)
+  const auto row_scales = [&](int64_t r) {
+    return scale.data() + ((r / O) * n_out + row_split[r % O]) * n_in;
+  };
   at::parallel_for(0, n_chunks, 256, [&](int64_t b, int64_t e) {
-    float xp[2][kBlock], xr[kBlock], gw[kChunk], gs[kChunk], tail[kChunk];
-    std::fill(xr, xr + kBlock, 0.0f);
+    float xp[2][kBlock] = {}, xr[kBlock] = {}, gw[kChunk], gs[kChunk], tail[kChunk];
+    // the position (row, column) of the next element, walked forward chunk by chunk
+    int64_t r = b * kChunk / I, col = b * kChunk % I;
+    const float* srow = row_scales(r);
     for (int64_t ch = b; ch < e; ++ch) {
       const int64_t e0 = ch * kChunk;
       const int64_t n = std::min<int64_t>(kChunk, total - e0);
       for (int h = 0; h < 2; ++h) {
         const uint64_t c = static_cast<uint64_t>(e0 + h * kLanes);
-        normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0u, 0u, key,
-                     xp[h]);
+        if (p.drift)
+          normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0u, 0u, key,
+                       xp[h]);
+        else  // (the drift exponents' normals, words 2 and 3, go unused)
+          normal_pair_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), key, xp[h]);
       }
       if (p.read) {
         const uint64_t c = static_cast<uint64_t>(ch) * kLanes;
         normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 1u, 0u, rkey, xr);
       }
       // the tile scale of each element, run by run (a run stays in one tile row)
-      int64_t r = e0 / I, col = e0 % I;
       for (int64_t k = 0; k < n;) {
-        const float sv = scale[((r / O) * n_out + row_split[r % O]) * n_in + col_split[col]];
+        const float sv = srow[col_split[col]];
         const int64_t run = std::min<int64_t>(n - k, col_end[col] - col);
         for (int64_t j = 0; j < run; ++j) gs[k + j] = sv;
         k += run;
         col += run;
-        if (col == I) col = 0, ++r;
+        if (col == I) {
+          col = 0;
+          if (++r < rows) srow = row_scales(r);
+        }
       }
       widen(src + e0, gw, n);
       for (int64_t k = n; k < kChunk; ++k) gw[k] = 0.0f, gs[k] = 1.0f;
