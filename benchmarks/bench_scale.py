@@ -156,6 +156,7 @@ def main() -> None:
                         help="program and drift the chip of the forward phase too (the forward "
                              "kernel and its cost are the same; programming takes minutes)")
     parser.add_argument("--skip-chip", action="store_true", help="only the forward phase")
+    parser.add_argument("--skip-forward", action="store_true", help="only the chip phase")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,7 +165,8 @@ def main() -> None:
     if not args.skip_chip:
         chip_phase(args)
         gc.collect()
-    forward_phase(args)
+    if not args.skip_forward:
+        forward_phase(args)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,6 @@ class ChipState(nn.Module):
         for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
             y = tile_readout(w[:, :, off:off + size].contiguous(), new_seed(), plan.out_sizes,
                              self.kernel_io)
-            means.append(y.view(size, g, out_g).abs().mean(0))  # [G, out_g]
+            means.append(y.view(size, g, out_g).abs_().mean(0))  # [G, out_g] (y is ours)
         return self.rpu_config.drift_compensation.reduce(
             torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)
