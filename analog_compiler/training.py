@@ -51,6 +51,7 @@ from .runtime import (
     WeightRemapType,
     hwa,
 )
+from .runtime.input_range import MIN_INPUT_RANGE, split_std
 
 CALIBRATION_METHODS = ("std", "max", "percentile")
 
@@ -154,7 +155,7 @@ def calibrate_input_ranges(model: nn.Module, data: Any, method: str = "std", *,
         def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0]
             if method == "std":
-                stat = alpha * hwa.split_std(x, arr.plan)
+                stat = alpha * split_std(x, arr.plan)
             else:
                 stat = _split_statistic(x, arr, method, percentile)
             value, count = state[id(arr)]
@@ -165,7 +166,7 @@ def calibrate_input_ranges(model: nn.Module, data: Any, method: str = "std", *,
             else:
                 value = (value * count + stat) / (count + 1)
             state[id(arr)] = [value, count + 1]
-            arr.input_range.copy_(value.clamp_min(hwa.MIN_INPUT_RANGE))
+            arr.input_range.copy_(value.clamp_min(MIN_INPUT_RANGE))
 
         return hook
 

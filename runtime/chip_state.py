@@ -6,9 +6,13 @@ drift to the time asked, fresh read noise unless told otherwise), so an array ho
 weight-sized tensors (``weight``, the targets, and ``chip_weight``, the chip now) and a
 checkpoint holds the chip exactly. The vocabulary of the matrices is ``tile_array.py``'s.
 
+Reading the chip back (the layers' ``get_weights``): the exact read is ``chip_weight`` itself
+(the targets until the array is programmed: a chip holds what was written); ``read_weights``
+is aihwkit's realistic read, an estimate from the analog forward.
+
 ``ChipState`` is a mixin of ``TileArray``: it reads the array's ``weight``, ``plan``,
-``rpu_config`` and kernel arguments, and owns the buffers ``chip_weight``, ``program_seed``,
-``t_inference``, ``drift_baseline`` and ``drift_alpha``.
+``rpu_config``, forward and kernel arguments, and owns the buffers ``chip_weight``,
+``program_seed``, ``t_inference``, ``drift_baseline`` and ``drift_alpha``.
 """
 
 from __future__ import annotations
@@ -88,6 +92,35 @@ class ChipState(nn.Module):
             now = self.drift_readout()
             alpha = self.drift_baseline / now
             self.drift_alpha.copy_(torch.where(now > 0, alpha, torch.ones_like(alpha)))
+
+    @torch.no_grad()
+    def read_weights(self, over_sampling: int = 10) -> Tensor:
+        """aihwkit's realistic read (its tile's ``read_weights``): the logical weights
+        ``[G, out_g, in_g]`` estimated by least squares from the eval-mode analog forward of
+        ``over_sampling * in_g`` standard-normal input vectors (torch's default generator), the
+        digital bias subtracted. The estimate carries everything the forward does: DAC/ADC
+        quantization, IO noise, bound management and every digital scale, the
+        drift-compensation factors included. The array is unchanged (its mode is restored)."""
+        if isinstance(over_sampling, bool) or not isinstance(over_sampling, int) \
+                or over_sampling < 1:
+            raise ValueError(f"read_weights: over_sampling must be an int >= 1, "
+                             f"got {over_sampling!r}")
+        g, out_g, in_g = self.weight.shape
+        x = torch.randn(over_sampling * in_g, g * in_g, device=self.weight.device,
+                        dtype=self.weight.dtype)
+        was_training = self.training
+        self.eval()
+        try:
+            y = self(x)
+        finally:
+            self.train(was_training)
+        if self.bias is not None:
+            y = y - self.bias
+        # lstsq needs float32/64; per group: x_g @ W_g^T = y_g
+        xg = x.float().view(-1, g, in_g).transpose(0, 1)
+        yg = y.float().view(-1, g, out_g).transpose(0, 1)
+        est = torch.linalg.lstsq(xg, yg).solution  # [G, in_g, out_g]
+        return est.transpose(1, 2).to(self.weight.dtype).contiguous()
 
     def drift_readout(self) -> Tensor:
         """Mean |output| of an identity readout of the chip through the analog forward, per

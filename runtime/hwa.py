@@ -4,12 +4,16 @@ remapping, learned input ranges and learned output scales.
 The forward of an array with any HWA feature enabled (``active``) is ``forward``:
 
 1. weights: in training mode (or with ``enable_during_test`` while unprogrammed) the modifier
-   noise is applied straight-through, ``w_mod = w + (modified(w) - w).detach()``: forward and
-   input gradient see the modified weights, the weight gradient goes to the clean weights;
+   noise (``modifiers.py``) is applied straight-through, ``w_mod = w + (modified(w) -
+   w).detach()``: forward and input gradient see the modified weights, the weight gradient goes
+   to the clean weights. With ``per_batch_sample`` every batch sample gets its own draw; the
+   ``S`` samples run in the same op call as ``S * G`` tile groups;
 2. inputs: with ``pre_post.input_range.enable`` each tile input split ``(g, i)`` has a range
-   ``r``; ``x`` is clipped to ``[-r, r]`` (gradient to ``x`` inside the range, aihwkit's range
-   gradient to ``r``), divided by ``r`` into the DAC and the tile outputs are multiplied by
-   ``r`` again (as digital output scales of the op, so one op call still does the layer);
+   ``r`` (``input_range.py``); ``x`` is clipped to ``[-r, r]`` (gradient to ``x`` inside the
+   range, aihwkit's range gradient to ``r``, plus the output-clipping term with
+   ``manage_output_clipping``), divided by ``r`` into the DAC and the tile outputs are
+   multiplied by ``r`` again (as digital output scales of the op, so one op call still does
+   the layer);
 3. outputs: with ``mapping.learn_out_scaling`` the op's output is multiplied by the learned
    ``out_scaling_alpha`` (one value, or one per output column), then the bias is added. The
    learned scales start at 1 on top of the fixed mapping scales (aihwkit folds the mapping
@@ -21,8 +25,9 @@ Clipping, remapping and keeping the ranges positive happen after each optimizer 
 
 The interface between a ``TileArray`` and this module, in both directions:
 - the array calls ``init_parameters`` once and ``sync_parameters`` whenever its config changes,
-  ``active``/``forward`` in its forward, ``reset_out_scaling`` when weights are written,
-  ``apply_out_scaling`` when they are read, and ``remap_enabled`` for its mapping scales;
+  ``active``/``forward`` in its forward (layers pass ``sample_kwargs`` with their rows),
+  ``reset_out_scaling`` when weights are written, ``apply_out_scaling`` when they are read,
+  and ``remap_enabled`` for its mapping scales;
 - this module reads the array's public state (``weight``, ``plan``, ``rpu_config``,
   ``training``, ``is_programmed``, ``forward_weight()``, ``output_scales()``, ``kernel_io``,
   ``mapping_scales``, ``bias``) and owns three of its attributes, None unless the config asks
@@ -37,22 +42,27 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from .config.enums import BoundManagementType, NoiseManagementType
 from .config.training import (
     InputRangeParameter,
     WeightClipType,
     WeightModifierParameter,
-    WeightModifierType,
+    WeightRemapParameter,
     WeightRemapType,
 )
+from .input_range import (
+    MIN_INPUT_RANGE,
+    InputRangeClip,
+    add_range_grad,
+    init_input_range_from_data,
+    output_clipping_grad,
+)
+from .modifiers import modify_weight
 from .programming import expand_row_values, expand_tile_values, per_row_absmax, per_tile_absmax
 from .tiling import TilePlan
 
 if TYPE_CHECKING:
     from .tile_array import TileArray
-
-#: Smallest input range kept after an optimizer step.
-MIN_INPUT_RANGE = 1e-6
-
 
 # ------------------------------------------------------------------------- config queries
 def _cfg(arr: TileArray, name: str) -> Any:
@@ -85,6 +95,39 @@ def remap_enabled(arr: TileArray) -> bool:
     return remap is not None and remap.type is not WeightRemapType.NONE
 
 
+def per_sample(arr: TileArray) -> bool:
+    """Whether the array's modifier draws weights per batch sample (``per_batch_sample``)."""
+    mod = modifier_config(arr)
+    return mod is not None and mod.per_batch_sample
+
+
+def sample_kwargs(arr: nn.Module, samples: int) -> dict[str, int]:
+    """The keyword arguments a layer passes with its rows to the array's forward: ``samples``
+    (the batch size the rows belong to) when the array draws weights per batch sample."""
+    return {"samples": samples} if hasattr(arr, "plan") and per_sample(arr) else {}
+
+
+def check_output_clipping(arr: TileArray) -> None:
+    """``manage_output_clipping`` needs what aihwkit's ``supports_manage_output_clipping``
+    does: a non-perfect forward with an ``out_bound`` and no noise or bound management."""
+    ir = input_range_config(arr)
+    if ir is None or not ir.manage_output_clipping:
+        return
+    io = arr.rpu_config.forward
+    problems = []
+    if io.is_perfect:
+        problems.append("forward.is_perfect=False")
+    if io.out_bound <= 0:
+        problems.append(f"forward.out_bound > 0 (got {io.out_bound})")
+    if io.noise_management is not NoiseManagementType.NONE:
+        problems.append(f"forward.noise_management=NONE (got {io.noise_management.name})")
+    if io.bound_management is not BoundManagementType.NONE:
+        problems.append(f"forward.bound_management=NONE (got {io.bound_management.name})")
+    if problems:
+        raise ValueError("InputRangeParameter.manage_output_clipping=True needs "
+                         + ", ".join(problems))
+
+
 # ------------------------------------------------------------------------- parameters
 def init_parameters(arr: TileArray) -> None:
     """Declare the HWA attributes on a new array (None: not used by its config)."""
@@ -100,6 +143,7 @@ def sync_parameters(arr: TileArray) -> None:
     plan: TilePlan = arr.plan
     kw = {"device": arr.weight.device, "dtype": arr.weight.dtype}
     ir = input_range_config(arr)
+    check_output_clipping(arr)
     if ir is not None:
         shape = (plan.groups, plan.n_in)
         if arr.input_range is None or tuple(arr.input_range.shape) != shape:
@@ -134,64 +178,6 @@ def apply_out_scaling(arr: TileArray, weight: Tensor) -> Tensor:
         return weight
     groups, out_g = weight.shape[:2]
     return weight * alpha.detach().expand(groups * out_g).view(groups, out_g, 1)
-
-
-# ------------------------------------------------------------------------- weight modifier
-def _amax(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter) -> Tensor | float:
-    if not mod.rel_to_actual_wmax:
-        return float(mod.assumed_wmax)
-    amax = expand_tile_values(per_tile_absmax(weight, plan), plan)
-    return torch.where(amax > 0, amax, torch.ones_like(amax))
-
-
-def _discretize(w: Tensor, amax: Tensor | float, res: float, sto_round: bool) -> Tensor:
-    if res <= 0:
-        return w
-    step = 1.0 / res if res >= 1 else res
-    v = w / amax / step
-    v = torch.floor(v + torch.rand_like(v)) if sto_round else torch.round(v)
-    return amax * v * step
-
-
-def _poly(w_rel: Tensor, coeffs: tuple[float, ...]) -> Tensor:
-    out = torch.full_like(w_rel, float(coeffs[0]))
-    power = torch.ones_like(w_rel)
-    for c in coeffs[1:]:
-        power = power * w_rel
-        out = out + float(c) * power
-    return out
-
-
-def modified_weight(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter) -> Tensor:
-    """The modified weights (no gradient); ``amax`` is max|W| per tile or ``assumed_wmax``."""
-    w = weight.detach()
-    amax = _amax(w, plan, mod)
-    kind, std = mod.type, float(mod.std_dev)
-    if kind in (WeightModifierType.DISCRETIZE, WeightModifierType.DISCRETIZE_ADD_NORMAL):
-        w = _discretize(w, amax, float(mod.res), mod.sto_round)
-    if kind in (WeightModifierType.ADD_NORMAL, WeightModifierType.DISCRETIZE_ADD_NORMAL):
-        if std > 0:
-            w = w + std * amax * torch.randn_like(w)
-    elif kind is WeightModifierType.MULT_NORMAL:
-        if std > 0:
-            w = w + w * std * amax * torch.randn_like(w)
-    elif kind is WeightModifierType.POLY:
-        if std > 0:
-            w = w + amax * std * _poly(w.abs() / amax, mod.coeffs) * torch.randn_like(w)
-    elif kind is WeightModifierType.PROG_NOISE:
-        if std > 0:
-            sig = std / float(mod.g_max) * _poly(w.abs() / amax, mod.coeffs)
-            noisy = (w + amax * sig * torch.randn_like(w)).abs()
-            w = torch.where(w < 0, -noisy, noisy)
-    if mod.pdrop > 0:
-        w = w * (torch.rand_like(w) >= mod.pdrop).to(w.dtype)
-    return w
-
-
-def modify_weight(weight: Tensor, plan: TilePlan, mod: WeightModifierParameter) -> Tensor:
-    """Straight-through modified weights: the values of ``modified_weight``, the gradient of
-    ``weight``."""
-    return weight + (modified_weight(weight, plan, mod) - weight.detach())
 
 
 # ------------------------------------------------------------------------- clip and remap
@@ -242,10 +228,34 @@ def clip_weights_(arr: TileArray) -> None:
         arr.weight.copy_(torch.minimum(torch.maximum(arr.weight, -value), value))
 
 
+def _bounded_row_ratio(arr: TileArray, ratio: Tensor, remap: WeightRemapParameter) -> Tensor:
+    """``max_scale_range`` (aihwkit's ``WeightRemapper``): a row's new scale ``ratio * s``
+    (``s`` its digital scale: mapping times learned output scale) is capped at ``min_s *
+    max_scale_range``, ``min_s`` the smallest ``s`` of its tile (at least ``max_scale_ref``);
+    no cap while ``min_s <= 0``."""
+    plan = arr.plan
+    s = arr.mapping_scales
+    alpha = arr.out_scaling_alpha
+    if alpha is not None:
+        s = s * alpha.detach().expand(plan.groups * plan.out_features).view(plan.groups, 1, -1)
+    out_index = plan.out_index.to(s.device)
+    idx = out_index.view(1, 1, -1).expand_as(s)
+    min_s = s.new_full((*s.shape[:2], plan.n_out), float("inf"))
+    min_s = min_s.scatter_reduce(2, idx, s, "amin").clamp_min(0.0)
+    if remap.max_scale_ref > 0:
+        min_s = torch.where(min_s > 0, min_s.clamp_min(float(remap.max_scale_ref)), min_s)
+    min_rows = min_s[:, :, out_index]
+    capped = min_rows > 0
+    cap = min_rows * float(remap.max_scale_range) / torch.where(capped, s, torch.ones_like(s))
+    return torch.where(capped, torch.minimum(ratio, cap), ratio)
+
+
 @torch.no_grad()
 def remap_weights_(arr: TileArray) -> None:
     """Re-scale the tile weights so max|W| per tile (LAYERWISE) or per tile row (CHANNELWISE)
-    equals ``remapped_wmax``; the mapping scales take the inverse, the layer is unchanged."""
+    equals ``remapped_wmax``; the mapping scales take the inverse, the layer is unchanged. With
+    ``max_scale_range`` (CHANNELWISE) a row's scale grows at most to that multiple of the
+    smallest scale of its tile (its weights may then stay above ``remapped_wmax``)."""
     if not remap_enabled(arr):
         return
     remap, plan, w = arr.rpu_config.remap, arr.plan, arr.weight
@@ -256,6 +266,8 @@ def remap_weights_(arr: TileArray) -> None:
         scale = tiles[:, :, plan.out_index.to(w.device)]
     scale = scale / float(remap.remapped_wmax)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    if remap.type is WeightRemapType.CHANNELWISE_SYMMETRIC and remap.max_scale_range > 0:
+        scale = _bounded_row_ratio(arr, scale, remap)
     w.div_(expand_row_values(scale, plan))
     arr.mapping_scales.mul_(scale)
 
@@ -269,100 +281,56 @@ def post_update_step(arr: TileArray) -> None:
         arr.input_range.abs_().clamp_min_(MIN_INPUT_RANGE)
 
 
-# ------------------------------------------------------------------------- input range
-def _split_sum(values: Tensor, in_index: Tensor, n_in: int) -> Tensor:
-    """``[G, n_in]`` sums over the columns of each input split of ``values`` ``[G, in_g]`` (a
-    one-hot matmul rather than ``index_add_``, which inductor's CPU codegen mishandles)."""
-    onehot = torch.nn.functional.one_hot(in_index, n_in).to(values.dtype)
-    return values @ onehot
-
-
-class InputRangeClip(torch.autograd.Function):
-    """``clamp(x, -r, r)`` per tile input split with aihwkit's input-range gradient:
-    ``grad_x`` passes inside the range; ``grad_r = scale * (r if relative) * (sum over x >= r of
-    min(g, 0) - sum over x <= -r of max(g, 0)) + decay * r * [inside fraction > min_pct]``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, r: Tensor, in_index: Tensor, decay: float,
-                min_pct: float, grad_scale: float, relative: bool) -> Tensor:
-        rc = r[:, in_index].reshape(1, -1)
-        ctx.save_for_backward(x, r, in_index)
-        ctx.decay, ctx.min_pct, ctx.grad_scale, ctx.relative = decay, min_pct, grad_scale, relative
-        return torch.minimum(torch.maximum(x, -rc), rc)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-        x, r, in_index = ctx.saved_tensors
-        groups, n_in = r.shape
-        rc = r[:, in_index].reshape(1, -1)
-        upper, lower = x >= rc, x <= -rc
-        inside = ~(upper | lower)
-        grad_x = g * inside
-        col = (g.clamp(max=0) * upper).sum(0) - (g.clamp(min=0) * lower).sum(0)
-        grad_r = _split_sum(col.view(groups, -1), in_index, n_in)
-        if ctx.relative:
-            grad_r = grad_r * r
-        grad_r = grad_r * ctx.grad_scale
-        if ctx.decay > 0:
-            inside_cols = inside.to(r.dtype).sum(0).view(groups, -1)
-            counts = _split_sum(inside_cols, in_index, n_in)
-            sizes = _split_sum(torch.ones_like(inside_cols), in_index, n_in)
-            frac = counts / (sizes * x.shape[0])
-            grad_r = grad_r + ctx.decay * r * (frac > ctx.min_pct).to(r.dtype)
-        return grad_x, grad_r, None, None, None, None, None
-
-
-def split_std(x: Tensor, plan: TilePlan) -> Tensor:
-    """``[G, n_in]`` std of the inputs of each tile input split (``x`` ``[N, G * in_g]``)."""
-    n = x.shape[0]
-    xg = x.detach().reshape(n, plan.groups, plan.in_features)
-    idx = plan.in_index.to(x.device)
-    s1 = _split_sum(xg.sum(0), idx, plan.n_in)
-    s2 = _split_sum((xg * xg).sum(0), idx, plan.n_in)
-    cnt = torch.tensor(plan.in_sizes, device=x.device, dtype=x.dtype) * n
-    var = (s2 - s1 * s1 / cnt) / (cnt - 1).clamp_min(1)
-    return var.clamp_min(0).sqrt()
-
-
-def _all_ranks_mean(value: Tensor) -> Tensor:
-    """Mean over the ranks of an initialised process group (eager only), else ``value``."""
-    dist = torch.distributed
-    if (torch.compiler.is_compiling() or not dist.is_available() or not dist.is_initialized()
-            or dist.get_world_size() < 2):
-        return value
-    value = value.clone()
-    dist.all_reduce(value)
-    return value / dist.get_world_size()
-
-
-@torch.no_grad()
-def init_input_range_from_data(arr: TileArray, x: Tensor, ir: InputRangeParameter) -> None:
-    """During the first ``init_from_data`` training batches: ``r`` = running mean of
-    ``init_std_alpha * std(x)`` per split (averaged over DDP ranks, so ranks stay equal)."""
-    idx = arr.input_range_update_idx
-    if not torch.compiler.is_compiling() and int(idx) >= ir.init_from_data:
-        return
-    std = _all_ranks_mean(split_std(x, arr.plan))
-    r = arr.input_range
-    k = idx.to(r.dtype)
-    new = (r * k + ir.init_std_alpha * std) / (k + 1)
-    take = (idx < ir.init_from_data) & (std > 0)
-    r.copy_(torch.where(take, new, r))
-    idx.add_((idx < ir.init_from_data).to(idx.dtype))
-
-
 # ------------------------------------------------------------------------- forward
-def forward(arr: TileArray, x: Tensor, seed: Tensor) -> Tensor:
-    """Forward of an array with HWA features (see the module docstring); ``x`` ``[N, G*in_g]``."""
+def _tile_forward(arr: TileArray, x: Tensor, weight: Tensor, scales: Tensor | None,
+                  bias: Tensor | None, seed: Tensor, need_mask: bool) -> tuple[Tensor, Tensor]:
+    """The op call; per-sample weights ``[S, G, out_g, in_g]`` run as ``S * G`` tile groups of
+    ``N / S`` rows each (every tile sees only its sample's rows), in one call."""
     from .ops import tile_forward
 
+    plan = arr.plan
+    sizes = (list(plan.in_sizes), list(plan.out_sizes))
+    if weight.dim() == 3:
+        return tile_forward(x, weight, scales, bias, seed, *sizes, arr.kernel_io, need_mask)
+    samples, groups = weight.shape[:2]
+    rows = x.shape[0] // samples
+    xs = x.reshape(samples, rows, -1).transpose(0, 1).reshape(rows, -1)
+    ws = weight.reshape(samples * groups, *weight.shape[2:])
+    if scales is not None:
+        scales = scales.expand(samples, *scales.shape).reshape(-1, *scales.shape[1:])
+    y, keep = tile_forward(xs, ws, scales, None, seed, *sizes, arr.kernel_io, need_mask)
+    y = y.reshape(rows, samples, -1).transpose(0, 1).reshape(x.shape[0], -1)
+    if bias is not None:
+        y = y + bias
+    if keep.numel() > 0:  # [S * G, n_in, rows, out_g] -> [G, n_in, N, out_g]
+        keep = keep.reshape(samples, groups, *keep.shape[1:]).permute(1, 2, 0, 3, 4)
+        keep = keep.reshape(groups, keep.shape[1], -1, keep.shape[-1])
+    return y, keep
+
+
+def _samples(x: Tensor, samples: int | None) -> int:
+    n = x.shape[0]
+    if samples is None:
+        return n
+    if samples < 1 or n % samples:
+        raise ValueError(f"TileArray.forward: {n} input rows cannot be split into samples="
+                         f"{samples} batch samples (per_batch_sample)")
+    return samples
+
+
+def forward(arr: TileArray, x: Tensor, seed: Tensor, samples: int | None = None) -> Tensor:
+    """Forward of an array with HWA features (see the module docstring); ``x`` ``[N, G*in_g]``;
+    ``samples``: the number of batch samples the rows belong to (``per_batch_sample``; None:
+    one per row)."""
     plan = arr.plan
     weight = arr.forward_weight()
     mod = modifier_config(arr)
     if mod is not None and (arr.training or (mod.enable_during_test and not arr.is_programmed)):
-        weight = modify_weight(weight, plan, mod)
+        n_draws = _samples(x, samples) if mod.per_batch_sample and x.shape[0] > 0 else 0
+        weight = modify_weight(weight, plan, mod, n_draws)
     scales = arr.output_scales()
     ir = input_range_config(arr)
+    r = None
     if ir is not None:
         if arr.training and ir.init_from_data > 0:
             init_input_range_from_data(arr, x, ir)
@@ -375,11 +343,16 @@ def forward(arr: TileArray, x: Tensor, seed: Tensor) -> Tensor:
         x = x / rd[:, in_index].reshape(1, -1)
         r_rows = rd.unsqueeze(-1).expand(plan.groups, plan.n_in, plan.out_features)
         scales = r_rows if scales is None else scales * r_rows
+    manage = (r is not None and ir.manage_output_clipping and arr.training and r.requires_grad
+              and torch.is_grad_enabled())
+    if manage:
+        check_output_clipping(arr)
     alpha = arr.out_scaling_alpha
     bias = arr.bias if alpha is None else None
-    need_mask = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    y, _ = tile_forward(x, weight, scales, bias, seed, list(plan.in_sizes),
-                        list(plan.out_sizes), arr.kernel_io, need_mask)
+    need_mask = manage or (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+    y, keep = _tile_forward(arr, x, weight, scales, bias, seed, need_mask)
+    if manage:
+        y = add_range_grad(y, r, output_clipping_grad(keep, r.detach(), ir))
     if alpha is not None:
         y = y * alpha
         if arr.bias is not None:

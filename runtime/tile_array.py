@@ -24,6 +24,7 @@ the config enables them; ``hwa.py``). Checkpoints: ``tile_checkpoint.py``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -131,10 +132,11 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
             return self.chip_weight
         return self.weight
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` ``[N, G * in_g]`` -> ``[N, G * out_g]``."""
+    def forward(self, x: Tensor, samples: int | None = None) -> Tensor:
+        """``x`` ``[N, G * in_g]`` -> ``[N, G * out_g]``; ``samples``: the batch samples the
+        rows belong to, for ``per_batch_sample`` (None: one per row; ``hwa.sample_kwargs``)."""
         if hwa.active(self):  # HWA training: modifier, input range, learned out scales
-            return hwa.forward(self, x, new_seed())
+            return hwa.forward(self, x, new_seed(), samples)
         weight = self.forward_weight()
         need_mask = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
         y, _ = tile_forward(x, weight, self.output_scales(), self.bias, new_seed(),
@@ -156,7 +158,8 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
                       or nn.modules.module._global_forward_pre_hooks
                       or nn.modules.module._global_forward_hooks)
         if needs_grad or hooked or hwa.active(self):
-            return conv2d_via_rows(self, x, kernel, dilation, stride, padding)
+            rows_forward = partial(self, **hwa.sample_kwargs(self, x.shape[0]))
+            return conv2d_via_rows(rows_forward, x, kernel, dilation, stride, padding)
         return tile_conv2d(x, weight, self.output_scales(), self.bias, new_seed(), kernel,
                            dilation, stride, padding, list(self.plan.in_sizes),
                            list(self.plan.out_sizes), self.kernel_io)
@@ -204,6 +207,20 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
         if rows is not None:
             weight = weight * expand_row_values(rows, self.plan)
         return hwa.apply_out_scaling(self, weight)
+
+    def from_logical(self, weight: Tensor, scales: Scales = "mapping") -> Tensor:
+        """The inverse of ``to_logical``: logical weights ``[G, out_g, in_g]`` divided by the
+        learned output scales and the digital ``scales`` (tile side)."""
+        if scales == "none":
+            return weight
+        alpha = self.out_scaling_alpha
+        if alpha is not None:
+            groups, out_g = weight.shape[:2]
+            weight = weight / alpha.detach().expand(groups * out_g).view(groups, out_g, 1)
+        rows = self.digital_scales(scales)
+        if rows is not None:
+            weight = weight / expand_row_values(rows, self.plan)
+        return weight
 
     def weights(self, *, chip: bool = False, scales: Scales = "mapping") -> Tensor:
         """A copy of the target weights, or with ``chip`` (once programmed) the chip weights,

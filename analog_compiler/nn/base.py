@@ -69,7 +69,8 @@ class AnalogLayerBase(nn.Module):
     """Mixin of the analog layer API (aihwkit names). Subclasses set ``self.analog_module``."""
 
     analog_module: TileArray
-    #: Read and write weights through the noise model unless ``force_exact`` (aihwkit's flag).
+    #: Realistic weight transfers (aihwkit's flag): ``set_weights`` programs the chip and
+    #: ``get_weights`` estimates the weights from the analog forward, unless ``force_exact``.
     realistic_read_write: bool = False
 
     # ------------------------------------------------------------ torch weight layout
@@ -93,10 +94,13 @@ class AnalogLayerBase(nn.Module):
     def set_weights(self, weight: Tensor, bias: Tensor | None = None, force_exact: bool = False,
                     apply_weight_scaling: bool = True,
                     weight_scaling_omega: float | None = None) -> None:
-        """Set the weights (torch shape) and bias. With weight scaling (``omega > 0`` here or in
-        the mapping) the tiles get ``W / alpha`` and the digital output scales ``alpha``. With
-        ``realistic_read_write`` (and not ``force_exact``) the write programs the chip: the
-        tiles then hold programmed, noisy weights. Resets any previous programming.
+        """Set new target weights (torch shape) and bias. With weight scaling (``omega > 0``
+        here or in the mapping) the tiles get ``W / alpha`` and the digital output scales
+        ``alpha``. A new target starts a new chip: any programmed or drifted chip is forgotten
+        (the forward and ``get_weights`` use the new targets until the next
+        ``program_analog_weights``). With ``realistic_read_write`` (and not ``force_exact``) the
+        write is realistic: it programs a chip sample right away (aihwkit's
+        ``program_weights``).
 
         Raises:
             TypeError: ``weight`` or ``bias`` is not a Tensor.
@@ -134,26 +138,49 @@ class AnalogLayerBase(nn.Module):
 
     def get_weights(self, force_exact: bool = False,
                     apply_weight_scaling: bool = True) -> tuple[Tensor, Tensor | None]:
-        """``(weight, bias)`` in torch shape. Exact target weights by default; with
-        ``realistic_read_write`` (and not ``force_exact``) the weights the chip holds now, read
-        with fresh read noise (the chip is programmed first if it is not yet)."""
+        """``(weight, bias)`` in torch shape: what the chip holds now, as aihwkit reads its
+        tiles. Before programming that is the target weights; after
+        ``program_analog_weights()`` the programmed weights (programming noise), after
+        ``drift_analog_weights(t)`` the drifted ones (with the read noise of that read). The
+        targets stay readable with ``get_target_weights``.
+
+        Args:
+            force_exact: read the chip's weights exactly even when the layer's
+                ``realistic_read_write`` is set. Without it such a layer reads realistically:
+                the weights are estimated from the analog forward of random inputs (aihwkit's
+                ``read_weights``; noisy, different at every call, and with every digital scale
+                of the forward, the drift compensation included).
+            apply_weight_scaling: map the tile weights back through the digital scales
+                (weight-scaling mapping scales and learned output scales): the logical weights.
+                ``False``: the tile-side weights, the normalised conductances the crossbar holds.
+                The drift-compensation factor is a correction of the forward, not part of the
+                weights: an exact read leaves it out, as aihwkit does.
+        """
         arr = self.analog_module
+        scales = "mapping" if apply_weight_scaling else "none"
         if self.realistic_read_write and not force_exact:
-            if not arr.is_programmed:
-                arr.program()
-            t = max(float(arr.t_inference), 0.0)
-            chip = arr.read_chip(t)
-            w = chip if chip is not None else arr.chip_weight
-            w = arr.to_logical(w, "mapping" if apply_weight_scaling else "none")
+            w = arr.read_weights()  # logical, every forward scale applied
+            if not apply_weight_scaling:  # aihwkit divides the mapping and learned scales out
+                w = arr.from_logical(w, "mapping")
         else:
-            w = arr.weights(scales="mapping" if apply_weight_scaling else "none")
+            w = arr.weights(chip=True, scales=scales)
         bias = arr.bias.detach().clone() if arr.bias is not None else None
-        return self._from_array_layout(w.detach().clone()), bias
+        return self._from_array_layout(w.detach()), bias  # w is a fresh tensor
+
+    def get_target_weights(self, apply_weight_scaling: bool = True
+                           ) -> tuple[Tensor, Tensor | None]:
+        """``(weight, bias)`` in torch shape: the target weights (what ``set_weights`` or the
+        optimizer wrote), whatever the chip holds; ``apply_weight_scaling=False`` gives them on
+        the tile side (divided by the mapping scales)."""
+        arr = self.analog_module
+        w = arr.weights(scales="mapping" if apply_weight_scaling else "none")
+        bias = arr.bias.detach().clone() if arr.bias is not None else None
+        return self._from_array_layout(w), bias
 
     def remap_weights(self, weight_scaling_omega: float | None = 1.0) -> None:
-        """Re-set the weights so that the mapping scales follow ``weight_scaling_omega``
-        (``None``: the mapping's value)."""
-        weight, bias = self.get_weights(force_exact=True, apply_weight_scaling=True)
+        """Re-set the target weights so that the mapping scales follow
+        ``weight_scaling_omega`` (``None``: the mapping's value); resets programming."""
+        weight, bias = self.get_target_weights(apply_weight_scaling=True)
         omega = self.rpu_config.mapping.weight_scaling_omega if weight_scaling_omega is None \
             else weight_scaling_omega
         self.set_weights(weight, bias, force_exact=True, apply_weight_scaling=True,

@@ -121,16 +121,23 @@ class AnalogContainerMixin:
         name = type(self).__name__
         rpu_config = resolve_rpu_config(rpu_config, f"{name}.replace_rpu_config")
         for layer in self.analog_layers():
-            weight, bias = layer.get_weights(force_exact=True)
+            weight, bias = layer.get_target_weights()
             layer.analog_module.apply_rpu_config(copy.deepcopy(rpu_config))
             layer.set_weights(weight, bias, force_exact=True)
 
     # ------------------------------------------------------------ weights
     def get_weights(self, **kwargs: Any) -> OrderedDict[str, tuple[Tensor, Tensor | None]]:
-        """``{"<layer>.analog_module": (weight, bias)}`` for every analog layer (torch shapes);
-        ``kwargs`` go to each layer's ``get_weights`` (``force_exact``,
-        ``apply_weight_scaling``)."""
+        """``{"<layer>.analog_module": (weight, bias)}`` for every analog layer (torch shapes):
+        what each chip holds now; ``kwargs`` go to each layer's ``get_weights``
+        (``force_exact``, ``apply_weight_scaling``)."""
         return OrderedDict((_tile_key(name), layer.get_weights(**kwargs))
+                           for name, layer in self.named_analog_layers())
+
+    def get_target_weights(self, apply_weight_scaling: bool = True
+                           ) -> OrderedDict[str, tuple[Tensor, Tensor | None]]:
+        """``{"<layer>.analog_module": (weight, bias)}``: every analog layer's target weights
+        (``get_target_weights``), whatever its chip holds."""
+        return OrderedDict((_tile_key(name), layer.get_target_weights(apply_weight_scaling))
                            for name, layer in self.named_analog_layers())
 
     def set_weights(self, weights: dict[str, tuple[Tensor, Tensor | None]],

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray
+from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray, hwa
 from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class, weights_set_later
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -144,7 +144,7 @@ class _AnalogConvNd(AnalogLayerBase):
         batch, out_spatial = x.shape[0], x.shape[2:2 + n]
         perm = [0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n)]
         rows = x.permute(perm).reshape(-1, self.in_channels * math.prod(self.kernel_size))
-        y = self.analog_module(rows)
+        y = self.analog_module(rows, **hwa.sample_kwargs(self.analog_module, batch))
         y = y.view(batch, *out_spatial, self.out_channels)
         y = y.permute(0, n + 1, *range(1, n + 1)).contiguous()
         return y.squeeze(0) if unbatched else y

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray
+from ..runtime import FloatingPointRPUConfig, InferenceRPUConfig, TileArray, hwa
 from .base import AnalogLayerBase, resolve_rpu_config, resolve_tile_class, weights_set_later
 
 
@@ -56,7 +56,8 @@ class AnalogLinear(AnalogLayerBase):
             raise ValueError(f"{type(self).__name__}: input has {x_input.shape[-1]} features, "
                              f"expected {self.in_features}")
         lead = x_input.shape[:-1]
-        y = self.analog_module(x_input.reshape(-1, self.in_features))
+        samples = hwa.sample_kwargs(self.analog_module, lead[0] if lead else 1)
+        y = self.analog_module(x_input.reshape(-1, self.in_features), **samples)
         if y._base is None and y.is_contiguous():
             # y is the op's fresh result: reshaped as aten's matmul does it (a view of a
             # temporary that autograd does not track as a view), so the layer does not return

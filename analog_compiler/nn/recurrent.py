@@ -192,7 +192,7 @@ class AnalogRNN(AnalogContainerMixin, nn.Module):
         ``bias_init_fn``, default ``weight_init_fn``); digital ``nn.Linear`` layers too."""
         for module in self.modules():
             if isinstance(module, AnalogLinear):
-                weight, bias = module.get_weights(force_exact=True)
+                weight, bias = module.get_target_weights()
                 weight_init_fn(weight)
                 if bias is not None:
                     (bias_init_fn or weight_init_fn)(bias)

@@ -48,9 +48,24 @@ class AnalogTile:
         """Where the tile's weights live."""
         return self.array.weight.device
 
-    def get_weights(self, apply_weight_scaling: bool = True, current: bool = False) -> Tensor:
-        """This tile's ``[rows, cols]`` block of the (target or, with ``current``, chip) weights."""
-        w = self.array.weights(chip=current, scales="mapping" if apply_weight_scaling else "none")
+    def get_weights(self, apply_weight_scaling: bool = True, realistic: bool = False) -> Tensor:
+        """This tile's ``[rows, cols]`` block of what the chip holds now (the layer's
+        ``get_weights``: the targets until programmed, then the programmed / drifted weights);
+        ``apply_weight_scaling=False``: tile side (normalised conductances). ``realistic``: the
+        block of the layer's realistic read (aihwkit's ``read_weights``, estimated from the
+        analog forward of the whole array)."""
+        arr = self.array
+        if realistic:
+            w = arr.read_weights()
+            if not apply_weight_scaling:
+                w = arr.from_logical(w, "mapping")
+        else:
+            w = arr.weights(chip=True, scales="mapping" if apply_weight_scaling else "none")
+        return w[self.group, self.rows, self.cols].clone()
+
+    def get_target_weights(self, apply_weight_scaling: bool = True) -> Tensor:
+        """This tile's ``[rows, cols]`` block of the target weights (what was written)."""
+        w = self.array.weights(scales="mapping" if apply_weight_scaling else "none")
         return w[self.group, self.rows, self.cols].clone()
 
     def __repr__(self) -> str:

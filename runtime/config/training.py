@@ -39,7 +39,10 @@ class WeightModifierType(enum.Enum):
     DISCRETIZE_ADD_NORMAL = "discretize_add_normal"  # DISCRETIZE, then ADD_NORMAL
     POLY = "poly"  # w += amax * std_dev * (c0 + c1 |w|/amax + c2 (|w|/amax)^2) * xi
     PROG_NOISE = "prog_noise"  # w = sign(w) |w + amax * std_dev / g_max * poly(|w|/amax) * xi|
+    DOREFA = "dorefa"  # w = round(tanh(w) * dorefa_clip / tanh(amax) / res) * res
+    PCM_NOISE = "pcm_noise"  # PCM programming, drift variation and 1/f read noise (modifiers.py)
     DROP_CONNECT = "drop_connect"  # only the drop connect of ``pdrop``
+    COPY = "copy"  # aihwkit's legacy name of DROP_CONNECT: no modification but ``pdrop``
 
 
 class WeightClipType(enum.Enum):
@@ -68,11 +71,17 @@ class WeightModifierParameter(_KindConfig):
     """Kind of modification; NONE switches the modifier (and drop connect) off."""
     std_dev: float = 0.0
     """Noise std, relative to ``amax`` (ADD_NORMAL, MULT_NORMAL, DISCRETIZE_ADD_NORMAL, POLY,
-    PROG_NOISE)."""
+    PROG_NOISE); PCM_NOISE: the scale of its programming and 1/f noise (1: the PCM model's)."""
+    per_batch_sample: bool = False
+    """Draw a different modified weight for every sample of the batch (the leading dimension of
+    the layer's input; a sequence or the patches of an image share their sample's weights)."""
     res: float = 0.0
-    """Discretization resolution: a fraction of ``amax`` (< 1) or a number of steps (>= 1)."""
+    """Discretization resolution (DISCRETIZE, DISCRETIZE_ADD_NORMAL, DOREFA): a step (< 1) or a
+    number of steps (>= 1); the step is a fraction of ``amax`` (DOREFA: an absolute step)."""
     sto_round: bool = False
     """Stochastic rounding in the discretization."""
+    dorefa_clip: float = 0.6
+    """DOREFA: the largest weight magnitude after the ``tanh`` mapping (``amax`` maps to it)."""
     pdrop: float = 0.0
     """Drop-connect probability (weights set to 0), combined with any type but NONE."""
     enable_during_test: bool = False
@@ -85,7 +94,20 @@ class WeightModifierParameter(_KindConfig):
     """Polynomial coefficients in ``|w|/amax`` of POLY and PROG_NOISE (for PROG_NOISE use the
     PCM programming polynomial, e.g. ``PCMLikeNoiseModel().prog_coeff``, and ``std_dev=1``)."""
     g_max: float = 25.0
-    """PROG_NOISE: conductance (uS) that ``amax`` maps to; the polynomial is in uS."""
+    """PROG_NOISE and PCM_NOISE: conductance (uS) that ``amax`` maps to; the noise is in uS."""
+    pcm_zero_thres: float = 0.0
+    """PCM_NOISE: conductances below ``pcm_zero_thres * std_dev * 0.26348`` uS (the programming
+    noise at zero) are not programmed (weight 0)."""
+    pcm_t_inference: float = 0.0
+    """PCM_NOISE: seconds after programming for the drift variation (mean drift excluded)."""
+    pcm_prob_at_reset: float = 0.0
+    """PCM_NOISE: probability that a device is stuck at reset (weight 0)."""
+    pcm_prob_at_gmax: float = 0.0
+    """PCM_NOISE: probability that a device of the pair is stuck at ``g_max``."""
+    pcm_prob_at_random: float = 0.0
+    """PCM_NOISE: probability that a device is at a random conductance in ``[0, g_max]``."""
+    pcm_t0: float = 20.0
+    """PCM_NOISE: programming time constant ``t0`` (seconds) of the drift and the 1/f noise."""
 
     def __post_init__(self) -> None:
         self.type = coerce_enum(WeightModifierType, self.type, "WeightModifierParameter.type")
@@ -98,18 +120,26 @@ class WeightModifierParameter(_KindConfig):
             check_bool(self, name)
         for name in ("std_dev", "res"):
             check_number(self, name, min_value=0.0)
-        check_number(self, "pdrop", min_value=0.0)
-        if self.pdrop >= 1.0:
-            raise ValueError(f"WeightModifierParameter.pdrop must be < 1, got {self.pdrop!r}")
-        check_number(self, "assumed_wmax", positive=True)
-        check_number(self, "g_max", positive=True)
+        check_bool(self, "per_batch_sample")
+        for name in ("pdrop", "pcm_prob_at_reset", "pcm_prob_at_gmax", "pcm_prob_at_random"):
+            check_number(self, name, min_value=0.0)
+            if getattr(self, name) > 1.0 or (name == "pdrop" and self.pdrop >= 1.0):
+                bound = "< 1" if name == "pdrop" else "<= 1"
+                raise ValueError(f"WeightModifierParameter.{name} must be {bound}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("pcm_zero_thres", "pcm_t_inference"):
+            check_number(self, name, min_value=0.0)
+        for name in ("assumed_wmax", "g_max", "dorefa_clip", "pcm_t0"):
+            check_number(self, name, positive=True)
         for c in self.coeffs:
             if isinstance(c, bool) or not isinstance(c, (int, float)):
                 raise ValueError(f"WeightModifierParameter.coeffs must be numbers, got {c!r}")
 
     @property
     def enabled(self) -> bool:
-        """Whether the modifier changes the weights at all."""
+        """Whether the modifier changes the weights at all (COPY only with ``pdrop``)."""
+        if self.type is WeightModifierType.COPY:
+            return self.pdrop > 0
         return self.type is not WeightModifierType.NONE
 
 
@@ -141,10 +171,21 @@ class WeightRemapParameter(_KindConfig):
     """Kind of remapping; NONE switches it off."""
     remapped_wmax: float = 1.0
     """The max|W| (per tile or per tile row) after remapping."""
+    max_scale_range: float = 0.0
+    """CHANNELWISE_SYMMETRIC: the largest ratio of a row's scale to the smallest scale of its
+    tile before the remap (rows above keep weights above ``remapped_wmax``); 0: no bound.
+    Needs ``remapped_wmax=1`` (as aihwkit's remapper)."""
+    max_scale_ref: float = 0.0
+    """With ``max_scale_range``: a floor of the reference (smallest) scale; 0: none."""
 
     def __post_init__(self) -> None:
         self.type = coerce_enum(WeightRemapType, self.type, "WeightRemapParameter.type")
         check_number(self, "remapped_wmax", positive=True)
+        check_number(self, "max_scale_range", min_value=0.0)
+        check_number(self, "max_scale_ref", min_value=0.0)
+        if self.max_scale_range > 0 and self.remapped_wmax != 1.0:
+            raise ValueError("WeightRemapParameter.max_scale_range > 0 needs remapped_wmax=1 "
+                             f"(aihwkit's remapper), got remapped_wmax={self.remapped_wmax!r}")
 
 
 @dataclass
@@ -168,9 +209,12 @@ class InputRangeParameter(ConfigBase):
     input_min_percentage: float = 0.95
     """The decay applies only while this fraction of the inputs is not clipped."""
     manage_output_clipping: bool = False
-    """aihwkit's output-clipping management (not supported: must stay False)."""
+    """Grow the range while outputs clip: ``grad -= (1 - p) * r`` while the fraction ``p`` of
+    the outputs of the split's tiles that are not at ``forward.out_bound`` is below
+    ``output_min_percentage``. Needs an ``out_bound`` and noise and bound management NONE."""
     output_min_percentage: float = 0.95
-    """Kept for aihwkit compatibility (used only with ``manage_output_clipping``)."""
+    """``manage_output_clipping`` acts only while fewer outputs than this fraction are
+    unclipped."""
     gradient_scale: float = 1.0
     """Multiplier of the range's clipping gradient."""
     gradient_relative: bool = True
@@ -192,8 +236,6 @@ class InputRangeParameter(ConfigBase):
             if getattr(self, name) > 1.0:
                 raise ValueError(f"InputRangeParameter.{name} must be in [0, 1], "
                                  f"got {getattr(self, name)!r}")
-        if self.manage_output_clipping:
-            raise ValueError("InputRangeParameter.manage_output_clipping=True is not supported")
         if self.calibration_info is not None and not isinstance(self.calibration_info, str):
             raise ValueError("InputRangeParameter.calibration_info must be a string or None, "
                              f"got {self.calibration_info!r}")

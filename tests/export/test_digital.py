@@ -37,7 +37,7 @@ def test_not_realistic_returns_targets_with_scaling(kind):
     for (_, layer), digital in zip(ac.analog_layers(analog),
                                    (m for m in back if isinstance(m, nn.modules.conv._ConvNd)
                                     or isinstance(m, nn.Linear))):
-        w, b = layer.get_weights(force_exact=True)
+        w, b = layer.get_target_weights()
         torch.testing.assert_close(digital.weight, w, rtol=1e-6, atol=1e-7)
         assert type(digital) is type(layer)._digital_template(layer).__class__
 

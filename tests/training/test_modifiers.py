@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from analog_compiler.runtime import TilePlan
-from analog_compiler.runtime.hwa import modified_weight
+from analog_compiler.runtime.modifiers import modified_weight
 from analog_compiler.runtime.tile_array import new_seed
 
 import analog_compiler as ac
