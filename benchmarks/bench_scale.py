@@ -69,7 +69,14 @@ def build(preset: str, layers: int | None, dtype_name: str | None = None) -> tor
         spec["num_hidden_layers"] = layers
     config = LlamaConfig(vocab_size=32000, tie_word_embeddings=False, **spec)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(dtype)
+    # built in its dtype (as from_pretrained(..., torch_dtype=...) loads it): building in float32
+    # and casting would put a float32 copy of every weight on the peak
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
     return model.eval()
 
 
@@ -149,6 +156,7 @@ def main() -> None:
                         help="program and drift the chip of the forward phase too (the forward "
                              "kernel and its cost are the same; programming takes minutes)")
     parser.add_argument("--skip-chip", action="store_true", help="only the forward phase")
+    parser.add_argument("--skip-forward", action="store_true", help="only the chip phase")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,7 +165,8 @@ def main() -> None:
     if not args.skip_chip:
         chip_phase(args)
         gc.collect()
-    forward_phase(args)
+    if not args.skip_forward:
+        forward_phase(args)
 
 
 if __name__ == "__main__":

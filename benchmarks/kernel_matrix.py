@@ -30,8 +30,10 @@ SETTINGS = {
     "sto": dict(inp_sto_round=True, out_sto_round=True, inp_noise=0.02),
     "perfect": dict(is_perfect=True),
 }
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 LAYOUTS = {"split": ((150, 150), (70, 60), 1), "groups": ((40, 39), (20,), 3),
            "uneven": ((120, 119, 119), (33, 32, 32), 1)}
+CONV_DTYPES = (torch.float32, torch.bfloat16)
 CONV = [(4, 6, 1, (3, 3), (1, 1), (1, 1), (1, 1), 7, 7, [20, 16], [4, 2]),
         (6, 4, 2, (3, 2), (2, 1), (1, 2), (2, 3), 9, 8, [9, 9], [2])]
 
@@ -47,7 +49,7 @@ def _call(op: Any, head: list, io: dict, tail: list) -> Any:
 def outputs() -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for (name, kw), (lname, (ins, outs, groups)), dtype, scaled in itertools.product(
-            SETTINGS.items(), LAYOUTS.items(), (torch.float32, torch.float64), (False, True)):
+            SETTINGS.items(), LAYOUTS.items(), DTYPES, (False, True)):
         g = torch.Generator().manual_seed(7)
         n = 37
         x = torch.randn(n, groups * sum(ins), generator=g, dtype=dtype)
@@ -63,17 +65,19 @@ def outputs() -> dict[str, torch.Tensor]:
         for impl, op in (("cpp", torch.ops.analog.tile_forward), ("ref", reference.tile_forward)):
             y, m = _call(op, head, io, [True])
             out[f"{key}/{impl}"], out[f"{key}/{impl}/mask"] = y, m
-    for (name, kw), gi, scaled in itertools.product(SETTINGS.items(), range(len(CONV)),
-                                                    (False, True)):
+    for (name, kw), gi, scaled, dtype in itertools.product(
+            SETTINGS.items(), range(len(CONV)), (False, True), CONV_DTYPES):
         cin, cout, groups, k, d, s, p, h, wd, ins, outs = CONV[gi]
         g = torch.Generator().manual_seed(3)
         x = torch.randn(2, cin, h, wd, generator=g) * 2
         w = torch.randn(groups, cout // groups, cin // groups * k[0] * k[1], generator=g) * 0.3
         sc = torch.rand(groups, len(ins), cout // groups, generator=g) + 0.5
         b = torch.randn(cout, generator=g)
+        x, w, sc, b = (t.to(dtype) for t in (x, w, sc, b))
         head = [x, w, sc if scaled else None, b, torch.tensor(9), list(k), list(d), list(s),
                 list(p), ins, outs]
-        out[f"conv/{name}/{gi}/{scaled}"] = _call(torch.ops.analog.tile_conv2d, head,
+        tag = "" if dtype == torch.float32 else f"/{dtype}"
+        out[f"conv/{name}/{gi}/{scaled}{tag}"] = _call(torch.ops.analog.tile_conv2d, head,
                                                   {**BASE, **kw}, [])
     return out
 

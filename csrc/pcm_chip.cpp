@@ -8,6 +8,8 @@
 // the Philox counter (e, stream 0) under the program seed, and its two read normals from the
 // batch of 16 elements that holds it (counters (e / 16) * 8 + lane, stream 1) under the read
 // seed, so the chip is the same at every call and no value depends on the computing thread.
+// Float, bfloat16 and float16 weights are read and the chip written in their own dtype (widened
+// to float chunk by chunk: no float copy of the weights); other dtypes go through float.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -17,6 +19,7 @@
 
 #include "rng.h"
 #include "tile_kernels.h"
+#include "widen.h"
 
 namespace analog {
 namespace {
@@ -140,6 +143,45 @@ inline float absmax(const float* x, int64_t n) {
   return m;
 }
 
+// The same over half-precision values, widened a stretch at a time.
+template <typename S>
+inline float absmax(const S* x, int64_t n) {
+  constexpr int64_t kStretch = 256;
+  float buf[kStretch], m = 0.0f;
+  for (int64_t k = 0; k < n; k += kStretch) {
+    const int64_t len = std::min(kStretch, n - k);
+    widen(x + k, buf, len);
+    m = std::max(m, absmax(static_cast<const float*>(buf), len));
+  }
+  return m;
+}
+
+// The first 2 * kLanes values of normal_block alone (words 0 and 1: the programming noise of
+// G+ and G-), the same numbers without the second Box-Muller pair (the drift exponents' normals,
+// which a read at t = 0 does not use).
+inline void normal_pair_block(uint32_t c0, uint32_t c1, RngKey key, float* out) {
+#if defined(__AVX2__)
+  __m256i w[4];
+  simd::philox8(c0, c1, 0u, 0u, key, w);
+  __m256 a, b;
+  simd::polar8(simd::radius8(w[0]), w[1], a, b);
+  _mm256_storeu_ps(out, a);
+  _mm256_storeu_ps(out + kLanes, b);
+#else
+  uint32_t w[4][kLanes];
+  philox_lanes(c0, c1, 0u, 0u, key, w);
+  for (int l = 0; l < kLanes; ++l)
+    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+               out[l], out[kLanes + l]);
+#endif
+}
+
+// The kernel body for weights stored as S (float, bfloat16 or float16): see pcm_chip_cpu.
+template <typename S>
+void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
+                   at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, const Params& p,
+                   RngKey key, RngKey rkey);
+
 }  // namespace
 
 at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
@@ -150,19 +192,53 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
   TORCH_CHECK(weight.dim() == 3, "analog::pcm_chip: weight must be [G, out_g, in_g]");
   TORCH_CHECK(prog_coeff.size() == 3, "analog::pcm_chip: prog_coeff must have 3 values");
   const int64_t G = weight.size(0), O = weight.size(1), I = weight.size(2);
-  const int64_t n_in = static_cast<int64_t>(in_sizes.size());
-  const int64_t n_out = static_cast<int64_t>(out_sizes.size());
   int64_t sum_in = 0, sum_out = 0;
   for (auto s : in_sizes) sum_in += s;
   for (auto s : out_sizes) sum_out += s;
   TORCH_CHECK(sum_in == I && sum_out == O, "analog::pcm_chip: tile sizes do not cover weight");
-  const auto w = weight.to(at::kFloat).contiguous();
+  const auto dtype = weight.scalar_type();
+  const bool own = dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf;
+  const auto w = own ? weight.contiguous() : weight.to(at::kFloat).contiguous();
   auto out = at::empty({G, O, I}, w.options());
-  const int64_t rows = G * O, total = rows * I;
-  if (total == 0) return out.to(weight.scalar_type());
-  const float* src = w.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
+  if (out.numel() == 0) return out.to(dtype);
+  Params p{};
+  p.g_max = static_cast<float>(g_max);
+  p.c0 = static_cast<float>(prog_coeff[0]);
+  p.c1 = static_cast<float>(prog_coeff[1]);
+  p.c2 = static_cast<float>(prog_coeff[2]);
+  p.prog_scale = static_cast<float>(prog_noise_scale);
+  p.read_scale = static_cast<float>(read_noise_scale);
+  p.drift_scale = static_cast<float>(drift_scale);
+  p.drift = t_inference > 0.0;
+  p.log_drift = p.drift ? static_cast<float>(std::log((t_inference + t_0) / t_0)) : 0.0f;
+  p.read = read_noise;
+  p.read_sigma = static_cast<float>(
+      std::sqrt(std::log((t_inference + t_0 + t_read) / (2.0 * t_read))));
 
+  const RngKey key = make_key(seed.item<int64_t>());
+  const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
+  if (w.scalar_type() == at::kBFloat16)
+    pcm_chip_impl(w.data_ptr<c10::BFloat16>(), out.data_ptr<c10::BFloat16>(), G, O, I, in_sizes,
+                  out_sizes, p, key, rkey);
+  else if (w.scalar_type() == at::kHalf)
+    pcm_chip_impl(w.data_ptr<c10::Half>(), out.data_ptr<c10::Half>(), G, O, I, in_sizes,
+                  out_sizes, p, key, rkey);
+  else
+    pcm_chip_impl(w.data_ptr<float>(), out.data_ptr<float>(), G, O, I, in_sizes, out_sizes, p,
+                  key, rkey);
+  return out.scalar_type() == dtype ? out : out.to(dtype);
+}
+
+namespace {
+
+template <typename S>
+void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
+                   at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, const Params& p,
+                   RngKey key, RngKey rkey) {
+  const int64_t n_in = static_cast<int64_t>(in_sizes.size());
+  const int64_t n_out = static_cast<int64_t>(out_sizes.size());
+  const int64_t rows = G * O, total = rows * I;
+  const float g_max = p.g_max;
   std::vector<int32_t> col_split(I), row_split(O);
   std::vector<int64_t> col_end(I), in_off(n_in + 1, 0);
   for (int64_t i = 0, c = 0; i < n_in; ++i) {
@@ -189,55 +265,52 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
     for (int64_t i = 0; i < n_in; ++i) s[i] = std::max(s[i], row_max[r * n_in + i]);
   }
   for (auto& s : scale)
-    s = static_cast<float>(g_max) / std::max(s, 1e-30f);  // finite for an all-zero tile
-
-  Params p{};
-  p.g_max = static_cast<float>(g_max);
-  p.c0 = static_cast<float>(prog_coeff[0]);
-  p.c1 = static_cast<float>(prog_coeff[1]);
-  p.c2 = static_cast<float>(prog_coeff[2]);
-  p.prog_scale = static_cast<float>(prog_noise_scale);
-  p.read_scale = static_cast<float>(read_noise_scale);
-  p.drift_scale = static_cast<float>(drift_scale);
-  p.drift = t_inference > 0.0;
-  p.log_drift = p.drift ? static_cast<float>(std::log((t_inference + t_0) / t_0)) : 0.0f;
-  p.read = read_noise;
-  p.read_sigma = static_cast<float>(
-      std::sqrt(std::log((t_inference + t_0 + t_read) / (2.0 * t_read))));
-  const RngKey key = make_key(seed.item<int64_t>());
-  const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
+    s = g_max / std::max(s, 1e-30f);  // finite for an all-zero tile
 
   // Parallel over chunks of kChunk consecutive elements (flat index): the element index alone
   // picks the counters, so chunks may go to any thread.
   const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  // the scales of row r's tiles (indexed by input split)
+  const auto row_scales = [&](int64_t r) {
+    return scale.data() + ((r / O) * n_out + row_split[r % O]) * n_in;
+  };
   at::parallel_for(0, n_chunks, 256, [&](int64_t b, int64_t e) {
-    float xp[2][kBlock], xr[kBlock], gw[kChunk], gs[kChunk], tail[kChunk];
-    std::fill(xr, xr + kBlock, 0.0f);
+    float xp[2][kBlock] = {}, xr[kBlock] = {}, gw[kChunk], gs[kChunk], tail[kChunk];
+    // the position (row, column) of the next element, walked forward chunk by chunk
+    int64_t r = b * kChunk / I, col = b * kChunk % I;
+    const float* srow = row_scales(r);
     for (int64_t ch = b; ch < e; ++ch) {
       const int64_t e0 = ch * kChunk;
       const int64_t n = std::min<int64_t>(kChunk, total - e0);
       for (int h = 0; h < 2; ++h) {
         const uint64_t c = static_cast<uint64_t>(e0 + h * kLanes);
-        normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0u, 0u, key,
-                     xp[h]);
+        if (p.drift)
+          normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 0u, 0u, key,
+                       xp[h]);
+        else  // (the drift exponents' normals, words 2 and 3, go unused)
+          normal_pair_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), key, xp[h]);
       }
       if (p.read) {
         const uint64_t c = static_cast<uint64_t>(ch) * kLanes;
         normal_block(static_cast<uint32_t>(c), static_cast<uint32_t>(c >> 32), 1u, 0u, rkey, xr);
       }
       // the tile scale of each element, run by run (a run stays in one tile row)
-      int64_t r = e0 / I, col = e0 % I;
       for (int64_t k = 0; k < n;) {
-        const float sv = scale[((r / O) * n_out + row_split[r % O]) * n_in + col_split[col]];
+        const float sv = srow[col_split[col]];
         const int64_t run = std::min<int64_t>(n - k, col_end[col] - col);
         for (int64_t j = 0; j < run; ++j) gs[k + j] = sv;
         k += run;
         col += run;
-        if (col == I) col = 0, ++r;
+        if (col == I) {
+          col = 0;
+          if (++r < rows) srow = row_scales(r);
+        }
       }
-      std::memcpy(gw, src + e0, static_cast<size_t>(n) * sizeof(float));
+      widen(src + e0, gw, n);
       for (int64_t k = n; k < kChunk; ++k) gw[k] = 0.0f, gs[k] = 1.0f;
-      float* res = n == kChunk ? dst + e0 : tail;
+      // (float chips are written in place; half-precision ones through tail, rounded)
+      float* res = std::is_same_v<S, float> && n == kChunk ? reinterpret_cast<float*>(dst + e0)
+                                                          : tail;
       // element k: batch h = k / 8, lane l = k % 8; normals: word m of lane l is xp[h][m*8+l]
 #if defined(__AVX2__) && defined(__FMA__)
       for (int h = 0; h < 2; ++h) {
@@ -263,10 +336,11 @@ at::Tensor pcm_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
         res[k] = (a - c) / gs[k];
       }
 #endif
-      if (n < kChunk) std::memcpy(dst + e0, tail, static_cast<size_t>(n) * sizeof(float));
+      if (res == tail) narrow(tail, dst + e0, n);
     }
   });
-  return out.scalar_type() == weight.scalar_type() ? out : out.to(weight.scalar_type());
 }
+
+}  // namespace
 
 }  // namespace analog

@@ -2,7 +2,8 @@
 // (analog::tile_forward), or the receptive fields of a zero-padded image (analog::tile_conv2d),
 // gathered on the fly so no im2col buffer ever exists. row() hands out one segment of one vector
 // (a pointer into x, or a copy in the caller's buffer); block_t() loads a segment of a block of
-// vectors transposed (element-major), optionally with each vector's abs-max.
+// vectors transposed (element-major), optionally with each vector's abs-max. X is the input's
+// storage type: bfloat16 / float16 inputs are widened to T as they are loaded (widen.h).
 #pragma once
 
 #include <algorithm>
@@ -11,32 +12,40 @@
 #include <cstring>
 #include <vector>
 
+#include "widen.h"
+
 namespace analog {
 namespace driver {
 
 // kDirect: row() returns a pointer into the input (no copy); kBlockT: block_t() loads blocks
 // transposed; kOneHot: the vectors are one-hot, so the driver reads one weight column per
 // vector instead of a GEMM (identity readouts only: no other source pays for the test).
-template <typename T>
+// (Half-precision rows are widened into the caller's buffer: kDirect only when X = T.)
+template <typename T, typename X = T>
 struct DenseRows {
-  const T* x;
+  const X* x;
   int64_t ld;
-  static constexpr bool kDirect = true, kBlockT = false, kOneHot = false;
-  const T* row(int64_t v, int64_t col, int64_t /*len*/, T* /*scratch*/) const {
-    return x + v * ld + col;
+  static constexpr bool kDirect = std::is_same_v<T, X>, kBlockT = false, kOneHot = false;
+  const T* row(int64_t v, int64_t col, int64_t len, T* scratch) const {
+    if constexpr (kDirect) {
+      return x + v * ld + col;
+    } else {
+      widen(x + v * ld + col, scratch, len);
+      return scratch;
+    }
   }
   void block_t(int64_t, int64_t, int64_t, int64_t, T*, T*) const {}
 };
 
 // Vector v = (n, ho, wo) of an [N, C, H, W] image; its column (c, i, j) is
 // x[n, c, ho * sh + i * dh - ph, wo * sw + j * dw - pw], or 0 in the padding.
-template <typename T>
+template <typename T, typename X = T>
 struct ConvRows {
-  const T* x;
+  const X* x;
   int64_t C, H, W, Ho, Wo, sh, sw, ph, pw;
   std::vector<int64_t> chan, di, dj;  // per column: c * H * W, i * dh, j * dw
 
-  ConvRows(const T* x_, int64_t C_, int64_t H_, int64_t W_, int64_t kh, int64_t kw, int64_t dh,
+  ConvRows(const X* x_, int64_t C_, int64_t H_, int64_t W_, int64_t kh, int64_t kw, int64_t dh,
            int64_t dw, int64_t sh_, int64_t sw_, int64_t ph_, int64_t pw_)
       : x(x_), C(C_), H(H_), W(W_), sh(sh_), sw(sw_), ph(ph_), pw(pw_) {
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
@@ -55,10 +64,11 @@ struct ConvRows {
   const T* row(int64_t v, int64_t col, int64_t len, T* dst) const {
     const int64_t n = v / (Ho * Wo), rem = v % (Ho * Wo);
     const int64_t h0 = (rem / Wo) * sh - ph, w0 = (rem % Wo) * sw - pw;
-    const T* img = x + n * C * H * W;
+    const X* img = x + n * C * H * W;
     for (int64_t k = 0; k < len; ++k) {
       const int64_t h = h0 + di[col + k], w = w0 + dj[col + k];
-      dst[k] = (h >= 0 && h < H && w >= 0 && w < W) ? img[chan[col + k] + h * W + w] : T(0);
+      dst[k] = (h >= 0 && h < H && w >= 0 && w < W) ? static_cast<T>(img[chan[col + k] + h * W + w])
+                                                     : T(0);
     }
     return dst;
   }
@@ -88,7 +98,7 @@ struct ConvRows {
 
  private:
   struct Run {
-    const T* img;
+    const X* img;
     int64_t r, run, h0, w0;  // first vector in the block, length, top-left input position
   };
   static constexpr int64_t kMaxRuns = 32;
@@ -108,17 +118,22 @@ struct ConvRows {
         for (int64_t q = 0; q < lo; ++q) d[q] = T(0);
         for (int64_t q = hi; q < run; ++q) d[q] = T(0);
         if (lo >= hi) continue;
-        const T* __restrict__ s = R.img + chan[col + k] + h * W + w;
+        const X* __restrict__ s = R.img + chan[col + k] + h * W + w;
         T* __restrict__ am = amax != nullptr ? amax + R.r : nullptr;
-        if (am != nullptr) {
+        if (sw == 1 && !std::is_same_v<T, X>) {  // half precision: widen the stretch first
+          widen(s + lo, d + lo, hi - lo);
+          if (am != nullptr)
+            for (int64_t q = lo; q < hi; ++q) am[q] = std::max(am[q], std::abs(d[q]));
+        } else if (am != nullptr) {
           if (sw == 1)
-            for (int64_t q = lo; q < hi; ++q) am[q] = std::max(am[q], std::abs(d[q] = s[q]));
+            for (int64_t q = lo; q < hi; ++q) am[q] = std::max(am[q], std::abs(d[q] = T(s[q])));
           else
-            for (int64_t q = lo; q < hi; ++q) am[q] = std::max(am[q], std::abs(d[q] = s[q * sw]));
+            for (int64_t q = lo; q < hi; ++q)
+              am[q] = std::max(am[q], std::abs(d[q] = T(s[q * sw])));
         } else if (sw == 1) {
-          for (int64_t q = lo; q < hi; ++q) d[q] = s[q];
+          for (int64_t q = lo; q < hi; ++q) d[q] = T(s[q]);
         } else {
-          for (int64_t q = lo; q < hi; ++q) d[q] = s[q * sw];
+          for (int64_t q = lo; q < hi; ++q) d[q] = T(s[q * sw]);
         }
       }
   }

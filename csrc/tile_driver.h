@@ -6,6 +6,10 @@
 // TileDriver below runs it stage by stage. Random numbers come from Philox keyed by (element,
 // vector, tile, round, stream): reproducible per seed, independent of the number of threads,
 // and the same for every row source.
+//
+// T is the compute type (float or double); W the weights' storage type: T, or bfloat16 /
+// float16 with T = float, whose tile panels each task widens into its workspace (no float copy
+// of the whole weight; the GEMMs and everything after run in float, as for float weights).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,6 +26,7 @@
 #include "rng.h"
 #include "row_sources.h"
 #include "tile_periphery.h"
+#include "widen.h"
 
 namespace analog {
 namespace driver {
@@ -44,12 +49,12 @@ struct Plan {
 //   redo   bound_management: the queued vectors again with the input halved, round by round
 //          (ITERATIVE_WORST_CASE: first at reduction 1 with the ABS_MAX_NP_SUM scale);
 // then finish_block: bias, and the NCHW store for convolutions.
-template <typename T, typename Src>
+template <typename T, typename Src, typename W = T>
 class TileDriver {
  public:
   // y is [N, G * out_g] or, with image_positions = P > 0, [N / P, G * out_g, P] (NCHW): each
   // task then accumulates its block in a buffer and writes it out transposed at the end.
-  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w, const T* wabs,
+  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, const T* wabs,
              const T* scales, const T* bias, T* y, bool* mask, int64_t image_positions)
       : p_(p), io_(io), key_(key), src_(src), w_(w), wabs_(wabs), scales_(scales), bias_(bias),
         y_(y), mask_(mask), P_(image_positions) {
@@ -101,7 +106,8 @@ class TileDriver {
   static constexpr int32_t kDense = -2;
 
   struct Workspace {  // per thread
-    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz;
+    std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz, wp,
+        wpa;
     std::vector<int32_t> onehot;
     std::vector<float> nbuf, ubuf;
     std::vector<int64_t> act, redo, next;
@@ -118,6 +124,10 @@ class TileDriver {
       acc.resize(d.P_ > 0 ? rb * mo : 0);
       for (auto* v : {&cbuf, &zbuf}) v->resize(d.ir_ ? rb * mo : 0);
       for (auto* v : {&xa, &xz}) v->resize(d.ir_ ? rb * mi : 0);
+      if constexpr (!std::is_same_v<T, W>) {
+        wp.resize(mo * mi);
+        wpa.resize(d.pcm_ || d.ir_ ? mo * mi : 0);
+      }
     }
   };
 
@@ -130,6 +140,9 @@ class TileDriver {
     int64_t i, si, xo, gi, woff;
     uint32_t tile;
     const T* sc;  // the tile rows' output scales, or null
+    const T* w = nullptr;   // the tile's weights (row o at w + o * ldw), and |W| for PCM noise
+    const T* wa = nullptr;
+    int64_t ldw = 0;
   };
 
   // out_noise_std: each tile row's output noise std |out_noise (1 + out_noise_std xi)|, xi
@@ -160,8 +173,8 @@ class TileDriver {
         ws.xz[q] = xs[q] * ramp[k];
       }
     const int64_t lda = trans ? rows : si;
-    gemm_nt(rows, so, si, ws.xa.data(), lda, wabs_ + s.woff, p_.in_g, ws.cbuf.data(), so, trans);
-    gemm_nt(rows, so, si, ws.xz.data(), lda, w_ + s.woff, p_.in_g, ws.zbuf.data(), so, trans);
+    gemm_nt(rows, so, si, ws.xa.data(), lda, s.wa, s.ldw, ws.cbuf.data(), so, trans);
+    gemm_nt(rows, so, si, ws.xz.data(), lda, s.w, s.ldw, ws.zbuf.data(), so, trans);
   }
 
   // The output pass's extras of output row yq (its row in ybuf, vbuf, cbuf, zbuf).
@@ -177,6 +190,25 @@ class TileDriver {
     }
     if (!ostd_.empty()) e.ostd = ostd_.data() + s.tile * max_out_;
     return e;
+  }
+
+  // Point the split at its tile: in place for weights stored as T, else the tile's panel
+  // widened into the workspace (once per task and split), with |W| for PCM read
+  // noise and the IR drop.
+  void bind_tile(Workspace& ws, const Task& k, Split& s) const {
+    if constexpr (std::is_same_v<T, W>) {
+      s.w = w_ + s.woff;
+      s.wa = wabs_ != nullptr ? wabs_ + s.woff : nullptr;
+      s.ldw = p_.in_g;
+    } else {
+      T* wp = ws.wp.data();
+      for (int64_t o = 0; o < k.so; ++o) widen(w_ + s.woff + o * p_.in_g, wp + o * s.si, s.si);
+      if (pcm_ || ir_)
+        for (int64_t q = 0; q < k.so * s.si; ++q) ws.wpa[q] = std::abs(wp[q]);
+      s.w = wp;
+      s.wa = pcm_ || ir_ ? ws.wpa.data() : nullptr;
+      s.ldw = s.si;
+    }
   }
 
   // Phase 1 (AVERAGE_ABS_MAX): the batch mean of the per-vector abs-max, per (group, split).
@@ -218,10 +250,11 @@ class TileDriver {
     k.yb = P_ > 0 ? ws.acc.data() : y_ + k.n0 * k.ldy + k.g * p_.out_g + k.oo;
     for (int64_t i = 0; i < p_.n_in; ++i) {
       const int64_t gi = k.g * p_.n_in + i;
-      const Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
-                    (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
-                    static_cast<uint32_t>(gi * p_.n_out + k.j),
-                    scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
+      Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
+              (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
+              static_cast<uint32_t>(gi * p_.n_out + k.j),
+              scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
+      bind_tile(ws, k, s);
       // Vectors with alpha = 0 give 0: without a mask to fill, they skip the output pass (and,
       // per vector, the GEMM).
       ws.act.clear();
@@ -263,10 +296,10 @@ class TileDriver {
     }
     dac_block_t(xt, m, si, ws.ar.data(), ws.inv.data(), io_);
     if (io_.additive()) block_norm_t(xt, m, si, ws.norms.data());
-    gemm_nt(m, k.so, si, xt, m, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so, true);
+    gemm_nt(m, k.so, si, xt, m, s.w, s.ldw, ws.ybuf.data(), k.so, true);
     if (pcm_) {
       for (int64_t q = 0; q < m * si; ++q) ws.xb2[q] = xt[q] * xt[q];
-      gemm_nt(m, k.so, si, ws.xb2.data(), m, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so, true);
+      gemm_nt(m, k.so, si, ws.xb2.data(), m, s.wa, s.ldw, ws.vbuf.data(), k.so, true);
     }
     if (ir_) aux_gemms(ws, s, k.so, xt, m, true);
     return static_cast<int64_t>(ws.act.size());
@@ -325,8 +358,8 @@ class TileDriver {
       a1 = ws.xr.data();
       a2 = ws.xr2.data();
     }
-    gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, w_ + s.woff, p_.in_g, ws.ybuf.data(), k.so);
-    if (pcm_) gemm_nt(nd, k.so, si, a2, si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), k.so);
+    gemm_nt(nd, k.so, si, a1, nd < k.m ? si : lda, s.w, s.ldw, ws.ybuf.data(), k.so);
+    if (pcm_) gemm_nt(nd, k.so, si, a2, si, s.wa, s.ldw, ws.vbuf.data(), k.so);
     if (ir_) aux_gemms(ws, s, k.so, a1, nd, false);  // (with the IR drop, no vector is one-hot)
     if constexpr (Src::kOneHot) onehot_columns(ws, k, s, nd, na);
     return na;
@@ -346,11 +379,11 @@ class TileDriver {
         continue;
       }
       const T xk = ws.xb[ws.act[q] * s.si + c];
-      const T* wcol = w_ + s.woff + c;
-      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * p_.in_g];
+      const T* wcol = s.w + c;
+      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * s.ldw];
       if (pcm_) {
-        const T* acol = wabs_ + s.woff + c;
-        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * p_.in_g];
+        const T* acol = s.wa + c;
+        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * s.ldw];
       }
     }
   }
@@ -408,9 +441,9 @@ class TileDriver {
         if (io_.pcm())
           for (int64_t c = 0; c < si; ++c) ws.xr2[q * si + c] = xq[c] * xq[c];
       }
-      gemm_nt(nr, so, si, ws.xr.data(), si, w_ + s.woff, p_.in_g, ws.ybuf.data(), so);
+      gemm_nt(nr, so, si, ws.xr.data(), si, s.w, s.ldw, ws.ybuf.data(), so);
       if (io_.pcm())
-        gemm_nt(nr, so, si, ws.xr2.data(), si, wabs_ + s.woff, p_.in_g, ws.vbuf.data(), so);
+        gemm_nt(nr, so, si, ws.xr2.data(), si, s.wa, s.ldw, ws.vbuf.data(), so);
       if (ir_) aux_gemms(ws, s, so, ws.xr.data(), nr, false);
       ws.next.clear();
       for (int64_t q = 0; q < nr; ++q) {
@@ -454,7 +487,8 @@ class TileDriver {
   const Io& io_;
   const RngKey key_;
   const Src& src_;
-  const T *w_, *wabs_, *scales_, *bias_;
+  const W* w_;
+  const T *wabs_, *scales_, *bias_;
   T* y_;
   bool* mask_;
   const int64_t P_;
@@ -465,11 +499,11 @@ class TileDriver {
 };
 
 // The analog forward of the vectors of src (see TileDriver).
-template <typename T, typename Src>
-void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const T* w,
+template <typename T, typename Src, typename W = T>
+void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w,
                   const T* wabs, const T* scales, const T* bias, T* y, bool* mask,
                   int64_t image_positions = 0) {
-  TileDriver<T, Src>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
+  TileDriver<T, Src, W>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
 }
 
 }  // namespace driver

@@ -3,6 +3,11 @@
 // analog::tile_readout (the identity's rows). All run the blocked driver of tile_driver.h with
 // the same blocking and random keys, so tile_conv2d equals tile_forward over analog::im2col2d's
 // rows, and tile_readout tile_forward over the identity, bit for bit.
+//
+// Dtypes: float and double compute in their own type. bfloat16 and float16 compute in float
+// from half-precision storage: the driver widens input rows and weight tiles as it loads them
+// (tile_driver.h, row_sources.h), so a call holds no float copy of the weights (the outputs
+// go through a float buffer: partial sums over input splits add in float).
 #include "tile_driver.h"
 #include "tile_kernels.h"
 
@@ -22,10 +27,13 @@ at::ScalarType work_dtype(at::ScalarType dtype) {
   return (dtype == at::kFloat || dtype == at::kDouble) ? dtype : at::kFloat;
 }
 
-// What both entries hand the driver: the tensors in the working dtype, the tile plan, the
-// periphery settings and the random key.
+bool is_half(at::ScalarType t) { return t == at::kBFloat16 || t == at::kHalf; }
+
+// What the entries hand the driver: the weights (in their half-precision storage dtype when
+// the input has that dtype too, else in the working dtype), the scales and bias in the working
+// dtype, the tile plan, the periphery settings and the random key.
 struct Prepared {
-  at::ScalarType work;
+  at::ScalarType work, storage;  // storage: the dtype of weight (work, or a half type)
   at::Tensor weight, scales, bias, wabs;
   Plan plan;
   Io io;
@@ -39,7 +47,8 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
   const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
   Prepared r;
   r.work = work_dtype(dtype);
-  r.weight = weight_in.detach().to(r.work).contiguous();
+  r.storage = is_half(dtype) && weight_in.scalar_type() == dtype ? dtype : r.work;
+  r.weight = weight_in.detach().to(r.storage).contiguous();
   const int64_t n_in = static_cast<int64_t>(in_sizes.size());
   if (out_scales.has_value() && out_scales->defined()) {
     TORCH_CHECK(out_scales->numel() == G * n_in * out_g, "analog::", op,
@@ -47,7 +56,8 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
     r.scales = out_scales->detach().to(r.work).contiguous();
   }
   if (bias_in.has_value() && bias_in->defined()) r.bias = bias_in->detach().to(r.work).contiguous();
-  if (io.needs_wabs()) r.wabs = r.weight.abs();
+  // (|W| of half-precision weights: per tile panel in the driver)
+  if (io.needs_wabs() && r.storage == r.work) r.wabs = r.weight.abs();
   r.plan = Plan{G, out_g, in_g, n, n_in, static_cast<int64_t>(out_sizes.size()),
                 in_sizes.vec(), out_sizes.vec(), {}, {}};
   r.plan.in_off = offsets(r.plan.in_sizes);
@@ -64,6 +74,22 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
 template <typename T>
 const T* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+template <typename T>
+struct Type {
+  using type = T;
+};
+
+// f(Type<T>{}, Type<S>{}) with T the compute type of `work` and S the C++ type of `storage`
+// (S = T, or bfloat16 / float16 with T = float).
+template <typename F>
+void dispatch(at::ScalarType work, at::ScalarType storage, const char* op, F&& f) {
+  if (work == at::kDouble) return f(Type<double>{}, Type<double>{});
+  TORCH_CHECK(work == at::kFloat, "analog::", op, ": unsupported dtype ", work);
+  if (storage == at::kBFloat16) return f(Type<float>{}, Type<c10::BFloat16>{});
+  if (storage == at::kHalf) return f(Type<float>{}, Type<c10::Half>{});
+  f(Type<float>{}, Type<float>{});
 }
 
 }  // namespace
@@ -100,17 +126,19 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
   const auto dtype = x_in.scalar_type();
   auto pr = prepare("tile_forward", dtype, weight_in, out_scales, bias_in, seed, N, in_sizes,
                     out_sizes, io);
-  const auto x = x_in.detach().to(pr.work).contiguous();
-  auto y = at::empty({N, G * out_g}, x.options());
+  // half-precision inputs stay so (rows widen as the driver loads them) with half weights
+  const auto x = x_in.detach().to(pr.storage).contiguous();
+  auto y = at::empty({N, G * out_g}, x.options().dtype(pr.work));
   auto mask = need_mask ? at::empty({G, n_in, N, out_g}, x.options().dtype(at::kBool))
                         : empty_mask;
   if (N > 0) {
-    AT_DISPATCH_FLOATING_TYPES(pr.work, "analog_tile_forward", [&] {
-      const DenseRows<scalar_t> src{x.data_ptr<scalar_t>(), G * in_g};
-      forward_impl<scalar_t>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<scalar_t>(),
-                             ptr_or_null<scalar_t>(pr.wabs), ptr_or_null<scalar_t>(pr.scales),
-                             ptr_or_null<scalar_t>(pr.bias), y.data_ptr<scalar_t>(),
-                             need_mask ? mask.data_ptr<bool>() : nullptr);
+    dispatch(pr.work, pr.storage, "tile_forward", [&](auto t, auto s) {
+      using T = typename decltype(t)::type;
+      using S = typename decltype(s)::type;
+      const DenseRows<T, S> src{x.data_ptr<S>(), G * in_g};
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
+                      ptr_or_null<T>(pr.wabs), ptr_or_null<T>(pr.scales), ptr_or_null<T>(pr.bias),
+                      y.data_ptr<T>(), need_mask ? mask.data_ptr<bool>() : nullptr);
     });
   }
   return {y.to(dtype), mask};
@@ -140,23 +168,24 @@ at::Tensor tile_conv2d_cpu(
     return at::conv2d(x_in, w4, bias_in, stride, padding, dilation, G);
   }
   const auto dtype = x_in.scalar_type();
-  const auto work = work_dtype(dtype);
-  const auto x = x_in.detach().to(work).contiguous();
-  at::Tensor y;
-  AT_DISPATCH_FLOATING_TYPES(work, "analog_tile_conv2d", [&] {
-    const ConvRows<scalar_t> src(x.data_ptr<scalar_t>(), C, H, W, kh, kw, dilation[0],
-                                 dilation[1], stride[0], stride[1], padding[0], padding[1]);
-    TORCH_CHECK(src.Ho > 0 && src.Wo > 0,
-                "analog::tile_conv2d: kernel larger than the padded input");
-    const int64_t N = B * src.Ho * src.Wo;
-    auto pr = prepare("tile_conv2d", dtype, weight_in, out_scales, bias_in, seed, N, in_sizes,
-                      out_sizes, io);
-    y = at::empty({B, G * out_g, src.Ho, src.Wo}, x.options());
+  const int64_t dh = dilation[0], dw = dilation[1];
+  const int64_t Ho = (H + 2 * padding[0] - dh * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t Wo = (W + 2 * padding[1] - dw * (kw - 1) - 1) / stride[1] + 1;
+  TORCH_CHECK(Ho > 0 && Wo > 0, "analog::tile_conv2d: kernel larger than the padded input");
+  const int64_t N = B * Ho * Wo;
+  auto pr = prepare("tile_conv2d", dtype, weight_in, out_scales, bias_in, seed, N, in_sizes,
+                    out_sizes, io);
+  const auto x = x_in.detach().to(pr.storage).contiguous();
+  auto y = at::empty({B, G * out_g, Ho, Wo}, x.options().dtype(pr.work));
+  dispatch(pr.work, pr.storage, "tile_conv2d", [&](auto t, auto s) {
+    using T = typename decltype(t)::type;
+    using S = typename decltype(s)::type;
+    const ConvRows<T, S> src(x.data_ptr<S>(), C, H, W, kh, kw, dh, dw, stride[0], stride[1],
+                             padding[0], padding[1]);
     if (N > 0)
-      forward_impl<scalar_t>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<scalar_t>(),
-                             ptr_or_null<scalar_t>(pr.wabs), ptr_or_null<scalar_t>(pr.scales),
-                             ptr_or_null<scalar_t>(pr.bias), y.data_ptr<scalar_t>(), nullptr,
-                             src.Ho * src.Wo);
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
+                      ptr_or_null<T>(pr.wabs), ptr_or_null<T>(pr.scales), ptr_or_null<T>(pr.bias),
+                      y.data_ptr<T>(), nullptr, Ho * Wo);
   });
   return y.to(dtype);
 }
@@ -175,11 +204,12 @@ at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
                     in_sizes, out_sizes, io);
   auto y = at::empty({in_g, G * out_g}, weight_in.options().dtype(pr.work));
   if (in_g > 0) {
-    AT_DISPATCH_FLOATING_TYPES(pr.work, "analog_tile_readout", [&] {
-      const IdentityRows<scalar_t> src{in_g};
-      forward_impl<scalar_t>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<scalar_t>(),
-                             ptr_or_null<scalar_t>(pr.wabs), nullptr, nullptr,
-                             y.data_ptr<scalar_t>(), nullptr);
+    dispatch(pr.work, pr.storage, "tile_readout", [&](auto t, auto s) {
+      using T = typename decltype(t)::type;
+      using S = typename decltype(s)::type;
+      const IdentityRows<T> src{in_g};
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
+                      ptr_or_null<T>(pr.wabs), nullptr, nullptr, y.data_ptr<T>(), nullptr);
     });
   }
   return y.to(dtype);

@@ -80,9 +80,13 @@ class ChipState(nn.Module):
         noise; updates the drift-compensation factors."""
         if not self.is_programmed:
             self.program()
-        chip = self.read_chip(float(t_inference))
-        if chip is not None:
-            self.chip_weight.copy_(chip)
+        model = self.rpu_config.noise_model
+        if model is not None:
+            model.check_time(float(t_inference))  # (fails before the old chip is let go)
+            # The read derives the chip from the targets and the seed, never from the old chip:
+            # letting the old one go first keeps one chip-sized tensor alive, not two.
+            self.chip_weight = self.chip_weight.new_empty(0)
+            self.chip_weight = self.read_chip(float(t_inference))
         self.t_inference.fill_(float(t_inference))
         if self.rpu_config.drift_compensation is not None:
             now = self.drift_readout()
@@ -131,6 +135,6 @@ class ChipState(nn.Module):
         for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
             y = tile_readout(w[:, :, off:off + size].contiguous(), new_seed(), plan.out_sizes,
                              self.kernel_io)
-            means.append(y.view(size, g, out_g).abs().mean(0))  # [G, out_g]
+            means.append(y.view(size, g, out_g).abs_().mean(0))  # [G, out_g] (y is ours)
         return self.rpu_config.drift_compensation.reduce(
             torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)

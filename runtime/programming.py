@@ -39,10 +39,9 @@ def per_tile_absmax(weight: Tensor, plan: TilePlan) -> Tensor:
 
 def per_row_absmax(weight: Tensor, plan: TilePlan) -> Tensor:
     """``[G, n_in, out_g]`` max|W| of each tile row (a row of the input split ``i``)."""
-    groups, out_g, in_g = weight.shape
-    idx = plan.in_index.to(weight.device).view(1, 1, in_g).expand(groups, out_g, in_g)
-    out = weight.new_zeros(groups, out_g, plan.n_in)
-    return out.scatter_reduce(2, idx, weight.abs(), "amax", include_self=True).transpose(1, 2)
+    # split by split: |W| of one input split at a time, never a weight-sized temporary
+    return torch.stack([weight[:, :, off:off + size].abs().amax(2)
+                        for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes)], 1)
 
 
 def expand_tile_values(values: Tensor, plan: TilePlan) -> Tensor:

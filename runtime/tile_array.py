@@ -185,7 +185,12 @@ class TileArray(ChipState, TileCheckpoint, nn.Module):
                 alpha = alpha / omega
                 alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
                 self.mapping_scales.copy_(alpha)
-                self.weight.copy_(w / expand_row_values(alpha, self.plan))
+                self.weight.copy_(w)
+                # split by split in place (as w / alpha broadcast, without a weight-sized
+                # temporary of the broadcast alpha and of the quotient)
+                for i, (off, size) in enumerate(zip(self.plan.offsets(self.plan.in_sizes),
+                                                    self.plan.in_sizes)):
+                    self.weight[:, :, off:off + size].div_(alpha[:, i, :, None])
                 self._scaled = True
             else:
                 self.mapping_scales.fill_(1.0)

@@ -38,6 +38,11 @@ class TilePlan:
     in_sizes: tuple[int, ...]
     out_sizes: tuple[int, ...]
 
+    def __post_init__(self) -> None:
+        # The index maps now, not at first use: a first use inside torch.compile'd code (HWA's
+        # input statistics) would enter cached_property's lock, which Dynamo cannot trace.
+        _ = self.in_index, self.out_index
+
     @classmethod
     def build(cls, in_features: int, out_features: int, max_input_size: int,
               max_output_size: int, groups: int = 1) -> TilePlan:

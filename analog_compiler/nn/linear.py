@@ -58,6 +58,11 @@ class AnalogLinear(AnalogLayerBase):
         lead = x_input.shape[:-1]
         samples = hwa.sample_kwargs(self.analog_module, lead[0] if lead else 1)
         y = self.analog_module(x_input.reshape(-1, self.in_features), **samples)
+        if y._base is None and y.is_contiguous():
+            # y is the op's fresh result: reshaped as aten's matmul does it (a view of a
+            # temporary that autograd does not track as a view), so the layer does not return
+            # a view, which FSDP2 warns about (an in-place op on it would skip its hooks)
+            return torch.ops.aten._unsafe_view(y, (*lead, self.out_features))
         return y.reshape(*lead, self.out_features)
 
     @classmethod

@@ -171,3 +171,21 @@ def test_signature_and_unbatched_input() -> None:
     y = layer(x)
     assert y.shape == (3,)
     torch.testing.assert_close(y, layer.get_weights()[0] @ x)
+
+
+def test_batched_output_is_not_a_view_and_backpropagates() -> None:
+    """A [B, T, in] input gives a [B, T, out] result that is no view (FSDP2 warns about views:
+    an in-place op on one skips its hooks), with the gradients of the 2-D call."""
+    torch.manual_seed(0)
+    layer = ac.AnalogLinear(8, 4, rpu_config=ac.InferenceRPUConfig(forward=quiet_io()))
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    torch.manual_seed(1)
+    y = layer(x)
+    assert y.shape == (2, 3, 4) and y._base is None
+    y.pow(2).sum().backward()
+    x2 = x.detach().reshape(6, 8).requires_grad_()
+    torch.manual_seed(1)
+    y2 = layer(x2)
+    y2.pow(2).sum().backward()
+    assert torch.equal(y.detach().reshape(6, 4), y2.detach())
+    torch.testing.assert_close(x.grad.reshape(6, 8), x2.grad)
