@@ -29,6 +29,11 @@ SETTINGS = {
     "pcm": dict(w_noise_type=2, w_noise=0.05), "additive": dict(w_noise_type=1, w_noise=0.05),
     "sto": dict(inp_sto_round=True, out_sto_round=True, inp_noise=0.02),
     "perfect": dict(is_perfect=True),
+    "nm_max": dict(nm_type=4), "nm_np_sum": dict(nm_type=5),
+    "bm_worst": dict(bm_type=2, out_bound=1.5, out_step=3 / 510),
+    "bm_shift": dict(bm_type=3, out_bound=1.5, out_step=3 / 510),
+    "ir_drop": dict(ir_drop=1.0, ir_drop_g_ratio=2000.0),
+    "col_noise": dict(out_noise_std=0.3, chip_seed=5),
 }
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 LAYOUTS = {"split": ((150, 150), (70, 60), 1), "groups": ((40, 39), (20,), 3),

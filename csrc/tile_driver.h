@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "output_extras.h"
 #include "rng.h"
 #include "row_sources.h"
 #include "tile_periphery.h"
@@ -32,11 +33,6 @@ namespace analog {
 namespace driver {
 
 using namespace periphery;  // Io, dac_row, out_row, accumulate (tile_periphery.h)
-
-struct Plan {
-  int64_t groups, out_g, in_g, n, n_in, n_out;
-  std::vector<int64_t> in_sizes, out_sizes, in_off, out_off;
-};
 
 // The blocked forward of one call, stage by stage. Phase 1 (AVERAGE_ABS_MAX only):
 // batch_alpha. Phase 2, one task per (group, output split, block of vectors), per input split:
@@ -57,24 +53,13 @@ class TileDriver {
   TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, const T* wabs,
              const T* scales, const T* bias, T* y, bool* mask, int64_t image_positions)
       : p_(p), io_(io), key_(key), src_(src), w_(w), wabs_(wabs), scales_(scales), bias_(bias),
-        y_(y), mask_(mask), P_(image_positions) {
-    max_in_ = *std::max_element(p.in_sizes.begin(), p.in_sizes.end());
-    max_out_ = *std::max_element(p.out_sizes.begin(), p.out_sizes.end());
+        y_(y), mask_(mask), P_(image_positions),
+        max_in_(*std::max_element(p.in_sizes.begin(), p.in_sizes.end())),
+        max_out_(*std::max_element(p.out_sizes.begin(), p.out_sizes.end())),
+        ext_(p, io, max_out_) {
     batch_nm_ = !io.is_perfect && io.nm_type == nm::AVERAGE_ABS_MAX;
     pcm_ = io.pcm() && !io.is_perfect;
-    ir_ = io.ir();
-    if (ir_) {  // per input split: 1 - (1 - j / n)^2, as aihwkit computes it in T
-      ramps_.resize(p.n_in);
-      for (int64_t i = 0; i < p.n_in; ++i) {
-        const int64_t n = p.in_sizes[i];
-        ramps_[i].resize(n);
-        for (int64_t j = 0; j < n; ++j) {
-          const T q = T(1) - static_cast<T>(j) / static_cast<T>(n);
-          ramps_[i][j] = T(1) - q * q;
-        }
-      }
-    }
-    if (io.out_noise_std > 0 && !io.is_perfect) column_noise();
+    ir_ = ext_.ir();
     // Receptive-field sources load whole blocks transposed when the DAC is deterministic.
     block_ = Src::kBlockT && !io.is_perfect && !(io.inp_step > 0 && io.inp_sto_round) &&
              io.inp_noise <= 0;
@@ -145,36 +130,11 @@ class TileDriver {
     int64_t ldw = 0;
   };
 
-  // out_noise_std: each tile row's output noise std |out_noise (1 + out_noise_std xi)|, xi
-  // from Philox keyed by the chip seed (not the call's seed): one chip, the same columns.
-  void column_noise() {
-    const int64_t tiles = p_.groups * p_.n_in * p_.n_out;
-    ostd_.resize(tiles * max_out_);
-    std::vector<float> z(max_out_ + 64);
-    const RngKey chip = make_key(io_.chip_seed);
-    const T on = static_cast<T>(io_.out_noise), sd = static_cast<T>(io_.out_noise_std);
-    for (int64_t t = 0; t < tiles; ++t) {
-      fill_normal(z.data(), max_out_, 0, static_cast<uint32_t>(t), kColumnNoise, chip);
-      for (int64_t o = 0; o < max_out_; ++o)
-        ostd_[t * max_out_ + o] = std::abs(on * (T(1) + sd * static_cast<T>(z[o])));
-    }
-  }
-
-  // The IR drop's two products for `rows` DAC'd vectors of split s (as rows [r * si + k], or
-  // transposed [k * rows + r] when trans): currents |W| |x| into ws.cbuf, W (x ramp) into ws.zbuf.
+  // The IR drop's two products for `rows` DAC'd vectors xs of split s (OutputExtras::aux_gemms).
   void aux_gemms(Workspace& ws, const Split& s, int64_t so, const T* xs, int64_t rows,
-                 bool trans) {
-    const int64_t si = s.si;
-    const T* ramp = ramps_[s.i].data();
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t k = 0; k < si; ++k) {
-        const int64_t q = trans ? k * rows + r : r * si + k;
-        ws.xa[q] = std::abs(xs[q]);
-        ws.xz[q] = xs[q] * ramp[k];
-      }
-    const int64_t lda = trans ? rows : si;
-    gemm_nt(rows, so, si, ws.xa.data(), lda, s.wa, s.ldw, ws.cbuf.data(), so, trans);
-    gemm_nt(rows, so, si, ws.xz.data(), lda, s.w, s.ldw, ws.zbuf.data(), so, trans);
+                 bool trans) const {
+    ext_.aux_gemms(s.i, s.si, so, xs, rows, trans, s.w, s.wa, s.ldw, ws.xa.data(), ws.xz.data(),
+                   ws.cbuf.data(), ws.zbuf.data());
   }
 
   // The output pass's extras of output row yq (its row in ybuf, vbuf, cbuf, zbuf).
@@ -183,12 +143,8 @@ class TileDriver {
     RowExtras<T> e;
     if (pcm_) e.var = ws.vbuf.data() + yq * so;
     e.add_std = add_std;
-    if (ir_) {
-      e.cur = ws.cbuf.data() + yq * so;
-      e.irz = ws.zbuf.data() + yq * so;
-      e.ir_scale = static_cast<T>(s.si) / static_cast<T>(io_.ir_drop_g_ratio);
-    }
-    if (!ostd_.empty()) e.ostd = ostd_.data() + s.tile * max_out_;
+    ext_.fill(e, s.tile, s.si, ir_ ? ws.cbuf.data() + yq * so : nullptr,
+              ir_ ? ws.zbuf.data() + yq * so : nullptr);
     return e;
   }
 
@@ -492,10 +448,11 @@ class TileDriver {
   T* y_;
   bool* mask_;
   const int64_t P_;
-  int64_t max_in_ = 0, max_out_ = 0, rb_ = 256, n_blocks_ = 0;
+  int64_t max_in_ = 0, max_out_ = 0;
+  OutputExtras<T> ext_;  // out_noise_std and the IR drop
+  int64_t rb_ = 256, n_blocks_ = 0;
   bool batch_nm_ = false, pcm_ = false, block_ = false, ir_ = false;
-  std::vector<T> mean_alpha_, ostd_;
-  std::vector<std::vector<T>> ramps_;
+  std::vector<T> mean_alpha_;
 };
 
 // The analog forward of the vectors of src (see TileDriver).
