@@ -142,7 +142,7 @@ def test_validation_names_the_field():
         ac.UnitCellRPUConfig(device=ac.ConstantStepDevice())
 
 
-@pytest.mark.parametrize("compound", [ac.DynamicTransferCompound(), ac.OneSidedUnitCell()])
+@pytest.mark.parametrize("compound", [ac.DynamicTransferCompound()])
 def test_config_only_compounds_are_refused_by_tiles(compound):
     rc = ac.UnitCellRPUConfig(device=compound)
     assert ac.UnitCellRPUConfig.from_json(rc.to_json()) == rc
