@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import one_sided
+from . import agad, one_sided
 from .config.transfer import (
     SIMULATED_UNIT_CELLS,
     ChoppedTransferCompound,
+    DynamicTransferCompound,
     OneSidedUnitCell,
     UnitCellRPUConfig,
 )
@@ -31,9 +32,9 @@ from .transfer import quiet_io, read_column, transfer_every
 from .update import STATE_KEYS, sample_device_state
 
 BUFFERS = ("tc_weights", "tc_buffer", "tc_in_chop", "tc_out_chop", "tc_tile", "tc_vectors",
-           "tc_refreshes")
+           "tc_refreshes", *agad.BUFFERS)
 """The unit-cell buffers besides ``dev_<key>`` (``tc_refreshes``: ``OneSidedUnitCell`` only,
-see ``runtime/one_sided.py``)."""
+see ``runtime/one_sided.py``; ``agad.BUFFERS``: AGAD only, see ``runtime/agad.py``)."""
 
 
 def _one_sided(arr: Any) -> bool:
@@ -44,7 +45,9 @@ def registered(arr: Any) -> bool:
     """Whether ``arr`` holds the buffers its unit cell needs (one-sided or transfer)."""
     if "tc_weights" not in arr._buffers:
         return False
-    return ("tc_refreshes" in arr._buffers) == _one_sided(arr)
+    agad_cell = isinstance(arr.rpu_config.device, DynamicTransferCompound)
+    return ("tc_refreshes" in arr._buffers) == _one_sided(arr) and \
+        ("tc_mean" in arr._buffers) == agad_cell
 
 
 def check_simulated(rpu_config: UnitCellRPUConfig) -> None:
@@ -52,12 +55,9 @@ def check_simulated(rpu_config: UnitCellRPUConfig) -> None:
     if isinstance(rpu_config.device, OneSidedUnitCell):
         one_sided.check(rpu_config.device)
         return
-    if not isinstance(rpu_config.device, SIMULATED_UNIT_CELLS) or type(
-            rpu_config.device).__name__ == "DynamicTransferCompound":
+    if not isinstance(rpu_config.device, SIMULATED_UNIT_CELLS):
         raise NotImplementedError(
-            f"UnitCellRPUConfig.device: {type(rpu_config.device).__name__} is a config only; "
-            "training tiles simulate TransferCompound, ChoppedTransferCompound and "
-            "OneSidedUnitCell")
+            f"UnitCellRPUConfig.device: {type(rpu_config.device).__name__} is a config only")
 
 
 def register(arr: Any) -> None:
@@ -79,6 +79,8 @@ def register(arr: Any) -> None:
     arr.register_buffer("tc_out_chop", torch.zeros((g, n_in, out_g), dtype=torch.int8, **kw))
     arr.register_buffer("tc_tile", torch.zeros((g, n_in, n_out, 4), dtype=torch.float64, **kw))
     arr.register_buffer("tc_vectors", torch.zeros((), dtype=torch.int64, **kw))
+    if isinstance(arr.rpu_config.device, DynamicTransferCompound):
+        agad.register(arr)
 
 
 def unregister(arr: Any) -> None:
@@ -142,6 +144,9 @@ def set_weights(arr: Any) -> None:
     arr.tc_weights[1].copy_(arr.weight / g_c)
     arr.tc_buffer.zero_()
     arr.tc_tile[..., 0:2].zero_()
+    for name in agad.BUFFERS:
+        if name in arr._buffers:
+            getattr(arr, name).zero_()
     clip(arr)
 
 
@@ -152,7 +157,9 @@ def update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
     if isinstance(cfg, OneSidedUnitCell):
         one_sided.update(arr, x, d, lr, seed)
         return
-    if isinstance(cfg, ChoppedTransferCompound):
+    if isinstance(cfg, DynamicTransferCompound):
+        agad.agad_update(arr, x, d, lr, seed)
+    elif isinstance(cfg, ChoppedTransferCompound):
         transfer_update(arr, x, d, lr, seed)
     else:
         _tiki_taka(arr, x, d, lr, seed)

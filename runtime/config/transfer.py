@@ -20,7 +20,9 @@ default ``gamma = 0``: ``W = C``). On a schedule, columns of ``A`` are read by a
   chopper flips with probability ``in_chop_prob``.
 - ``OneSidedUnitCell``: two devices that are only potentiated, ``W = g+ - g-``, refreshed when
   both near their bounds (simulation: ``runtime/one_sided.py``).
-- ``DynamicTransferCompound`` (AGAD): config only; a training tile refuses it.
+- ``DynamicTransferCompound`` (AGAD, Rasch et al. 2024): c-TTv2 whose buffer accumulates the
+  read minus a dynamic reference, the tail-weighted running mean of the previous chopper period
+  (simulation: ``runtime/agad.py``, a PyTorch loop).
 """
 
 from __future__ import annotations
@@ -238,7 +240,8 @@ class ChoppedTransferCompound(TransferCompound):
 @dataclass
 class DynamicTransferCompound(ChoppedTransferCompound):
     """AGAD (aihwkit's ``DynamicTransferCompound``): the transfer compares the mean read of the
-    current chopper period with the previous one. Config only: a training tile refuses it."""
+    current chopper period with the previous one (simulated as ``runtime/agad.py`` describes;
+    aihwkit's ``experimental_fast_lr_feedback`` is not exposed)."""
 
     in_chop_random: bool = False
     """Regular chopper periods (aihwkit's AGAD default)."""
@@ -301,7 +304,8 @@ class OneSidedUnitCell(ConfigBase):
 UNIT_CELL_TYPES = (TransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
                    OneSidedUnitCell)
 """The compounds a ``UnitCellRPUConfig`` accepts."""
-SIMULATED_UNIT_CELLS = (TransferCompound, ChoppedTransferCompound, OneSidedUnitCell)
+SIMULATED_UNIT_CELLS = (TransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
+                        OneSidedUnitCell)
 """The compounds a training tile simulates (the others are configs only)."""
 
 
