@@ -170,35 +170,34 @@ def refresh(arr: Any, seed: int) -> int:
     states = [getattr(arr, "dev_" + key) for key in STATE_KEYS]
     g_all, in_g = arr.weight.shape[0], arr.weight.shape[2]
     count = 0
-    for g in range(g_all):
-        for col in range(in_g):
-            wp = read_column(arr.tc_weights[PLUS, g, :, col], io_f, io_i, gen)
-            wm = read_column(arr.tc_weights[MINUS, g, :, col], io_f, io_i, gen)
-            rp, rm = wp / w_max[0], wm / w_max[1]
-            hit = torch.where(wp > wm, (rp > up_t) & (rm > lo_t), (rp > lo_t) & (rm > up_t))
-            if not bool(hit.any()):
+    for g in range(g_all):  # a column read is elementwise: all columns at once
+        wp = read_column(arr.tc_weights[PLUS, g], io_f, io_i, gen)
+        wm = read_column(arr.tc_weights[MINUS, g], io_f, io_i, gen)
+        rp, rm = wp / w_max[0], wm / w_max[1]
+        hit = torch.where(wp > wm, (rp > up_t) & (rm > lo_t), (rp > lo_t) & (rm > up_t))
+        if not bool(hit.any()):
+            continue
+        count += int(hit.sum())
+        for k in (PLUS, MINUS):
+            dev, w = devs[k], arr.tc_weights[k, g]
+            noise = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w) \
+                if dev.reset_std > 0 else torch.zeros_like(w)
+            reset = torch.minimum(torch.maximum(dev.reset + dev.reset_std * noise,
+                                                states[3][k, g]), states[2][k, g])
+            arr.tc_weights[k, g] = torch.where(hit, reset, w)
+        diff = (wp - wm).abs()
+        # the write: vector c is e_c with d = -(difference of column c), as column-wise writes
+        eye = torch.eye(in_g, dtype=diff.dtype, device=diff.device)
+        part = SimpleNamespace(in_sizes=tuple(arr.plan.in_sizes),
+                               out_sizes=tuple(arr.plan.out_sizes))
+        for k, mask in ((PLUS, hit & (wp > wm)), (MINUS, hit & (wp <= wm))):
+            if not bool(mask.any()):
                 continue
-            count += int(hit.sum())
-            for k in (PLUS, MINUS):
-                dev = devs[k]
-                w = arr.tc_weights[k, g, :, col]
-                noise = torch.randn(w.shape, generator=gen, dtype=torch.float64).to(w) \
-                    if dev.reset_std > 0 else torch.zeros_like(w)
-                reset = (dev.reset + dev.reset_std * noise).clamp(
-                    states[3][k, g, :, col], states[2][k, g, :, col])
-                arr.tc_weights[k, g, :, col] = torch.where(hit, reset, w)
-            diff = (wp - wm).abs()
-            for k, mask in ((PLUS, hit & (wp > wm)), (MINUS, hit & (wp <= wm))):
-                if not bool(mask.any()):
-                    continue
-                v = torch.where(mask, diff, torch.zeros_like(diff))
-                sub = arr.tc_weights[k, g, :, col:col + 1].contiguous()[None]
-                st = [s[k, g, :, col:col + 1].contiguous()[None] for s in states]
-                part = SimpleNamespace(in_sizes=(1,), out_sizes=tuple(arr.plan.out_sizes))
-                one = torch.ones(1, 1, dtype=sub.dtype, device=sub.device)
-                tile_update(sub, st, one, -v[None].to(sub.dtype), 1.0,
-                            torch.randint(2**62, (), generator=gen), part, devs[k],
-                            cfg.refresh_update)
-                arr.tc_weights[k, g, :, col] = sub[0, :, 0]
+            v = torch.where(mask, diff, torch.zeros_like(diff))
+            sub = arr.tc_weights[k, g][None].contiguous()
+            st = [s[k, g][None].contiguous() for s in states]
+            tile_update(sub, st, eye, -v.T.contiguous().to(sub.dtype), 1.0,
+                        torch.randint(2**62, (), generator=gen), part, devs[k],
+                        cfg.refresh_update)
+            arr.tc_weights[k, g] = sub[0]
     return count
-

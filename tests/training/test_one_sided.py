@@ -80,13 +80,14 @@ def test_stochastic_pulses_match_the_single_device_update(max_in):
         assert (delta != 0).sum() > 0
 
 
-def test_refresh_resets_and_rewrites_the_difference():
+@pytest.mark.parametrize("max_in", [0, 2])
+def test_refresh_resets_and_rewrites_the_difference(max_in):
     """``g+ = 0.8 > 0.75 w_max`` and ``g- = 0.3 > 0.25 |w_max|``: both reset to 0, the
     difference 0.5 re-written on ``g+``; the mirror case on ``g-``; cells below a threshold
     stay; ``W`` is kept (to the pulse resolution)."""
     write = ac.UpdateParameters(pulse_type=ac.PulseType.MEAN_COUNT, desired_bl=1000)
     arr = _array(_cell(refresh_every=2, refresh_forward=ac.IOParameters(is_perfect=True),
-                       refresh_update=write))
+                       refresh_update=write), max_in=max_in)
     gp = torch.tensor([[0.8, 0.3, 0.8], [0.5, 0.9, 0.1], [0.0, 0.0, 0.0], [0.2, 0.2, 0.2]])
     gm = torch.tensor([[0.3, 0.8, 0.2], [0.1, 0.5, 0.0], [0.0, 0.0, 0.0], [0.1, 0.1, 0.1]])
     with torch.no_grad():
