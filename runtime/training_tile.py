@@ -130,7 +130,7 @@ class TrainingTileArray(TileArray):
         """Register (or drop) the mixed-precision or unit-cell state the config needs."""
         if self.is_unit_cell:
             unit_cell.check_simulated(self.rpu_config)
-            if "tc_weights" not in self._buffers:
+            if not unit_cell.registered(self):
                 unit_cell.register(self)
         elif "tc_weights" in self._buffers:
             unit_cell.unregister(self)

@@ -18,27 +18,54 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .config.transfer import SIMULATED_UNIT_CELLS, ChoppedTransferCompound, UnitCellRPUConfig
+from . import agad, one_sided
+from .config.transfer import (
+    SIMULATED_UNIT_CELLS,
+    ChoppedTransferCompound,
+    DynamicTransferCompound,
+    OneSidedUnitCell,
+    UnitCellRPUConfig,
+)
 from .ops import tile_update, transfer_update
 from .tiling import TilePlan
 from .transfer import quiet_io, read_column, transfer_every
 from .update import STATE_KEYS, sample_device_state
 
-BUFFERS = ("tc_weights", "tc_buffer", "tc_in_chop", "tc_out_chop", "tc_tile", "tc_vectors")
-"""The unit-cell buffers besides ``dev_<key>``."""
+BUFFERS = ("tc_weights", "tc_buffer", "tc_in_chop", "tc_out_chop", "tc_tile", "tc_vectors",
+           "tc_refreshes", *agad.BUFFERS)
+"""The unit-cell buffers besides ``dev_<key>`` (``tc_refreshes``: ``OneSidedUnitCell`` only,
+see ``runtime/one_sided.py``; ``agad.BUFFERS``: AGAD only, see ``runtime/agad.py``)."""
+
+
+def _one_sided(arr: Any) -> bool:
+    return isinstance(arr.rpu_config.device, OneSidedUnitCell)
+
+
+def registered(arr: Any) -> bool:
+    """Whether ``arr`` holds the buffers its unit cell needs (one-sided or transfer)."""
+    if "tc_weights" not in arr._buffers:
+        return False
+    agad_cell = isinstance(arr.rpu_config.device, DynamicTransferCompound)
+    return ("tc_refreshes" in arr._buffers) == _one_sided(arr) and \
+        ("tc_mean" in arr._buffers) == agad_cell
 
 
 def check_simulated(rpu_config: UnitCellRPUConfig) -> None:
     """Refuse the compounds that are configs only."""
-    if not isinstance(rpu_config.device, SIMULATED_UNIT_CELLS) or type(
-            rpu_config.device).__name__ == "DynamicTransferCompound":
+    if isinstance(rpu_config.device, OneSidedUnitCell):
+        one_sided.check(rpu_config.device)
+        return
+    if not isinstance(rpu_config.device, SIMULATED_UNIT_CELLS):
         raise NotImplementedError(
-            f"UnitCellRPUConfig.device: {type(rpu_config.device).__name__} is a config only; "
-            "training tiles simulate TransferCompound and ChoppedTransferCompound")
+            f"UnitCellRPUConfig.device: {type(rpu_config.device).__name__} is a config only")
 
 
 def register(arr: Any) -> None:
     """(Re)create the unit-cell buffers of ``arr`` (zeros) for its plan."""
+    unregister(arr)
+    if _one_sided(arr):
+        one_sided.register(arr)
+        return
     w = arr.weight
     plan: TilePlan = arr.plan
     n_in, n_out = len(plan.in_sizes), len(plan.out_sizes)
@@ -52,6 +79,8 @@ def register(arr: Any) -> None:
     arr.register_buffer("tc_out_chop", torch.zeros((g, n_in, out_g), dtype=torch.int8, **kw))
     arr.register_buffer("tc_tile", torch.zeros((g, n_in, n_out, 4), dtype=torch.float64, **kw))
     arr.register_buffer("tc_vectors", torch.zeros((), dtype=torch.int64, **kw))
+    if isinstance(arr.rpu_config.device, DynamicTransferCompound):
+        agad.register(arr)
 
 
 def unregister(arr: Any) -> None:
@@ -71,6 +100,9 @@ def sample(arr: Any, seed: int) -> None:
     """Draw both arrays' per-device parameters (the fast from ``seed``, the slow from
     ``seed + 1``)."""
     cfg = arr.rpu_config.device
+    if _one_sided(arr):
+        one_sided.sample(arr, seed)
+        return
     for k, dev in enumerate(cfg.unit_cell_devices):
         state = sample_device_state(dev, tuple(arr.weight.shape), int(seed) + k,
                                     arr.weight.dtype, arr.weight.device)
@@ -88,7 +120,10 @@ def clip(arr: Any) -> None:
 
 @torch.no_grad()
 def reduce(arr: Any) -> None:
-    """``weight = g_A * A + g_C * C``."""
+    """``weight = g_A * A + g_C * C`` (one-sided: ``g+ - g-``)."""
+    if _one_sided(arr):
+        one_sided.reduce(arr)
+        return
     g_a, g_c = arr.rpu_config.device.gammas
     a, c = arr.tc_weights[0], arr.tc_weights[1]
     if g_a == 0 and g_c == 1:
@@ -101,11 +136,17 @@ def reduce(arr: Any) -> None:
 def set_weights(arr: Any) -> None:
     """aihwkit's ``onSetWeights``: ``A = 0``, ``C = W / g_C`` (clipped), counters and buffer
     reset; ``arr.weight`` holds the requested weights on entry."""
+    if _one_sided(arr):
+        one_sided.set_weights(arr)
+        return
     _, g_c = arr.rpu_config.device.gammas
     arr.tc_weights[0].zero_()
     arr.tc_weights[1].copy_(arr.weight / g_c)
     arr.tc_buffer.zero_()
     arr.tc_tile[..., 0:2].zero_()
+    for name in agad.BUFFERS:
+        if name in arr._buffers:
+            getattr(arr, name).zero_()
     clip(arr)
 
 
@@ -113,7 +154,12 @@ def update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
     """The unit-cell update of the batch ``x [N, G * in_g]``, ``d [N, G * out_g]``."""
     rc: UnitCellRPUConfig = arr.rpu_config
     cfg = rc.device
-    if isinstance(cfg, ChoppedTransferCompound):
+    if isinstance(cfg, OneSidedUnitCell):
+        one_sided.update(arr, x, d, lr, seed)
+        return
+    if isinstance(cfg, DynamicTransferCompound):
+        agad.agad_update(arr, x, d, lr, seed)
+    elif isinstance(cfg, ChoppedTransferCompound):
         transfer_update(arr, x, d, lr, seed)
     else:
         _tiki_taka(arr, x, d, lr, seed)

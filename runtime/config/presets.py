@@ -204,7 +204,7 @@ def build_config(algorithm: str, device: Any,
       ``desired_bl=5``;
     - ``"c-ttv2"``/``"chopped-ttv2"``/``"ttv3"``: ``ChoppedTransferCompound`` with
       ``fast_lr=0.1``, ``auto_scale``, fast update ``desired_bl=5``;
-    - ``"agad"``/``"ttv4"``: ``DynamicTransferCompound`` (a config a training tile refuses).
+    - ``"agad"``/``"ttv4"``: ``DynamicTransferCompound`` (simulated by ``runtime/agad.py``).
 
     ``device``, ``io_parameters`` and ``up_parameters`` are classes or instances (copied);
     ``kwargs`` set further rpu_config fields (e.g. ``mapping``)."""

@@ -18,8 +18,11 @@ default ``gamma = 0``: ``W = C``). On a schedule, columns of ``A`` are read by a
   ``n = clip(trunc(H), +-transfer_update.desired_bl)`` pulses and ``H`` is reduced
   (``forget_buffer``: ``H *= momentum``, else ``H -= (1 - momentum) n``); then the column's input
   chopper flips with probability ``in_chop_prob``.
-- ``DynamicTransferCompound`` (AGAD) and ``OneSidedUnitCell``: configs only (see their
-  docstrings); a training tile refuses them.
+- ``OneSidedUnitCell``: two devices that are only potentiated, ``W = g+ - g-``, refreshed when
+  both near their bounds (simulation: ``runtime/one_sided.py``).
+- ``DynamicTransferCompound`` (AGAD, Rasch et al. 2024): c-TTv2 whose buffer accumulates the
+  read minus a dynamic reference, the tail-weighted running mean of the previous chopper period
+  (simulation: ``runtime/agad.py``, a PyTorch loop).
 """
 
 from __future__ import annotations
@@ -237,7 +240,8 @@ class ChoppedTransferCompound(TransferCompound):
 @dataclass
 class DynamicTransferCompound(ChoppedTransferCompound):
     """AGAD (aihwkit's ``DynamicTransferCompound``): the transfer compares the mean read of the
-    current chopper period with the previous one. Config only: a training tile refuses it."""
+    current chopper period with the previous one (simulated as ``runtime/agad.py`` describes;
+    aihwkit's ``experimental_fast_lr_feedback`` is not exposed)."""
 
     in_chop_random: bool = False
     """Regular chopper periods (aihwkit's AGAD default)."""
@@ -258,27 +262,29 @@ class DynamicTransferCompound(ChoppedTransferCompound):
 @dataclass
 class OneSidedUnitCell(ConfigBase):
     """Two one-directional devices per weight (``W = G+ - G-``), refreshed when saturated
-    (aihwkit's ``OneSidedUnitCell``). Config only: a training tile refuses it."""
+    (aihwkit's ``OneSidedUnitCell``; simulated as ``runtime/one_sided.py`` describes; not with
+    ``ExpStepDevice`` or ``reset_dtod > 0``)."""
 
     unit_cell_devices: list[PulsedDevice] = field(
         default_factory=lambda: [ConstantStepDevice()])
-    """One device (used for both) or two."""
+    """``[g-, g+]``, or one device drawn twice (aihwkit's order: ``g+`` is the second)."""
     construction_seed: int = 0
     """Seed of the devices' device-to-device draw."""
     refresh_every: int = 0
-    """Refresh period in vector updates (0: never)."""
+    """Refresh period in single vectors (``units_in_mbatch``: in mini-batches); 0: never."""
     units_in_mbatch: bool = True
     """``refresh_every`` counts mini-batches."""
     refresh_upper_thres: float = 0.75
-    """Refresh when the larger device exceeds this fraction of its range ..."""
+    """Refresh where the larger device exceeds this fraction of its ``|w_max|`` ..."""
     refresh_lower_thres: float = 0.25
     """... and the smaller one this fraction."""
     refresh_forward: IOParameters = field(default_factory=IOParameters)
-    """Periphery of the refresh read."""
+    """Periphery of the refresh read (its noise and bound management are off)."""
     refresh_update: UpdateParameters = field(default_factory=UpdateParameters)
-    """Pulse trains of the refresh write."""
+    """Pulse trains of the refresh write of the difference (learning rate 1)."""
     copy_inverted: bool = False
-    """Use the first device's down response for the negative device."""
+    """Invert ``g+`` (``unit_cell_devices[1]``): swap its up and down steps and mirror its
+    bounds (aihwkit's ``copyInvertDeviceParameter``)."""
 
     def __post_init__(self) -> None:
         _check_devices(self, None)
@@ -298,7 +304,8 @@ class OneSidedUnitCell(ConfigBase):
 UNIT_CELL_TYPES = (TransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
                    OneSidedUnitCell)
 """The compounds a ``UnitCellRPUConfig`` accepts."""
-SIMULATED_UNIT_CELLS = (TransferCompound, ChoppedTransferCompound)
+SIMULATED_UNIT_CELLS = (TransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
+                        OneSidedUnitCell)
 """The compounds a training tile simulates (the others are configs only)."""
 
 

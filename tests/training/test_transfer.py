@@ -142,14 +142,6 @@ def test_validation_names_the_field():
         ac.UnitCellRPUConfig(device=ac.ConstantStepDevice())
 
 
-@pytest.mark.parametrize("compound", [ac.DynamicTransferCompound(), ac.OneSidedUnitCell()])
-def test_config_only_compounds_are_refused_by_tiles(compound):
-    rc = ac.UnitCellRPUConfig(device=compound)
-    assert ac.UnitCellRPUConfig.from_json(rc.to_json()) == rc
-    with pytest.raises(NotImplementedError, match="config only"):
-        ac.AnalogLinear(3, 2, rpu_config=rc)
-
-
 # ---------------------------------------------------------------------------------- Tiki-Taka
 @pytest.mark.parametrize("max_in", [0, 2])
 def test_tiki_taka_transfers_the_accumulated_gradient(max_in):
