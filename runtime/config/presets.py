@@ -73,77 +73,73 @@ class CapacitorPresetDevice(LinearStepDevice):
 
 
 @dataclass
-class EcRamPresetDevice(LinearStepDevice):
+class _EcRamFamily(LinearStepDevice):
+    """The device-to-device spreads and noise model the two ECRAM presets share."""
+
+    up_down: float = 0.0
+    mult_noise: bool = True
+    dw_min_dtod: float = 0.1
+    up_down_dtod: float = 0.01
+    w_max_dtod: float = 0.05
+    w_min_dtod: float = 0.05
+    gamma_up_dtod: float = 0.05
+    gamma_down_dtod: float = 0.05
+    mean_bound_reference: bool = True
+
+
+@dataclass
+class EcRamPresetDevice(_EcRamFamily):
     """Li-ion ECRAM (Tang et al., IEDM 2018; aihwkit's ``EcRamPresetDevice``)."""
 
     dw_min: float = 0.002
-    up_down: float = 0.0
     w_max: float = 1.1724
     w_min: float = -0.8276
-    mult_noise: bool = True
     gamma_up: float = 0.1153
     gamma_down: float = 0.5085
-    dw_min_dtod: float = 0.1
-    up_down_dtod: float = 0.01
-    w_max_dtod: float = 0.05
-    w_min_dtod: float = 0.05
-    gamma_up_dtod: float = 0.05
-    gamma_down_dtod: float = 0.05
     dw_min_std: float = 0.3
-    mean_bound_reference: bool = True
 
 
 @dataclass
-class EcRamMOPresetDevice(LinearStepDevice):
+class EcRamMOPresetDevice(_EcRamFamily):
     """Metal-oxide ECRAM (Kim et al., IEDM 2019; aihwkit's ``EcRamMOPresetDevice``)."""
 
     dw_min: float = 2.8214e-4
-    up_down: float = 0.0
     w_max: float = 1.1714
     w_min: float = -0.8286
-    mult_noise: bool = True
     gamma_up: float = 0.4152
     gamma_down: float = 0.7342
-    dw_min_dtod: float = 0.1
-    up_down_dtod: float = 0.01
-    w_max_dtod: float = 0.05
-    w_min_dtod: float = 0.05
-    gamma_up_dtod: float = 0.05
-    gamma_down_dtod: float = 0.05
     dw_min_std: float = 2.0
-    mean_bound_reference: bool = True
 
 
 @dataclass
-class IdealizedPresetDevice(ConstantStepDevice):
+class _SymmetricConstantStep(ConstantStepDevice):
+    """The symmetric range and the 30 % spreads the two constant-step presets share."""
+
+    dw_min_dtod: float = 0.3
+    dw_min_std: float = 0.3
+    up_down: float = 0.0
+    w_max: float = 1.0
+    w_min: float = -1.0
+    w_max_dtod: float = 0.3
+    w_min_dtod: float = 0.3
+
+
+@dataclass
+class IdealizedPresetDevice(_SymmetricConstantStep):
     """An idealized constant-step device: about 10000 states (aihwkit's
     ``IdealizedPresetDevice``)."""
 
     dw_min: float = 0.0002
-    dw_min_dtod: float = 0.3
-    dw_min_std: float = 0.3
-    up_down: float = 0.0
     up_down_dtod: float = 0.0
-    w_max: float = 1.0
-    w_min: float = -1.0
-    w_max_dtod: float = 0.3
-    w_min_dtod: float = 0.3
 
 
 @dataclass
-class GokmenVlasovPresetDevice(ConstantStepDevice):
+class GokmenVlasovPresetDevice(_SymmetricConstantStep):
     """The constant-step device of Gokmen & Vlasov, Front. Neurosci. 2016: 1200 states (aihwkit's
     ``GokmenVlasovPresetDevice``)."""
 
     dw_min: float = 0.0016
-    dw_min_dtod: float = 0.3
-    dw_min_std: float = 0.3
-    up_down: float = 0.0
     up_down_dtod: float = 0.01
-    w_max: float = 1.0
-    w_min: float = -1.0
-    w_max_dtod: float = 0.3
-    w_min_dtod: float = 0.3
 
 
 @dataclass
