@@ -16,6 +16,7 @@ import pytest
 import torch
 from analog_compiler.runtime import _ext, chip_codec, chip_ops
 from analog_compiler.runtime.tiling import TilePlan
+from chip_determinism import assert_thread_count_and_dtype_independent
 from pcm_formulas import Z, assert_mean, assert_std, folded_normal_moments, read_sigma, sigma_prog
 from torch import Tensor
 
@@ -326,20 +327,8 @@ def test_chip_is_defined_by_weights_and_seed(impl: str) -> None:
 @pytest.mark.parametrize("model", [ac.ReRamCMONoiseModel(), ac.CustomDriftPCMLikeNoiseModel(
     g_converter=ac.NPairConductanceConverter())], ids=lambda m: type(m).__name__)
 def test_cpp_is_independent_of_the_thread_count_and_layout(model: ac.NoiseModel) -> None:
-    w = torch.randn(3, 131, 517) * 0.1  # sizes not multiples of the kernel's blocks
-    plan = TilePlan(3, (256, 261), (64, 67))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
-        torch.set_num_threads(max(2, threads))
-        many = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(one, many)
-    d = chip("cpp", w.double(), plan, model, 9, 3600.0, read_seed=2)
-    assert d.dtype == torch.float64
-    torch.testing.assert_close(d.float(), one, rtol=1e-6, atol=1e-6)
+    assert_thread_count_and_dtype_independent(
+        lambda w, plan: chip("cpp", w, plan, model, 9, 3600.0, read_seed=2))
 
 
 @pytest.mark.parametrize("model", [m for m, _ in CHIP_MODELS], ids=lambda m: type(m).__name__)

@@ -13,6 +13,7 @@ import pytest
 import torch
 from analog_compiler.runtime import _ext, chip_ops, ops
 from analog_compiler.runtime.tiling import TilePlan
+from chip_determinism import assert_thread_count_and_dtype_independent
 from pcm_formulas import (
     assert_mean,
     assert_std,
@@ -140,22 +141,9 @@ def test_per_tile_conductance_scale(impl: str) -> None:
 
 @pytest.mark.skipif(not CPP_ACTIVE, reason="C++ kernels not active")
 def test_cpp_is_independent_of_the_thread_count_and_layout() -> None:
-    w = torch.randn(3, 131, 517) * 0.1  # sizes not multiples of the kernel's blocks
-    plan = TilePlan(3, (256, 261), (64, 67))
     model = ac.PCMLikeNoiseModel()
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
-        torch.set_num_threads(max(2, threads))
-        many = chip("cpp", w, plan, model, 9, 3600.0, read_seed=2)
-    finally:
-        torch.set_num_threads(threads)
-    assert torch.equal(one, many)
-    # other dtypes compute in float32 and come back in their own
-    d = chip("cpp", w.double(), plan, model, 9, 3600.0, read_seed=2)
-    assert d.dtype == torch.float64
-    torch.testing.assert_close(d.float(), one, rtol=1e-6, atol=1e-6)
+    assert_thread_count_and_dtype_independent(
+        lambda w, plan: chip("cpp", w, plan, model, 9, 3600.0, read_seed=2))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
