@@ -45,6 +45,7 @@ def cases_analog_compiler(size: int) -> dict[str, tuple[nn.Module, type]]:
                            ac.AnalogSGD),
         "c-TTv2 SoftBounds": (layer(ac.build_config("c-ttv2", ac.SoftBoundsDevice())),
                               ac.AnalogSGD),
+        "AGAD SoftBounds": (layer(ac.build_config("agad", ac.SoftBoundsDevice())), ac.AnalogSGD),
     }
 
 
@@ -66,6 +67,8 @@ def cases_aihwkit(size: int) -> dict[str, tuple[nn.Module, type]]:
 
         out["c-TTv2 SoftBounds"] = (layer(build_config("c-ttv2", SoftBoundsReferenceDevice())),
                                     AnalogSGD)
+        out["AGAD SoftBounds"] = (layer(build_config("agad", SoftBoundsReferenceDevice())),
+                                  AnalogSGD)
     except Exception as exc:  # pragma: no cover - depends on the aihwkit build
         print(f"(c-TTv2 skipped: {exc})")
     return out
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--aihwkit", action="store_true", help="measure aihwkit's layers")
+    parser.add_argument("--case", default="", help="only the cases whose name contains this")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +96,8 @@ def main() -> None:
           f"threads, {args.reps} interleaved reps (medians)")
     print(f"{'case':<22}{'digital ms':>12}{'analog ms':>12}{'ratio':>8}")
     for name, (model, opt_cls) in cases.items():
+        if args.case not in name:
+            continue
         a_step = step_fn(model, opt_cls(model.parameters(), lr=0.01), x, y)
         td, ta, ratio = paired(d_step, a_step, args.reps, args.warmup)
         print(f"{name:<22}{td:>12.2f}{ta:>12.2f}{ratio:>7.2f}x")

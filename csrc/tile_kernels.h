@@ -65,6 +65,21 @@ void transfer_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const a
                          at::ArrayRef<double> t_update_params, at::ArrayRef<double> io_f,
                          at::ArrayRef<int64_t> io_i, at::ArrayRef<double> transfer_params);
 
+// The fused AGAD update of a unit-cell tile array, in place (csrc/agad_update.cpp).
+void agad_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::Tensor& buffer,
+                     const at::Tensor& mean, const at::Tensor& past, const at::Tensor& switched,
+                     const at::Tensor& in_chop, const at::Tensor& out_chop,
+                     const at::Tensor& tile_state, at::TensorList fast_state,
+                     at::TensorList slow_state, const at::Tensor& x, const at::Tensor& d,
+                     double lr, const at::Tensor& seed, int64_t counter,
+                     at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, int64_t fast_kind,
+                     at::ArrayRef<double> fast_params, int64_t slow_kind,
+                     at::ArrayRef<double> slow_params, int64_t pulse_type,
+                     at::ArrayRef<double> update_params, int64_t t_pulse_type,
+                     at::ArrayRef<double> t_update_params, at::ArrayRef<double> io_f,
+                     at::ArrayRef<int64_t> io_i, at::ArrayRef<double> transfer_params,
+                     at::ArrayRef<double> agad_params);
+
 // The packed periphery's layout (fields and enum codes), compared with runtime/periphery.py's
 // before the kernels register.
 std::string periphery_layout();

@@ -112,6 +112,7 @@ void register_cpu(torch::Library& m) {
   m.impl("device_chip", &analog::device_chip_cpu);
   m.impl("tile_update", &analog::tile_update_cpu);
   m.impl("transfer_update", &analog::transfer_update_cpu);
+  m.impl("agad_update", &analog::agad_update_cpu);
 }
 
 PyObject* py_periphery_layout(PyObject*, PyObject*) {

@@ -1,9 +1,10 @@
 """AGAD (``DynamicTransferCompound``, aihwkit 1.2.0's ``DynamicTransferRPUDevice``) on a tile
-array: c-TTv2 (``runtime/transfer.py``) with a dynamic reference.
+array: c-TTv2 (``runtime/transfer.py``) with a dynamic reference; the reference kernel of
+``analog::agad_update`` (schema in ``runtime/ops.py``, fused C++ in ``csrc/agad_update.cpp``).
 
 The fast array's update, its learning rate (``count_lr``, ``auto_scale``), the column schedule
-and ``lr_scale`` are c-TTv2's. The transfer of column ``k`` differs (per row ``j``, read ``v``
-with noise and bound management off, *not* chopper-corrected):
+and ``lr_scale`` are c-TTv2's (``transfer.fast_updates``). The transfer of column ``k`` differs
+(per row ``j``, read ``v`` with noise and bound management off, *not* chopper-corrected):
 
 - ``n_s = max(ceil(1 / in_chop_prob), 2)`` (2 when ``in_chop_prob = 0``) reads per chopper
   period; ``s = sweeps % n_s + 1`` is the current one;
@@ -20,9 +21,9 @@ with noise and bound management off, *not* chopper-corrected):
   probability ``in_chop_prob``); output choppers never flip; after the last column ``sweeps``
   grows by one.
 
-This is a PyTorch loop (the C++ ``analog::transfer_update`` runs c-TTv2 only). State:
-c-TTv2's buffers plus ``tc_mean``, ``tc_past`` ``[G, out_g, in_g]`` and ``tc_switched [G,
-n_out, in_g]`` (0/1: the column's chopper flipped at its last read).
+State: c-TTv2's buffers plus ``tc_mean``, ``tc_past`` ``[G, out_g, in_g]`` and ``tc_switched
+[G, n_out, in_g]`` (0/1: the column's chopper flipped at its last read). The kernel arguments
+are c-TTv2's plus these three buffers and ``agad_params`` (``AGAD_FIELDS``).
 """
 
 from __future__ import annotations
@@ -34,21 +35,21 @@ import torch
 from torch import Tensor
 
 from .config.transfer import DynamicTransferCompound
+from .config.update import UpdateParameters
 from .transfer import (
-    count_lr,
+    TileScalars,
     decode_transfer,
-    ema,
-    encode_transfer,
+    fast_updates,
     lr_scale,
-    quiet_io,
     read_column,
-    transfer_every,
+    tiles,
 )
 from .update import STATE_KEYS, update_tile
-from .update_ops import _tiles
 
 BUFFERS = ("tc_mean", "tc_past", "tc_switched")
 """AGAD's buffers besides c-TTv2's."""
+AGAD_FIELDS = ("experimental_correct_accumulation", "buffer_cap", "tail_weightening")
+"""The numbers of ``analog::agad_update``'s ``agad_params``, in order."""
 
 
 def register(arr: Any) -> None:
@@ -59,43 +60,37 @@ def register(arr: Any) -> None:
     arr.register_buffer("tc_switched", torch.zeros_like(arr.tc_in_chop))
 
 
-def n_samples(cfg: DynamicTransferCompound) -> int:
+def encode_agad(cfg: DynamicTransferCompound) -> list[float]:
+    """``agad_params`` of an AGAD compound."""
+    return [float(getattr(cfg, name)) for name in AGAD_FIELDS]
+
+
+def n_samples(in_chop_prob: float) -> int:
     """Reads per chopper period (aihwkit's ``getNumInChopSamples``)."""
-    return max(math.ceil(1.0 / cfg.in_chop_prob), 2) if cfg.in_chop_prob > 0 else 2
+    return max(math.ceil(1.0 / in_chop_prob), 2) if in_chop_prob > 0 else 2
 
 
-def agad_tile(cfg: DynamicTransferCompound, t: dict[str, float], dev_a: Any, dev_c: Any,
-              up: Any, io: tuple, a: Tensor, c: Tensor, h: Tensor, mean: Tensor, past: Tensor,
-              switched: Tensor, in_chop: Tensor, out_chop: Tensor, ts: Tensor,
-              st_a: dict[str, Tensor], st_c: dict[str, Tensor], x: Tensor, d: Tensor,
-              lr: float, counter: int, gen: torch.Generator) -> None:
-    """The AGAD update of one tile, in place (shapes as ``transfer.chopped_tile``; ``mean``,
-    ``past`` ``[rows, cols]``, ``switched [cols]``)."""
-    rows, cols = a.shape
-    n_vec = x.shape[0]
-    slice_, sweeps, m_x, m_d = (float(v) for v in ts.tolist())
-    slice_, sweeps = int(slice_), int(sweeps)
-    every = transfer_every(bool(t["units_in_mbatch"]), t["every"], n_vec)
-    tu = cfg.transfer_update
+def agad_tile(t: dict[str, float], g: dict[str, float], dev_a: Any, dev_c: Any,
+              up: UpdateParameters, tu: UpdateParameters, io: tuple, a: Tensor, c: Tensor,
+              h: Tensor, mean: Tensor, past: Tensor, switched: Tensor, in_chop: Tensor,
+              out_chop: Tensor, ts: Tensor, st_a: dict[str, Tensor], st_c: dict[str, Tensor],
+              x: Tensor, d: Tensor, lr: float, counter: int, gen: torch.Generator) -> None:
+    """The AGAD update of one tile, in place (``t``: the transfer params, ``g``: the AGAD
+    params, named; shapes as ``transfer.chopped_tile``; ``mean``, ``past`` ``[rows, cols]``,
+    ``switched [cols]``)."""
+    cols = a.shape[1]
+    tile = TileScalars.of(ts)
     max_steps = float(tu.desired_bl)
-    cap = max_steps * cfg.buffer_cap
-    ns = n_samples(cfg)
-    mu = min(cfg.tail_weightening / ns, 1.0)
-    for n in range(n_vec):
-        if t["auto_scale"]:
-            m_x = ema(m_x, float(x[n].abs().max()), n_vec, t["auto_momentum"])
-            m_d = ema(m_d, float(d[n].abs().max()), n_vec, t["auto_momentum"])
-        c_lr = count_lr(t, lr, up.desired_bl, dev_a.dw_min, m_x, m_d)
-        sx = 1.0 - 2.0 * in_chop.to(x.dtype)
-        sd = 1.0 - 2.0 * out_chop.to(d.dtype)
-        a.copy_(update_tile(dev_a, up, a, st_a, (x[n] * sx)[None], (d[n] * sd)[None], c_lr, gen))
-        counter += 1
-        if every <= 0 or counter % every:
-            continue
-        k = slice_
+    cap = max_steps * g["buffer_cap"]
+    ns = n_samples(t["in_chop_prob"])
+    mu = min(g["tail_weightening"] / ns, 1.0)
+    momentum = t["momentum"]
+    for c_lr in fast_updates(t, tile, dev_a, up, a, st_a, in_chop, out_chop, x, d, lr, counter,
+                             gen):
+        k, sweeps = tile.slice, tile.sweeps
         s = sweeps % ns + 1
         scale = lr_scale(t, lr, c_lr, dev_a.dw_min, dev_c.dw_min, cols)
-        if cfg.experimental_correct_accumulation:
+        if g["experimental_correct_accumulation"]:
             scale /= min(float(s), 1.0 / dev_a.dw_min)
         v = read_column(a[:, k], io[0], io[1], gen)
         if bool(switched[k]):
@@ -107,10 +102,10 @@ def agad_tile(cfg: DynamicTransferCompound, t: dict[str, float], dev_a: Any, dev
         big = omega.abs() >= 1.0
         steps = torch.where(big, omega.trunc().clamp(-max_steps, max_steps),
                             torch.zeros_like(omega))
-        if cfg.forget_buffer:
-            omega = torch.where(big, omega * cfg.momentum, omega)
+        if t["forget_buffer"]:
+            omega = torch.where(big, omega * momentum, omega)
         else:
-            omega = torch.where(big, omega - (1.0 - cfg.momentum) * steps, omega)
+            omega = torch.where(big, omega - (1.0 - momentum) * steps, omega)
             if cap > 0:
                 omega = torch.where(big, omega.clamp(-cap, cap), omega)
         h[:, k] = omega
@@ -119,52 +114,49 @@ def agad_tile(cfg: DynamicTransferCompound, t: dict[str, float], dev_a: Any, dev
             sub = {key: val[:, k:k + 1] for key, val in st_c.items()}
             c[:, k:k + 1] = update_tile(dev_c, tu, c[:, k:k + 1].clone(), sub,
                                         torch.ones(1, 1, dtype=c.dtype), -steps[None],
-                                        cfg.step * dev_c.dw_min, gen)
+                                        t["step"] * dev_c.dw_min, gen)
         flip = s == ns
-        if cfg.in_chop_random and float(torch.rand((), generator=gen, dtype=torch.float64)) \
-                < cfg.in_chop_prob:
+        if t["in_chop_random"] and float(torch.rand((), generator=gen, dtype=torch.float64)) \
+                < t["in_chop_prob"]:
             flip = True
         if flip:
             in_chop[k] = 1 - in_chop[k]
             switched[k] = 1
-        if k == cols - 1:
-            sweeps += 1
-        slice_ = (k + 1) % cols
-    ts.copy_(torch.tensor([slice_, sweeps, m_x, m_d], dtype=ts.dtype))
+    tile.store(ts)
 
 
-@torch.no_grad()
-def agad_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
-    """The AGAD update of the unit-cell tile array ``arr`` for the batch ``x [N, G * in_g]``,
-    ``d [N, G * out_g]``, tile after tile with one generator seeded with ``seed``."""
-    rc = arr.rpu_config
-    cfg: DynamicTransferCompound = rc.device
-    dev_a, dev_c = cfg.unit_cell_devices
-    t = decode_transfer(encode_transfer(cfg))
-    io = quiet_io(cfg)
+def agad_update_reference(fast: Tensor, slow: Tensor, buffer: Tensor, mean: Tensor,
+                          past: Tensor, switched: Tensor, in_chop: Tensor, out_chop: Tensor,
+                          tile_state: Tensor, fast_state: list[Tensor], slow_state: list[Tensor],
+                          x: Tensor, d: Tensor, lr: float, seed: Tensor, counter: int,
+                          in_sizes: list[int], out_sizes: list[int], fast_kind: int,
+                          fast_params: list[float], slow_kind: int, slow_params: list[float],
+                          pulse_type: int, update_params: list[float], t_pulse_type: int,
+                          t_update_params: list[float], io_f: list[float], io_i: list[int],
+                          transfer_params: list[float], agad_params: list[float]) -> None:
+    """Reference kernel of ``analog::agad_update``: the AGAD update of a tile array ``[G,
+    out_g, in_g]`` in place (tile after tile, one generator seeded with ``seed``)."""
+    from .update_ops import decode_device, decode_update
+
+    dev_a, dev_c = decode_device(fast_kind, fast_params), decode_device(slow_kind, slow_params)
+    up, tu = decode_update(pulse_type, update_params), decode_update(t_pulse_type,
+                                                                     t_update_params)
+    t = decode_transfer(transfer_params)
+    g_params = dict(zip(AGAD_FIELDS, (float(v) for v in agad_params)))
     gen = torch.Generator().manual_seed(int(seed))
-    fast, slow = arr.tc_weights[0], arr.tc_weights[1]
-    states = [getattr(arr, "dev_" + key) for key in STATE_KEYS]
     g_count, out_g, in_g = fast.shape
     xg = x.to(fast.dtype).reshape(x.shape[0], g_count, in_g)
     dg = d.to(fast.dtype).reshape(d.shape[0], g_count, out_g)
-    in_sizes, out_sizes = list(arr.plan.in_sizes), list(arr.plan.out_sizes)
-    n_in, n_out = len(in_sizes), len(out_sizes)
-    counter = int(arr.tc_vectors)
-    for idx, (g, rows, cols) in enumerate(_tiles(g_count, in_sizes, out_sizes)):
-        i, j = divmod(idx % (n_in * n_out), n_out)
-        sa = {k: v[0, g, rows, cols] for k, v in zip(STATE_KEYS, states)}
-        sc = {k: v[1, g, rows, cols] for k, v in zip(STATE_KEYS, states)}
+    for g, i, j, rows, cols in tiles(g_count, in_sizes, out_sizes):
+        sa = {k: v[g, rows, cols] for k, v in zip(STATE_KEYS, fast_state)}
+        sc = {k: v[g, rows, cols] for k, v in zip(STATE_KEYS, slow_state)}
         a, c = fast[g, rows, cols].clone(), slow[g, rows, cols].clone()
-        h = arr.tc_buffer[g, rows, cols].clone()
-        mean, past = arr.tc_mean[g, rows, cols].clone(), arr.tc_past[g, rows, cols].clone()
-        sw = arr.tc_switched[g, j, cols].clone()
-        ic, oc = arr.tc_in_chop[g, j, cols].clone(), arr.tc_out_chop[g, i, rows].clone()
-        ts = arr.tc_tile[g, i, j].clone()
-        agad_tile(cfg, t, dev_a, dev_c, rc.update, io, a, c, h, mean, past, sw, ic, oc, ts, sa,
-                  sc, xg[:, g, cols], dg[:, g, rows], float(lr), counter, gen)
-        fast[g, rows, cols], slow[g, rows, cols], arr.tc_buffer[g, rows, cols] = a, c, h
-        arr.tc_mean[g, rows, cols], arr.tc_past[g, rows, cols] = mean, past
-        arr.tc_switched[g, j, cols] = sw
-        arr.tc_in_chop[g, j, cols], arr.tc_out_chop[g, i, rows] = ic, oc
-        arr.tc_tile[g, i, j] = ts
+        h, mn, ps = buffer[g, rows, cols], mean[g, rows, cols], past[g, rows, cols]
+        sw, ic = switched[g, j, cols].clone(), in_chop[g, j, cols].clone()
+        ts = tile_state[g, i, j].clone()
+        agad_tile(t, g_params, dev_a, dev_c, up, tu, (list(io_f), list(io_i)), a, c, h, mn, ps,
+                  sw, ic, out_chop[g, i, rows], ts, sa, sc, xg[:, g, cols], dg[:, g, rows],
+                  float(lr), int(counter), gen)
+        fast[g, rows, cols], slow[g, rows, cols] = a, c
+        switched[g, j, cols], in_chop[g, j, cols] = sw, ic
+        tile_state[g, i, j] = ts

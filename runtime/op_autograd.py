@@ -70,6 +70,10 @@ def _transfer_update_fake(*args):
     return None
 
 
+def _agad_update_fake(*args):
+    return None
+
+
 def _pcm_chip_fake(weight, *args):
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
@@ -155,6 +159,7 @@ _FAKES: dict[str, Callable[..., Any]] = {
     "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake, "device_chip": _pcm_chip_fake,
     "tile_update": _tile_update_fake,
     "transfer_update": _transfer_update_fake,
+    "agad_update": _agad_update_fake,
 }
 _AUTOGRAD: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "tile_forward": (_tile_forward_backward, _tile_forward_setup),

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from . import (
     _ext,
+    agad,
     chip_codec,
     chip_ops,
     conv_ops,
@@ -32,6 +33,7 @@ from . import (
 )
 from .config.noise import PCMLikeNoiseModel
 from .config.noise_base import NoiseModel
+from .config.transfer import DynamicTransferCompound
 from .periphery import KernelIO
 from .tiling import TilePlan
 
@@ -67,6 +69,15 @@ SCHEMAS: dict[str, str] = {
                        "int fast_kind, float[] fast_params, int slow_kind, float[] slow_params, "
                        "int pulse_type, float[] update_params, int t_pulse_type, "
                        f"float[] t_update_params, {_IO}, float[] transfer_params) -> ()",
+    # the AGAD update of a unit-cell tile array (in place; arguments: runtime/agad.py)
+    "agad_update": "(Tensor(a!) fast, Tensor(b!) slow, Tensor(c!) buffer, Tensor(d!) mean, "
+                   "Tensor(e!) past, Tensor(f!) switched, Tensor(g!) in_chop, Tensor out_chop, "
+                   "Tensor(h!) tile_state, Tensor[] fast_state, Tensor[] slow_state, Tensor x, "
+                   "Tensor d, float lr, Tensor seed, int counter, int[] in_sizes, "
+                   "int[] out_sizes, int fast_kind, float[] fast_params, int slow_kind, "
+                   "float[] slow_params, int pulse_type, float[] update_params, "
+                   f"int t_pulse_type, float[] t_update_params, {_IO}, "
+                   "float[] transfer_params, float[] agad_params) -> ()",
 }
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
@@ -75,6 +86,7 @@ _REFERENCE = {
     "pcm_chip": chip_ops.pcm_chip_reference, "device_chip": chip_ops.device_chip_reference,
     "tile_update": update_ops.tile_update_reference,
     "transfer_update": transfer.transfer_update_reference,
+    "agad_update": agad.agad_update_reference,
 }
 
 _lib = torch.library.Library("analog", "FRAGMENT")
@@ -163,9 +175,9 @@ def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: f
                                      dev_params, pulse_type, up_params)
 
 
-def transfer_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
-    """The c-TTv2 update (``analog::transfer_update``) of the unit-cell tile array ``arr``
-    (``runtime/unit_cell.py`` names its buffers) for the batch ``x``, ``d``, in place."""
+def _transfer_args(arr: Any) -> tuple:
+    """The encoded config arguments of ``arr``'s transfer op (c-TTv2's; AGAD's add
+    ``agad_params``), cached on ``arr`` until a config changes."""
     rc = arr.rpu_config
     cfg = rc.device
     fast, slow = cfg.unit_cell_devices
@@ -177,11 +189,34 @@ def transfer_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> Non
         args = (*update_ops.encode_device(fast), *update_ops.encode_device(slow),
                 *update_ops.encode_update(rc.update), *update_ops.encode_update(
                     cfg.transfer_update), list(io_f), list(io_i), transfer.encode_transfer(cfg))
+        if isinstance(cfg, DynamicTransferCompound):
+            args = (*args, agad.encode_agad(cfg))
         hit = arr._io_cache["transfer"] = (key, args)
+    return hit[1]
+
+
+def transfer_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
+    """The c-TTv2 update (``analog::transfer_update``) of the unit-cell tile array ``arr``
+    (``runtime/unit_cell.py`` names its buffers) for the batch ``x``, ``d``, in place."""
     states = [getattr(arr, "dev_" + name) for name in update_ops.STATE_KEYS]
     with torch.no_grad():
         torch.ops.analog.transfer_update(
             arr.tc_weights[0], arr.tc_weights[1], arr.tc_buffer, arr.tc_in_chop,
             arr.tc_out_chop, arr.tc_tile, [s[0] for s in states], [s[1] for s in states],
             x.contiguous(), d.contiguous(), float(lr), torch.tensor(int(seed)),
-            int(arr.tc_vectors), list(arr.plan.in_sizes), list(arr.plan.out_sizes), *hit[1])
+            int(arr.tc_vectors), list(arr.plan.in_sizes), list(arr.plan.out_sizes),
+            *_transfer_args(arr))
+
+
+def agad_update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
+    """The AGAD update (``analog::agad_update``) of the unit-cell tile array ``arr`` (its
+    buffers: ``runtime/unit_cell.py``, ``runtime/agad.py``) for the batch ``x``, ``d``, in
+    place."""
+    states = [getattr(arr, "dev_" + name) for name in update_ops.STATE_KEYS]
+    with torch.no_grad():
+        torch.ops.analog.agad_update(
+            arr.tc_weights[0], arr.tc_weights[1], arr.tc_buffer, arr.tc_mean, arr.tc_past,
+            arr.tc_switched, arr.tc_in_chop, arr.tc_out_chop, arr.tc_tile,
+            [s[0] for s in states], [s[1] for s in states], x.contiguous(), d.contiguous(),
+            float(lr), torch.tensor(int(seed)), int(arr.tc_vectors), list(arr.plan.in_sizes),
+            list(arr.plan.out_sizes), *_transfer_args(arr))

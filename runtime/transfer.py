@@ -34,6 +34,8 @@ weight read noise and output noise, ADC-rounded and clipped (``read_column``).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -142,6 +144,53 @@ def lr_scale(t: dict[str, float], lr: float, c_lr: float, dw_a: float, dw_c: flo
     return abs(lr_t) / bg
 
 
+@dataclass
+class TileScalars:
+    """A tile's ``TILE_FIELDS`` while its update runs."""
+
+    slice: int
+    sweeps: int
+    m_x: float
+    m_d: float
+
+    @classmethod
+    def of(cls, ts: Tensor) -> TileScalars:
+        """The scalars of ``tc_tile[g, i, j]``."""
+        s, w, m_x, m_d = (float(v) for v in ts.tolist())
+        return cls(int(s), int(w), m_x, m_d)
+
+    def store(self, ts: Tensor) -> None:
+        """Write them back into ``ts``."""
+        ts.copy_(torch.tensor([self.slice, self.sweeps, self.m_x, self.m_d], dtype=ts.dtype))
+
+
+def fast_updates(t: dict[str, float], tile: TileScalars, dev_a: Any, up: UpdateParameters,
+                 a: Tensor, st_a: dict[str, Tensor], in_chop: Tensor, out_chop: Tensor,
+                 x: Tensor, d: Tensor, lr: float, counter: int,
+                 gen: torch.Generator) -> Iterator[float]:
+    """The chopped fast update of ``a`` vector after vector (steps 1 and 2 of the module
+    docstring), shared by c-TTv2 and AGAD: yields the learning rate of each vector followed by
+    a transfer, whose column is ``tile.slice`` and sweep ``tile.sweeps``; after the caller's
+    transfer the column advances (and the sweep, after the last column)."""
+    n_vec, cols = x.shape[0], a.shape[1]
+    every = transfer_every(bool(t["units_in_mbatch"]), t["every"], n_vec)
+    for n in range(n_vec):
+        if t["auto_scale"]:
+            tile.m_x = ema(tile.m_x, float(x[n].abs().max()), n_vec, t["auto_momentum"])
+            tile.m_d = ema(tile.m_d, float(d[n].abs().max()), n_vec, t["auto_momentum"])
+        c_lr = count_lr(t, lr, up.desired_bl, dev_a.dw_min, tile.m_x, tile.m_d)
+        sx = 1.0 - 2.0 * in_chop.to(x.dtype)
+        sd = 1.0 - 2.0 * out_chop.to(d.dtype)
+        a.copy_(update_tile(dev_a, up, a, st_a, (x[n] * sx)[None], (d[n] * sd)[None], c_lr, gen))
+        counter += 1
+        if every <= 0 or counter % every:
+            continue
+        yield c_lr
+        if tile.slice == cols - 1:
+            tile.sweeps += 1
+        tile.slice = (tile.slice + 1) % cols
+
+
 def chopped_tile(t: dict[str, float], dev_a: Any, dev_c: Any, up: UpdateParameters,
                  tu: UpdateParameters, io: tuple[list[float], list[int]], a: Tensor, c: Tensor,
                  h: Tensor, in_chop: Tensor, out_chop: Tensor, ts: Tensor,
@@ -150,23 +199,11 @@ def chopped_tile(t: dict[str, float], dev_a: Any, dev_c: Any, up: UpdateParamete
     """Reference c-TTv2 update of one tile, in place: ``a``, ``c``, ``h`` ``[rows, cols]``,
     choppers ``in_chop [cols]``, ``out_chop [rows]`` (0/1), ``ts``: ``TILE_FIELDS``."""
     rows, cols = a.shape
-    n_vec = x.shape[0]
-    slice_, sweeps, m_x, m_d = (float(v) for v in ts.tolist())
-    slice_, sweeps = int(slice_), int(sweeps)
-    every = transfer_every(bool(t["units_in_mbatch"]), t["every"], n_vec)
+    tile = TileScalars.of(ts)
     max_steps = float(tu.desired_bl)
-    for n in range(n_vec):
-        if t["auto_scale"]:
-            m_x = ema(m_x, float(x[n].abs().max()), n_vec, t["auto_momentum"])
-            m_d = ema(m_d, float(d[n].abs().max()), n_vec, t["auto_momentum"])
-        c_lr = count_lr(t, lr, up.desired_bl, dev_a.dw_min, m_x, m_d)
-        sx = 1.0 - 2.0 * in_chop.to(x.dtype)
-        sd = 1.0 - 2.0 * out_chop.to(d.dtype)
-        a.copy_(update_tile(dev_a, up, a, st_a, (x[n] * sx)[None], (d[n] * sd)[None], c_lr, gen))
-        counter += 1
-        if every <= 0 or counter % every:
-            continue
-        k = slice_
+    for c_lr in fast_updates(t, tile, dev_a, up, a, st_a, in_chop, out_chop, x, d, lr, counter,
+                             gen):
+        k, sweeps = tile.slice, tile.sweeps
         v = read_column(a[:, k], io[0], io[1], gen) * lr_scale(t, lr, c_lr, dev_a.dw_min,
                                                                  dev_c.dw_min, cols)
         v = torch.where(out_chop != in_chop[k], -v, v)
@@ -197,9 +234,18 @@ def chopped_tile(t: dict[str, float], dev_a: Any, dev_c: Any, up: UpdateParamete
             if t["out_chop_prob"] > 0:
                 flips = torch.rand(rows, generator=gen, dtype=torch.float64) < t["out_chop_prob"]
                 out_chop.copy_(torch.where(flips, 1 - out_chop, out_chop))
-            sweeps += 1
-        slice_ = (k + 1) % cols
-    ts.copy_(torch.tensor([slice_, sweeps, m_x, m_d], dtype=ts.dtype))
+    tile.store(ts)
+
+
+def tiles(groups: int, in_sizes: list[int],
+          out_sizes: list[int]) -> Iterator[tuple[int, int, int, slice, slice]]:
+    """``(g, i, j, rows, cols)`` of every tile of a plan, in the kernels' order."""
+    from .update_ops import _tiles
+
+    n_in, n_out = len(in_sizes), len(out_sizes)
+    for idx, (g, rows, cols) in enumerate(_tiles(groups, list(in_sizes), list(out_sizes))):
+        i, j = divmod(idx % (n_in * n_out), n_out)
+        yield g, i, j, rows, cols
 
 
 def transfer_update_reference(fast: Tensor, slow: Tensor, buffer: Tensor, in_chop: Tensor,
@@ -213,7 +259,7 @@ def transfer_update_reference(fast: Tensor, slow: Tensor, buffer: Tensor, in_cho
                               transfer_params: list[float]) -> None:
     """Reference kernel of ``analog::transfer_update``: the c-TTv2 update of a tile array
     ``[G, out_g, in_g]`` in place (tile after tile, one generator seeded with ``seed``)."""
-    from .update_ops import _tiles, decode_device, decode_update
+    from .update_ops import decode_device, decode_update
 
     dev_a, dev_c = decode_device(fast_kind, fast_params), decode_device(slow_kind, slow_params)
     up, tu = decode_update(pulse_type, update_params), decode_update(t_pulse_type,
@@ -223,9 +269,7 @@ def transfer_update_reference(fast: Tensor, slow: Tensor, buffer: Tensor, in_cho
     g_count, out_g, in_g = fast.shape
     xg = x.to(fast.dtype).reshape(x.shape[0], g_count, in_g)
     dg = d.to(fast.dtype).reshape(d.shape[0], g_count, out_g)
-    n_in, n_out = len(in_sizes), len(out_sizes)
-    for idx, (g, rows, cols) in enumerate(_tiles(g_count, list(in_sizes), list(out_sizes))):
-        i, j = divmod(idx % (n_in * n_out), n_out)
+    for g, i, j, rows, cols in tiles(g_count, in_sizes, out_sizes):
         sa = {k: v[g, rows, cols] for k, v in zip(STATE_KEYS, fast_state)}
         sc = {k: v[g, rows, cols] for k, v in zip(STATE_KEYS, slow_state)}
         a, c, h = fast[g, rows, cols].clone(), slow[g, rows, cols].clone(), buffer[g, rows, cols]

@@ -26,7 +26,7 @@ from .config.transfer import (
     OneSidedUnitCell,
     UnitCellRPUConfig,
 )
-from .ops import tile_update, transfer_update
+from .ops import agad_update, tile_update, transfer_update
 from .tiling import TilePlan
 from .transfer import quiet_io, read_column, transfer_every
 from .update import STATE_KEYS, sample_device_state
@@ -158,7 +158,7 @@ def update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
         one_sided.update(arr, x, d, lr, seed)
         return
     if isinstance(cfg, DynamicTransferCompound):
-        agad.agad_update(arr, x, d, lr, seed)
+        agad_update(arr, x, d, lr, seed)
     elif isinstance(cfg, ChoppedTransferCompound):
         transfer_update(arr, x, d, lr, seed)
     else:

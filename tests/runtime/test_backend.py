@@ -37,7 +37,8 @@ def run_python(code: str, expect_ok: bool = True, **env: str) -> dict | str:
 def test_backend_names_every_op_and_device() -> None:
     b = backend()
     assert set(b) == {"tile_forward", "tile_backward", "tile_conv2d", "tile_readout", "im2col2d",
-                      "pcm_chip", "device_chip", "tile_update", "transfer_update"}
+                      "pcm_chip", "device_chip", "tile_update", "transfer_update",
+                      "agad_update"}
     for per_device in b.values():
         assert set(per_device) == {"cpu", "cuda"}
         assert per_device["cpu"] in ("cpp", "reference")
@@ -55,6 +56,7 @@ def test_loaded_extension_serves_cpu() -> None:
     assert backend()["tile_readout"]["cpu"] == "cpp"
     assert backend()["pcm_chip"]["cpu"] == "cpp"
     assert backend()["device_chip"]["cpu"] == "cpp"
+    assert backend()["agad_update"]["cpu"] == "cpp"
     if not torch.cuda.is_available():
         assert backend()["tile_forward"]["cuda"] == "reference"
 

@@ -1,0 +1,174 @@
+// Fused CPU kernel of analog::agad_update: the AGAD (DynamicTransferCompound) update of a
+// unit-cell tile array (runtime/ops.py; the semantics are those of the reference kernel
+// runtime/agad.py). c-TTv2's kernel (csrc/transfer_update.cpp) with AGAD's schedule and hook.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "pulse_update.h"
+#include "tile_kernels.h"
+#include "tile_periphery.h"
+#include "transfer_schedule.h"
+
+namespace analog {
+namespace {
+
+using namespace pulsed;  // NOLINT(build/namespaces): the kernel's own helpers
+
+// AGAD's transfer of one tile, run per row after each vector (runtime/agad.py): the read of
+// column col[n] of A (row j) against the reference (the mean of the previous chopper period),
+// the buffer, the running mean, and the pulses on C[j, col[n]].
+template <typename scalar_t>
+struct AgadHook {
+  const Schedule* s;
+  int64_t rows;
+  scalar_t* slow;              // C, H, the running and the past mean (ld = row stride)
+  scalar_t* buf;
+  scalar_t* mean;
+  scalar_t* past;
+  const scalar_t* const* sst;  // the slow devices' parameters
+  int64_t ld;
+  SlowWrite write;
+  double max_steps, momentum, cap, mu, one;
+  bool forget;
+  periphery::Io io;
+
+  inline void operator()(int64_t j, int64_t n, scalar_t* wr, Stream& rng) const {
+    const int64_t k = s->col[n];
+    if (k < 0) return;
+    const int64_t e = j * ld + k;
+    const double v = read_one(io, one, double(wr[k]), rng);  // not chopper-corrected
+    if (s->reset[n]) past[e] = mean[e];  // a new chopper period: the last one's mean
+    double dw = v - double(past[e]);
+    if (s->in_read[n] != s->out_snap[n * rows + j]) dw = -dw;
+    double omega = double(buf[e]) + dw * s->scales[n];
+    double steps = 0.0;
+    if (std::abs(omega) >= 1.0) {
+      steps = std::max(-max_steps, std::min(max_steps, std::trunc(omega)));
+      if (forget) {
+        omega *= momentum;
+      } else {
+        omega -= (1.0 - momentum) * steps;
+        if (cap > 0) omega = std::min(cap, std::max(-cap, omega));
+      }
+    }
+    buf[e] = static_cast<scalar_t>(omega);
+    mean[e] = static_cast<scalar_t>(double(mean[e]) * (1.0 - mu) + v * mu);
+    if (steps != 0.0 && s->write[n]) write(slow, sst, e, steps, rng);
+  }
+};
+
+}  // namespace
+
+#define ANALOG_AGAD_CASE(K)                                                                   \
+  case K:                                                                                     \
+    update_one_tile<scalar_t, K, AgadHook<scalar_t>>(ca, u, pulse_type, sch.lrs.data(), seed, \
+                                                     tile_id, w, fp, in_g, xt.data(), cols,   \
+                                                     dt.data(), rows, N, rows, cols, hook);   \
+    break;
+
+// Fused AGAD update (analog::agad_update; semantics: runtime/agad.py). Per tile: the serial
+// prologue (csrc/transfer_schedule.h, with AGAD's chopper periods and reference resets), then
+// the chopped fast update in parallel over rows with each row's transfers inline.
+void agad_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::Tensor& buffer,
+                     const at::Tensor& mean, const at::Tensor& past, const at::Tensor& switched,
+                     const at::Tensor& in_chop, const at::Tensor& out_chop,
+                     const at::Tensor& tile_state, at::TensorList fast_state,
+                     at::TensorList slow_state, const at::Tensor& x_in, const at::Tensor& d_in,
+                     double lr, const at::Tensor& seed_t, int64_t counter,
+                     at::IntArrayRef in_sizes, at::IntArrayRef out_sizes, int64_t fast_kind,
+                     at::ArrayRef<double> fast_params, int64_t slow_kind,
+                     at::ArrayRef<double> slow_params, int64_t pulse_type,
+                     at::ArrayRef<double> update_params, int64_t t_pulse_type,
+                     at::ArrayRef<double> t_update_params, at::ArrayRef<double> io_f,
+                     at::ArrayRef<int64_t> io_i, at::ArrayRef<double> tp,
+                     at::ArrayRef<double> agad_params) {
+  constexpr const char* op = "analog::agad_update";
+  check_transfer_arrays(op, fast, {&fast, &slow, &buffer, &mean, &past}, in_chop, out_chop,
+                        tile_state, fast_state, slow_state, x_in, d_in, in_sizes, out_sizes);
+  TORCH_CHECK(switched.scalar_type() == at::kChar && switched.is_contiguous() &&
+                  switched.sizes() == in_chop.sizes(),
+              op, ": switched must be a contiguous int8 tensor shaped like in_chop");
+  TORCH_CHECK(agad_params.size() == 3, op, ": expected 3 AGAD params");
+  TORCH_CHECK(fast_kind != kIdeal, op, ": the fast device must be pulsed");
+  const TransferParams p = transfer_params(op, tp);
+  const bool correct_accumulation = agad_params[0] != 0;
+  const double buffer_cap = agad_params[1], tail = agad_params[2];
+  const int64_t G = fast.size(0), out_g = fast.size(1), in_g = fast.size(2);
+  const int64_t N = x_in.size(0);
+  const int64_t n_in = in_sizes.size(), n_out = out_sizes.size();
+  const auto x = x_in.to(at::kDouble).contiguous();
+  const auto d = d_in.to(at::kDouble).contiguous();
+  const DeviceCfg ca = device_cfg(fast_kind, fast_params);
+  const DeviceCfg cc = device_cfg(slow_kind, slow_params);
+  const UpdateCfg u = update_cfg(update_params);
+  const UpdateCfg tu = update_cfg(t_update_params);
+  const periphery::Io io = periphery::unpack_io(io_f, io_i);
+  const int64_t seed = seed_t.item<int64_t>();
+  const int64_t every = every_of(p.in_mbatch, p.every_f, N);
+  // reads per chopper period (aihwkit's getNumInChopSamples)
+  const int64_t n_samples = p.in_chop_prob > 0
+      ? std::max<int64_t>(static_cast<int64_t>(std::ceil(1.0 / p.in_chop_prob)), 2) : 2;
+  const double mu = std::min(tail / static_cast<double>(n_samples), 1.0);
+  const SlowWrite write(&cc, &tu, t_pulse_type, p.step);
+  const double one = read_one_input(io);
+  int8_t* ic_all = in_chop.data_ptr<int8_t>();
+  int8_t* sw_all = switched.data_ptr<int8_t>();
+  // AGAD's output choppers never flip: the prologue reads a copy
+  std::vector<int8_t> oc_all(out_chop.data_ptr<int8_t>(),
+                             out_chop.data_ptr<int8_t>() + out_chop.numel());
+  double* ts_all = tile_state.data_ptr<double>();
+  const double* xp = x.data_ptr<double>();
+  const double* dp = d.data_ptr<double>();
+  std::vector<at::Tensor> fst, sst;
+  for (int k = 0; k < 6; ++k) {
+    fst.push_back(fast_state[k].to(fast.scalar_type()).contiguous());
+    sst.push_back(slow_state[k].to(fast.scalar_type()).contiguous());
+  }
+  AT_DISPATCH_FLOATING_TYPES(fast.scalar_type(), op, [&] {
+    Schedule sch;
+    for_each_tile(G, in_sizes, out_sizes, [&](int64_t g, int64_t i, int64_t j, int64_t tile_id,
+                                              int64_t r0, int64_t c0, int64_t rows,
+                                              int64_t cols) {
+      const int64_t chop = (g * n_out + j) * in_g + c0;
+      AgadRule rule{n_samples, correct_accumulation, sw_all + chop};
+      Stream prng(seed, 5, tile_id, 0);
+      schedule_tile(p, ca, cc, u, lr, every, xp + g * in_g + c0, dp + g * out_g + r0, G * in_g,
+                    G * out_g, N, rows, cols, counter, ic_all + chop,
+                    oc_all.data() + (g * n_in + i) * out_g + r0,
+                    ts_all + ((g * n_in + i) * n_out + j) * 4, prng, &rule, &sch);
+      const int64_t off = (g * out_g + r0) * in_g + c0;
+      const scalar_t* fp[6];
+      const scalar_t* sp[6];
+      for (int k = 0; k < 6; ++k) {
+        fp[k] = fst[k].data_ptr<scalar_t>() + off;
+        sp[k] = sst[k].data_ptr<scalar_t>() + off;
+      }
+      std::vector<scalar_t> xt(sch.xs.begin(), sch.xs.end()), dt(sch.ds.begin(), sch.ds.end());
+      AgadHook<scalar_t> hook{&sch, rows, slow.data_ptr<scalar_t>() + off,
+                              buffer.data_ptr<scalar_t>() + off, mean.data_ptr<scalar_t>() + off,
+                              past.data_ptr<scalar_t>() + off, sp, in_g, write,
+                              static_cast<double>(tu.desired_bl), p.momentum,
+                              static_cast<double>(tu.desired_bl) * buffer_cap, mu, one,
+                              p.forget, io};
+      scalar_t* w = fast.data_ptr<scalar_t>() + off;
+      switch (fast_kind) {
+        ANALOG_AGAD_CASE(kConstant)
+        ANALOG_AGAD_CASE(kLinear)
+        ANALOG_AGAD_CASE(kSoft)
+        ANALOG_AGAD_CASE(kExp)
+        ANALOG_AGAD_CASE(kPow)
+        ANALOG_AGAD_CASE(kPiecewise)
+        default:
+          TORCH_CHECK(false, op, ": unknown device kind ", fast_kind);
+      }
+    });
+  });
+}
+
+#undef ANALOG_AGAD_CASE
+
+}  // namespace analog
