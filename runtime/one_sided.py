@@ -9,8 +9,8 @@ x`` that would raise ``W`` is an up pulse on ``g+``, every one that would lower 
 on ``g-``. Both halves run the fused ``analog::tile_update`` with the same seed, hence the same
 pulse trains: ``g+`` on ``(x, d)`` and ``g-`` on ``(x, -d)``, each with its down steps
 (``scale_down``) set to 0, and both with the bit-line arithmetic of aihwkit's compound
-granularity (the mean ``dw_min`` of the two devices). A zero step is exact for every model but
-``ExpStepDevice``, whose additive step noise does not vanish with the step (refused).
+granularity (the mean ``weight_granularity`` of the two devices). A zero step is exact for every
+model but ``ExpStepDevice``, whose additive step noise does not vanish with the step (refused).
 
 Refresh (``refresh_every > 0``; after vector ``c`` with ``c % every == 0``, ``every =
 refresh_every`` times the batch size with ``units_in_mbatch``): each column ``k`` of both
@@ -134,8 +134,8 @@ def update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
     rc = arr.rpu_config
     cfg: OneSidedUnitCell = rc.device
     dev_m, dev_p = devices(cfg)
-    gran = 0.5 * (dev_m.dw_min + dev_p.dw_min)  # aihwkit's compound weight granularity
-    dev_m, dev_p = dev_m.replace(dw_min=gran), dev_p.replace(dw_min=gran)
+    # aihwkit's compound weight granularity: the mean of the two devices'
+    gran = 0.5 * (dev_m.weight_granularity + dev_p.weight_granularity)
     st_p, st_m = _up_only(arr, PLUS), _up_only(arr, MINUS)
     n_vec = x.shape[0]
     every = refresh_every(cfg, n_vec)
@@ -147,8 +147,10 @@ def update(arr: Any, x: Tensor, d: Tensor, lr: float, seed: int) -> None:
             stop = min(n_vec, start + every - (counter + start) % every)
         s = torch.tensor((seed * 7 + 2 * k) % 2**62)
         xs, ds = x[start:stop], d[start:stop]
-        tile_update(arr.tc_weights[PLUS], st_p, xs, ds, lr, s, arr.plan, dev_p, rc.update)
-        tile_update(arr.tc_weights[MINUS], st_m, xs, -ds, lr, s, arr.plan, dev_m, rc.update)
+        tile_update(arr.tc_weights[PLUS], st_p, xs, ds, lr, s, arr.plan, dev_p, rc.update,
+                    gran)
+        tile_update(arr.tc_weights[MINUS], st_m, xs, -ds, lr, s, arr.plan, dev_m, rc.update,
+                    gran)
         if every > 0 and (counter + stop) % every == 0:
             arr.tc_refreshes += refresh(arr, (seed * 7 + 2 * k + 1) % 2**62)
         start, k = stop, k + 1

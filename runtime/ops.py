@@ -163,11 +163,12 @@ def pcm_chip(weight: Tensor, plan: TilePlan, model: NoiseModel, seed: int | Tens
 
 def tile_update(weight: Tensor, state: list[Tensor], x: Tensor, d: Tensor, lr: float,
                 seed: Tensor, plan: TilePlan, device: update_ops.DeviceConfig,
-                update: update_ops.UpdateParameters) -> None:
+                update: update_ops.UpdateParameters, granularity: float | None = None) -> None:
     """Apply the pulsed update of the batch ``x [N, G*in_g]``, ``d [N, G*out_g]`` with learning
     rate ``lr`` to ``weight [G, out_g, in_g]`` in place (``analog::tile_update``; ``state``: the
-    per-device tensors in ``runtime.update.STATE_KEYS`` order)."""
-    kind, dev_params = update_ops.encode_device(device)
+    per-device tensors in ``runtime.update.STATE_KEYS`` order; ``granularity``: BL management's
+    weight granularity, default the device's ``weight_granularity``)."""
+    kind, dev_params = update_ops.encode_device(device, granularity)
     pulse_type, up_params = update_ops.encode_update(update)
     with torch.no_grad():
         torch.ops.analog.tile_update(weight, state, x.contiguous(), d.contiguous(), float(lr),

@@ -10,6 +10,15 @@ passes of aihwkit's analog SGD on the tiles:
   saved, when the optimizer (``AnalogSGD``) calls ``apply_update(lr)``. Autograd gives the tile
   weights no ``.grad``: a digital optimizer leaves them alone.
 
+Weight scaling (``mapping.weight_scaling_omega > 0``, aihwkit's ``TileWithPeriphery``): the tile
+weights are the logical weights divided by the mapping scales ``alpha`` (per tile, or per tile
+row with ``weight_scaling_columnwise``); the forward multiplies each tile's output by ``alpha``,
+the backward feeds ``alpha * d`` into each tile, and the update writes ``d / alpha``, so the
+logical weights change by ``-lr d^T x`` as without scaling. Where the input splits of a row
+have different scales, backward and update run split by split (``UnitCellRPUConfig`` needs one
+input split). Learned output scales (``learn_out_scaling``) multiply the output before the
+digital bias and are trained by the digital optimizer, as in aihwkit.
+
 State (``state_dict``, tensors only, loads with ``weights_only=True``): the inference tile
 array's, plus ``dev_<key>`` for each key of ``runtime.update.STATE_KEYS`` (the per-device
 parameters, drawn once from ``device_seed``) and ``update_count`` (update calls so far; with
@@ -19,6 +28,7 @@ parameters, drawn once from ``device_seed``) and ``update_count`` (update calls 
 from __future__ import annotations
 
 import weakref
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -62,8 +72,9 @@ class _TrainingTileFunction(torch.autograd.Function):
         ctx.arr = arr
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
-        y, _ = tile_forward(x, weight, None, bias, new_seed(), list(arr.plan.in_sizes),
-                            list(arr.plan.out_sizes), arr.kernel_io, False)
+        y, _ = tile_forward(x, weight, arr.digital_scales("mapping"), bias, new_seed(),
+                            list(arr.plan.in_sizes), list(arr.plan.out_sizes), arr.kernel_io,
+                            False)
         return y
 
     @staticmethod
@@ -94,6 +105,7 @@ class TrainingTileArray(TileArray):
                             f"got {type(rpu_config).__name__}")
         super().__init__(out_features, in_features, rpu_config, bias=bias, groups=groups,
                          device=device, dtype=dtype)
+        self._check_scaling(rpu_config)
         kw = {"device": self.weight.device, "dtype": self.weight.dtype}
         for key in STATE_KEYS:
             self.register_buffer("dev_" + key, torch.zeros(self.weight.shape, **kw))
@@ -113,6 +125,13 @@ class TrainingTileArray(TileArray):
     def rpu_config(self, value: Any) -> None:
         self._rpu_config = value
         self._io_cache = {}
+
+    def _check_scaling(self, rpu_config: Any) -> None:
+        if (isinstance(rpu_config, UnitCellRPUConfig) and self.plan.n_in > 1
+                and rpu_config.mapping.weight_scaling_omega > 0):
+            raise ValueError("TrainingTileArray: UnitCellRPUConfig.mapping.weight_scaling_omega"
+                             " > 0 needs one tile over the inputs (mapping.max_input_size >= "
+                             f"{self.plan.in_features}, or 0)")
 
     @property
     def pulsed_device(self) -> Any:
@@ -199,6 +218,7 @@ class TrainingTileArray(TileArray):
             raise TypeError("TrainingTileArray: a checkpoint's rpu_config must be a "
                             "SingleRPUConfig, DigitalRankUpdateRPUConfig or UnitCellRPUConfig, "
                             f"got {type(rpu_config).__name__}")
+        self._check_scaling(rpu_config)
         super().apply_rpu_config(rpu_config)
         self._sync_compound_state()
 
@@ -211,16 +231,48 @@ class TrainingTileArray(TileArray):
         key = id(self.weight)
         if key not in _ARRAYS:  # what AnalogSGD finds
             _ARRAYS[key] = weakref.ref(self, lambda _ref, k=key: _ARRAYS.pop(k, None))
-        return _TrainingTileFunction.apply(x, self.weight, self.bias, self)
+        alpha = self.out_scaling_alpha  # learned output scales: before the digital bias
+        y = _TrainingTileFunction.apply(x, self.weight, self.bias if alpha is None else None,
+                                        self)
+        if alpha is not None:
+            y = y * alpha
+            if self.bias is not None:
+                y = y + self.bias
+        return y
+
+    def _split_scales(self) -> list[tuple[slice | None, Tensor | None]]:
+        """``(columns, row scales [G * out_g])`` per input split with its own mapping scales:
+        one ``(None, scales)`` entry when every split has the same (or no) scales."""
+        scales = self.digital_scales("mapping")
+        if scales is None:
+            return [(None, None)]
+        if bool((scales == scales[:, :1]).all()):
+            return [(None, scales[:, 0].reshape(-1))]
+        offsets = self.plan.offsets(self.plan.in_sizes)
+        return [(slice(o, o + n), scales[:, i].reshape(-1))
+                for i, (o, n) in enumerate(zip(offsets, self.plan.in_sizes))]
 
     def backward_pass(self, d: Tensor, weight: Tensor | None = None) -> Tensor:
         """The input gradient of the error ``d [N, G * out_g]``: the transposed tiles' forward
-        with ``rpu_config.backward``."""
+        with ``rpu_config.backward`` (of ``alpha * d`` with weight scaling)."""
         w = (self.weight if weight is None else weight).detach()
-        gx, _ = tile_forward(d, w.transpose(1, 2).contiguous(), None, None, new_seed(),
-                             list(self.plan.out_sizes), list(self.plan.in_sizes),
-                             self.packed_io("backward"), False)
-        return gx
+        plan = self.plan
+        io = self.packed_io("backward")
+        splits = self._split_scales()
+        if splits[0][0] is None:
+            alpha = splits[0][1]
+            gx, _ = tile_forward(d if alpha is None else d * alpha, w.transpose(1, 2).contiguous(),
+                                 None, None, new_seed(), list(plan.out_sizes),
+                                 list(plan.in_sizes), io, False)
+            return gx
+        n, g = d.shape[0], plan.groups
+        gx = d.new_empty(n, g, plan.in_features)
+        for cols, alpha in splits:
+            part, _ = tile_forward(d * alpha, w[:, :, cols].transpose(1, 2).contiguous(), None,
+                                   None, new_seed(), list(plan.out_sizes),
+                                   [cols.stop - cols.start], io, False)
+            gx[:, :, cols] = part.view(n, g, -1)
+        return gx.view(n, -1)
 
     @property
     def has_pending_update(self) -> bool:
@@ -240,20 +292,56 @@ class TrainingTileArray(TileArray):
             raise ValueError(f"TrainingTileArray.update: d must be [{x.shape[0]}, {n_out}], "
                              f"got {list(d.shape)}")
         seed = (int(self.device_seed) * 1_000_003 + int(self.update_count) + 1) % 2**62
-        if self.is_unit_cell:
-            unit_cell.update(self, x, d, float(lr), seed)
-        elif isinstance(self.rpu_config, DigitalRankUpdateRPUConfig):
-            gen = torch.Generator(device=self.weight.device).manual_seed(seed)
-            state = dict(zip(STATE_KEYS, self.device_state()))
-            row = mixed_precision_update(self.weight, self.mp_chi, state, x, d, float(lr),
-                                         self.rpu_config.device, int(self.update_count) + 1,
-                                         int(self.mp_row), gen)
-            self.mp_row.fill_(row)
-        else:
-            tile_update(self.weight, self.device_state(), x, d, float(lr),
-                        torch.tensor(seed, dtype=torch.int64), plan, self.rpu_config.device,
-                        self.rpu_config.update)
+        splits = self._split_scales()
+        if splits[0][0] is None:
+            alpha = splits[0][1]
+            self._update_part(None, x, d if alpha is None else d / alpha, float(lr), seed)
+        elif self.is_unit_cell:
+            raise ValueError("TrainingTileArray.update: a UnitCellRPUConfig needs the same "
+                             "mapping scales on every input split (one tile over the inputs)")
+        else:  # each input split with its own scales (aihwkit: one tile each)
+            xg = x.view(x.shape[0], plan.groups, plan.in_features)
+            row = int(self.mp_row) if "mp_row" in self._buffers else 0
+            for i, (cols, alpha) in enumerate(splits):
+                xi = xg[:, :, cols].reshape(x.shape[0], -1)
+                nxt = self._update_part(cols, xi, d / alpha, float(lr),
+                                        (seed + 7919 * i) % 2**62, row)
+            if "mp_row" in self._buffers:
+                self.mp_row.fill_(nxt)
         self.update_count += 1
+
+    def _update_part(self, cols: slice | None, x: Tensor, d: Tensor, lr: float, seed: int,
+                     row: int | None = None) -> int:
+        """The update of the input columns ``cols`` (None: all) for ``x``, ``d``; returns the
+        next mixed-precision transfer row."""
+        if self.is_unit_cell:
+            unit_cell.update(self, x, d, lr, seed)
+            return 0
+        mp = isinstance(self.rpu_config, DigitalRankUpdateRPUConfig)
+        full = cols is None
+        cols = slice(None) if full else cols
+        w = self.weight if full else self.weight[:, :, cols].contiguous()
+        state = [s if full else s[:, :, cols].contiguous() for s in self.device_state()]
+        if mp:
+            chi = self.mp_chi if full else self.mp_chi[:, :, cols].contiguous()
+            gen = torch.Generator(device=self.weight.device).manual_seed(seed)
+            nxt = mixed_precision_update(w, chi, dict(zip(STATE_KEYS, state)), x, d, lr,
+                                         self.rpu_config.device, int(self.update_count) + 1,
+                                         int(self.mp_row) if row is None else row, gen)
+            if full:
+                self.mp_row.fill_(nxt)
+            else:
+                self.mp_chi[:, :, cols] = chi
+        else:
+            nxt = 0
+            plan = self.plan if full else SimpleNamespace(
+                in_sizes=(w.shape[2],), out_sizes=tuple(self.plan.out_sizes))
+            tile_update(w, state, x, d, lr, torch.tensor(seed, dtype=torch.int64), plan,
+                        self.rpu_config.device, self.rpu_config.update)
+        if not full:
+            with torch.no_grad():
+                self.weight[:, :, cols] = w
+        return nxt
 
     def apply_update(self, lr: float) -> None:
         """Apply (and forget) every update the backward passes recorded since the last call."""

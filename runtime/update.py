@@ -18,6 +18,11 @@ DETERMINISTIC_IMPLICIT: ``round(BL p_i q_j)``) and then ``ceil(max c)`` pulse ro
 ``k`` applies one pulse, scaled by ``clamp(c - k, 0, 1)``, in direction ``-sign(x_i d_j)`` to
 every device with ``c_ji > k`` (see ``apply_pulse``). Pulse type NONE (and an ``IdealDevice``)
 is the floating-point update; NONE_WITH_DEVICE also clips to the device bounds.
+
+Granularity. BL and update management divide by the device's weight granularity (aihwkit's
+``calcWeightGranularity``: ``dw_min``, but ``dw_min * 0.5 ** pow_gamma`` for PowStep, the middle
+up node for PiecewiseStep, the down step at 0 for ExpStep). The kernels' device configs
+(``update_ops.decode_device``) carry it in ``dw_min``, which is what ``update_tile`` reads.
 """
 
 from __future__ import annotations
@@ -190,7 +195,8 @@ def coincidences(up: UpdateParameters, bl: int, p: Tensor, q: Tensor,
 
 def update_tile(device: Any, up: UpdateParameters, w: Tensor, state: dict[str, Tensor],
                 x: Tensor, d: Tensor, lr: float, gen: torch.Generator) -> Tensor:
-    """One tile's ``w [out, in]`` after the update of the batch ``x [N, in]``, ``d [N, out]``."""
+    """One tile's ``w [out, in]`` after the update of the batch ``x [N, in]``, ``d [N, out]``
+    (``device.dw_min``: the weight granularity, see the module docstring)."""
     if isinstance(device, IdealDevice) or up.pulse_type in (PulseType.NONE,
                                                             PulseType.NONE_WITH_DEVICE):
         w = w - lr * d.T @ x

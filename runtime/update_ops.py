@@ -9,8 +9,11 @@ training tile array, in place; schema and call wrapper in ``runtime/ops.py``)::
 update configs travel as numbers (``encode_device`` / ``encode_update``; the kernels' table):
 
 - ``device_kind``: the index in ``DEVICE_KINDS``;
-- ``device_params``: ``dw_min, dw_min_std, mult_noise, A_up, A_down, gamma_up, gamma_down, a,
-  b, dw_min_std_add, dw_min_std_slope`` then the piecewise nodes (up, then down);
+- ``device_params``: ``granularity, dw_min_std, mult_noise, A_up, A_down, gamma_up, gamma_down, a,
+  b, dw_min_std_add, dw_min_std_slope`` then the piecewise nodes (up, then down); the first is
+  the device's ``weight_granularity`` (aihwkit's ``calcWeightGranularity``, the ``dw_min`` of BL
+  and update management), so the decoded config's ``dw_min`` is that granularity (the step
+  sizes themselves are in ``state``);
 - ``pulse_type``: the index in ``list(PulseType)``;
 - ``update_params``: ``desired_bl, fixed_bl, update_bl_management, update_management,
   um_grad_scale, res, sto_round, x_res_implicit, d_res_implicit``.
@@ -49,14 +52,17 @@ _UPDATE_FIELDS = ("desired_bl", "fixed_bl", "update_bl_management", "update_mana
                   "um_grad_scale", "res", "sto_round", "x_res_implicit", "d_res_implicit")
 
 
-def encode_device(device: DeviceConfig) -> tuple[int, list[float]]:
-    """``(device_kind, device_params)`` of a device config."""
+def encode_device(device: DeviceConfig,
+                  granularity: float | None = None) -> tuple[int, list[float]]:
+    """``(device_kind, device_params)`` of a device config; ``granularity`` overrides the
+    device's ``weight_granularity`` (a compound's, e.g. ``OneSidedUnitCell``)."""
     # presets are subclasses of the device models: the model decides the kernel
     kind = next((k for k, cls in enumerate(DEVICE_KINDS) if isinstance(device, cls)), 1)
     if isinstance(device, IdealDevice):
         return kind, [0.0] * _N_FIXED
     exp = device if isinstance(device, ExpStepDevice) else ExpStepDevice()
-    params = [device.dw_min, device.dw_min_std, float(getattr(device, "mult_noise", True)),
+    gran = device.weight_granularity if granularity is None else float(granularity)
+    params = [gran, device.dw_min_std, float(getattr(device, "mult_noise", True)),
               exp.A_up, exp.A_down, exp.gamma_up, exp.gamma_down, exp.a, exp.b,
               exp.dw_min_std_add, exp.dw_min_std_slope]
     if isinstance(device, PiecewiseStepDevice):
@@ -65,7 +71,8 @@ def encode_device(device: DeviceConfig) -> tuple[int, list[float]]:
 
 
 def decode_device(kind: int, params: list[float]) -> DeviceConfig:
-    """The device config the kernels see (only the fields the update uses)."""
+    """The device config the kernels see (only the fields the update uses; ``dw_min`` is the
+    encoded weight granularity)."""
     cls = DEVICE_KINDS[kind]
     if cls is IdealDevice:
         return IdealDevice()

@@ -4,7 +4,7 @@
 the update is accumulated digitally in a floating-point matrix ``chi`` (Nandakumar et al.,
 Front. Neurosci. 2020); every ``transfer_every`` updates, rows of ``chi`` are written to the
 analog devices as ``n = round(transfer_lr * chi / eps)`` pulses (``eps`` = ``granularity``, or
-the device's ``dw_min``), and ``chi -= n * eps / transfer_lr``.
+the device's ``weight_granularity``), and ``chi -= n * eps / transfer_lr``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class MixedPrecisionCompound(ConfigBase):
     random_row: bool = False
     """Start each transfer at a random row instead of the next one."""
     granularity: float = 0.0
-    """The step ``eps`` that one pulse stands for; 0: the device's ``dw_min``."""
+    """The step ``eps`` that one pulse stands for; 0: the device's ``weight_granularity``
+    (``dw_min`` for most models, as aihwkit's ``getWeightGranularity``)."""
     transfer_lr: float = 1.0
     """Scale of the transfer onto the devices."""
     n_x_bins: int = 0
@@ -60,8 +61,8 @@ class MixedPrecisionCompound(ConfigBase):
 
     @property
     def eps(self) -> float:
-        """The granularity in use: ``granularity`` or the device's ``dw_min``."""
-        return self.granularity if self.granularity > 0 else self.device.dw_min
+        """The granularity in use: ``granularity`` or the device's ``weight_granularity``."""
+        return self.granularity if self.granularity > 0 else self.device.weight_granularity
 
 
 @dataclass

@@ -20,6 +20,7 @@ means something else than in aihwkit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,11 @@ class IdealDevice(ConfigBase):
     @property
     def dw_min(self) -> float:
         """The weight granularity of BL management (an ideal device has none: 0)."""
+        return 0.0
+
+    @property
+    def weight_granularity(self) -> float:
+        """aihwkit's ``calcWeightGranularity``: none for an ideal device (0)."""
         return 0.0
 
 
@@ -137,6 +143,14 @@ class PulsedDevice(ConfigBase):
 
     def _check_model(self) -> None:
         """Validation of the subclass's own fields."""
+
+    @property
+    def weight_granularity(self) -> float:
+        """The weight change one pulse stands for in BL and update management, mixed precision
+        and the transfer compounds (aihwkit's ``calcWeightGranularity``): ``dw_min`` unless the
+        model's step at the middle of the range differs (``ExpStepDevice``, ``PowStepDevice``,
+        ``PiecewiseStepDevice``)."""
+        return self.dw_min
 
 
 @dataclass
@@ -268,6 +282,16 @@ class ExpStepDevice(_WriteNoiseDevice):
         for name in ("dw_min_std_add", "dw_min_std_slope"):
             check_number(self, name, min_value=0.0)
 
+    @property
+    def weight_granularity(self) -> float:
+        """aihwkit's granularity of the exponential step: the down step at ``w = 0`` (aihwkit
+        averages the down step with itself, not with the up step), ``dw_min`` if that is 0."""
+        down_bias = -self.up_down if self.up_down > 0 else 0.0
+        z = self.b  # z at w = 0
+        dw_down = (1.0 + down_bias) * self.dw_min * max(
+            1.0 - self.A_down * math.exp(-self.gamma_down * z), 0.0)
+        return dw_down if dw_down > 0 else self.dw_min
+
 
 @dataclass
 class PowStepDevice(_WriteNoiseDevice):
@@ -291,6 +315,12 @@ class PowStepDevice(_WriteNoiseDevice):
         super()._check_model()
         for name in ("pow_gamma_dtod", "pow_up_down_dtod"):
             check_number(self, name, min_value=0.0)
+
+    @property
+    def weight_granularity(self) -> float:
+        """aihwkit's granularity of the power step: the step at the middle of the range,
+        ``dw_min * 0.5 ** pow_gamma``."""
+        return self.dw_min * 0.5 ** self.pow_gamma
 
 
 @dataclass
@@ -319,6 +349,13 @@ class PiecewiseStepDevice(_WriteNoiseDevice):
                              f"the same length ({len(self.piecewise_up)} != "
                              f"{len(self.piecewise_down)})")
         super()._check_model()
+
+    @property
+    def weight_granularity(self) -> float:
+        """aihwkit's granularity of the piecewise step: ``dw_min`` times the up node at index
+        ``len(piecewise_up) // 2`` (``dw_min`` where that node is 0: aihwkit divides by 0)."""
+        node = self.piecewise_up[len(self.piecewise_up) // 2]
+        return self.dw_min * node if node > 0 else self.dw_min
 
 
 PULSED_DEVICE_TYPES = (IdealDevice, PulsedDevice, ConstantStepDevice, LinearStepDevice,

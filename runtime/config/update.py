@@ -85,16 +85,13 @@ class TrainingRPUConfigBase(ConfigBase):
     update: UpdateParameters = field(default_factory=UpdateParameters)
     """Pulse trains of the update."""
     mapping: MappingParameter = field(default_factory=MappingParameter)
-    """Tile sizes."""
+    """Tile sizes, weight scaling and learned output scales."""
 
     def _check_training_fields(self) -> None:
         check_config(self, "forward", IOParameters)
         check_config(self, "backward", IOParameters)
         check_config(self, "update", UpdateParameters)
         check_config(self, "mapping", MappingParameter)
-        if self.mapping.weight_scaling_omega > 0 or self.mapping.learn_out_scaling:
-            raise ValueError(f"{type(self).__name__}.mapping: weight_scaling_omega > 0 and "
-                             "learn_out_scaling are not supported on training tiles")
 
     @property
     def noise_model(self) -> None:
@@ -115,8 +112,8 @@ class SingleRPUConfig(TrainingRPUConfigBase):
     """A training tile of one resistive device per cross-point: the forward and the backward
     run through their own periphery, the update is pulsed (aihwkit's ``SingleRPUConfig``).
 
-    Weight scaling (``mapping.weight_scaling_omega > 0``) and learned output scales are not
-    supported on training tiles: the tile weights are the layer's weights."""
+    With weight scaling (``mapping.weight_scaling_omega > 0``) the devices hold the layer's
+    weights divided by digital mapping scales, as in aihwkit (``runtime/training_tile.py``)."""
 
     device: IdealDevice | PulsedDevice = field(default_factory=ConstantStepDevice)
     """The resistive device (one of ``PULSED_DEVICE_TYPES``)."""

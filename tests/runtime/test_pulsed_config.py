@@ -101,8 +101,8 @@ def test_pulse_type_accepts_aihwkit_values_and_names():
     (lambda: UpdateParameters(desired_bl=0), r"UpdateParameters\.desired_bl must be >= 1"),
     (lambda: UpdateParameters(pulse_type="bogus"), r"UpdateParameters\.pulse_type"),
     (lambda: UpdateParameters(um_grad_scale=0.0), r"UpdateParameters\.um_grad_scale"),
-    (lambda: SingleRPUConfig(mapping=MappingParameter(weight_scaling_omega=1.0)),
-     r"SingleRPUConfig\.mapping: weight_scaling_omega"),
+    (lambda: SingleRPUConfig(mapping=MappingParameter(weight_scaling_omega=-1.0)),
+     r"MappingParameter\.weight_scaling_omega"),
 ])
 def test_bad_values_name_the_field(make, match):
     with pytest.raises(ValueError, match=match):
