@@ -1,13 +1,15 @@
 // Counter-based random numbers for the analog kernels: Philox4x32-10 (Salmon et al., SC'11)
 // keyed by the op's seed, with the counter built from (element, vector, tile, round, stream), so a
 // value depends only on what it is drawn for, never on the thread that draws it. Normals come from
-// Box-Muller with branch-free polynomial log/sin/cos (float accuracy), written as loops over lanes
-// that the compiler vectorises.
+// Box-Muller with branch-free polynomial log (fast_math.h's) and sin/cos (float accuracy), written
+// as loops over lanes that the compiler vectorises.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "fast_math.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -59,33 +61,6 @@ inline float open_uniform(uint32_t v) {
 // Uniform in [0, 1).
 inline float half_open_uniform(uint32_t v) {
   return static_cast<float>(v >> 8) * (1.0f / 16777216.0f);
-}
-
-// Natural log for x in (0, 1] (cephes logf polynomial, branch-free).
-inline float fast_log(float x) {
-  uint32_t i;
-  std::memcpy(&i, &x, 4);
-  float e = static_cast<float>(static_cast<int32_t>((i >> 23) & 0xffu) - 126);
-  const uint32_t mi = (i & 0x007fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
-  float m;
-  std::memcpy(&m, &mi, 4);
-  const bool small = m < 0.707106781186547524f;
-  e = small ? e - 1.0f : e;
-  const float t = (m - 1.0f) + (small ? m : 0.0f);
-  const float z = t * t;
-  float y = 7.0376836292e-2f;
-  y = y * t - 1.1514610310e-1f;
-  y = y * t + 1.1676998740e-1f;
-  y = y * t - 1.2420140846e-1f;
-  y = y * t + 1.4249322787e-1f;
-  y = y * t - 1.6668057665e-1f;
-  y = y * t + 2.0000714765e-1f;
-  y = y * t - 2.4999993993e-1f;
-  y = y * t + 3.3333331174e-1f;
-  y = y * t * z;
-  y += -2.12194440e-4f * e;
-  y += -0.5f * z;
-  return t + y + 0.693359375f * e;
 }
 
 // (r cos(theta), r sin(theta)) with theta uniform on a full turn, drawn from u in [0, 1): the
@@ -144,29 +119,6 @@ inline void philox8(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey k
 
 inline __m256 top24(__m256i v) { return _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 8)); }
 
-inline __m256 log8(__m256 x) {
-  const __m256i i = _mm256_castps_si256(x);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(
-      _mm256_and_si256(_mm256_srli_epi32(i, 23), _mm256_set1_epi32(0xff)),
-      _mm256_set1_epi32(126)));
-  const __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
-      _mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
-  const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
-  e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
-  const __m256 t = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(small, m));
-  const __m256 z = _mm256_mul_ps(t, t);
-  static const float c[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
-                             -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
-                             2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
-  __m256 y = _mm256_set1_ps(c[0]);
-  for (int k = 1; k < 9; ++k) y = _mm256_add_ps(_mm256_mul_ps(y, t), _mm256_set1_ps(c[k]));
-  y = _mm256_mul_ps(_mm256_mul_ps(y, t), z);
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-2.12194440e-4f), e));
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-0.5f), z));
-  return _mm256_add_ps(_mm256_add_ps(t, y), _mm256_mul_ps(_mm256_set1_ps(0.693359375f), e));
-}
-
 inline void polar8(__m256 r, __m256i bits, __m256& a, __m256& b) {
   const __m256 t4 = _mm256_mul_ps(_mm256_mul_ps(top24(bits), _mm256_set1_ps(1.0f / 16777216.0f)),
                                   _mm256_set1_ps(4.0f));
@@ -220,9 +172,9 @@ inline void normal_block(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, Rng
   uint32_t w[4][kLanes];
   philox_lanes(c0, c1, c2, c3, key, w);
   for (int l = 0; l < kLanes; ++l) {
-    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+    polar_pair(std::sqrt(-2.0f * vlog(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
                out[l], out[kLanes + l]);
-    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[2][l]))), half_open_uniform(w[3][l]),
+    polar_pair(std::sqrt(-2.0f * vlog(open_uniform(w[2][l]))), half_open_uniform(w[3][l]),
                out[2 * kLanes + l], out[3 * kLanes + l]);
   }
 #endif
