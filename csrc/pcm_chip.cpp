@@ -62,8 +62,10 @@ inline __m256 clamp8(__m256 x, float lo, float hi) {
   return _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
 }
 
-// device() on 8 lanes.
-inline __m256 device8(__m256 g, __m256 xi_p, __m256 xi_nu, __m256 xi_r, const Params& p) {
+// device() on 8 lanes; lg: log(max(g / g_max, 1e-7)) (the caller computes it once for the
+// two devices of a weight: one of them has target 0).
+inline __m256 device8(__m256 g, __m256 lg, __m256 xi_p, __m256 xi_nu, __m256 xi_r,
+                      const Params& p) {
   const __m256 zero = _mm256_setzero_ps(), abs_mask = _mm256_castsi256_ps(
       _mm256_set1_epi32(0x7fffffff));
   const __m256 r = _mm256_mul_ps(g, _mm256_set1_ps(1.0f / p.g_max));
@@ -73,7 +75,6 @@ inline __m256 device8(__m256 g, __m256 xi_p, __m256 xi_nu, __m256 xi_r, const Pa
   const __m256 g_p = _mm256_max_ps(_mm256_fmadd_ps(sigma, xi_p, g), zero);
   __m256 g_d = g_p;
   if (p.drift) {
-    const __m256 lg = simd::log8(_mm256_max_ps(r, _mm256_set1_ps(1e-7f)));
     const __m256 mu = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0155f), lg,
                                              _mm256_set1_ps(0.0244f)), 0.049f, 0.1f);
     const __m256 sd = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0125f), lg,
@@ -242,6 +243,10 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
   };
   at::parallel_for(0, n_chunks, 256, [&](int64_t b, int64_t e) {
     float xp[2][kBlock] = {}, xr[kBlock] = {}, gw[kChunk], gs[kChunk], tail[kChunk];
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 inv_g_max = _mm256_set1_ps(1.0f / p.g_max);
+    const __m256 lg_zero = simd::log8(_mm256_set1_ps(1e-7f));
+#endif
     // the position (row, column) of the next element, walked forward chunk by chunk
     int64_t r = b * kChunk / I, col = b * kChunk % I;
     const float* srow = row_scales(r);
@@ -281,12 +286,21 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
 #if defined(__AVX2__) && defined(__FMA__)
       for (int h = 0; h < 2; ++h) {
         const __m256 wt = _mm256_loadu_ps(gw + h * kLanes), st = _mm256_loadu_ps(gs + h * kLanes);
-        const __m256 gt = _mm256_mul_ps(wt, st);
+        const __m256 zero = _mm256_setzero_ps(), gt = _mm256_mul_ps(wt, st);
         const __m256 gp = clamp8(gt, 0.0f, p.g_max);
-        const __m256 gm = clamp8(_mm256_sub_ps(_mm256_setzero_ps(), gt), 0.0f, p.g_max);
-        const __m256 a = device8(gp, _mm256_loadu_ps(xp[h]), _mm256_loadu_ps(xp[h] + 2 * kLanes),
+        const __m256 gm = clamp8(_mm256_sub_ps(zero, gt), 0.0f, p.g_max);
+        // the drift exponents' log: of the nonzero target (G+ or G-), the other one's is log(1e-7)
+        __m256 lg_p = lg_zero, lg_m = lg_zero;
+        if (p.drift) {
+          const __m256 lg = simd::log8(_mm256_max_ps(
+              _mm256_mul_ps(_mm256_max_ps(gp, gm), inv_g_max), _mm256_set1_ps(1e-7f)));
+          lg_p = _mm256_blendv_ps(lg_zero, lg, _mm256_cmp_ps(gt, zero, _CMP_GT_OQ));
+          lg_m = _mm256_blendv_ps(lg_zero, lg, _mm256_cmp_ps(gt, zero, _CMP_LT_OQ));
+        }
+        const __m256 a = device8(gp, lg_p, _mm256_loadu_ps(xp[h]),
+                                 _mm256_loadu_ps(xp[h] + 2 * kLanes),
                                  _mm256_loadu_ps(xr + h * kLanes), p);
-        const __m256 c = device8(gm, _mm256_loadu_ps(xp[h] + kLanes),
+        const __m256 c = device8(gm, lg_m, _mm256_loadu_ps(xp[h] + kLanes),
                                  _mm256_loadu_ps(xp[h] + 3 * kLanes),
                                  _mm256_loadu_ps(xr + kChunk + h * kLanes), p);
         _mm256_storeu_ps(res + h * kLanes, _mm256_div_ps(_mm256_sub_ps(a, c), st));
