@@ -17,6 +17,7 @@
 #include <cmath>
 #include <vector>
 
+#include "fast_math.h"
 #include "rng.h"
 #include "tile_kernels.h"
 #include "widen.h"
@@ -25,24 +26,6 @@ namespace analog {
 namespace {
 
 constexpr int kChunk = 2 * kLanes;  // elements per inner step: two programming batches, one read
-
-// e^x for x <= 0 (float accuracy; underflows to 0 below -87), branch-free so loops vectorise.
-inline float fast_exp(float x) {
-  x = std::max(x, -87.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
 
 struct Params {
   float g_max, c0, c1, c2, prog_scale, read_scale, drift_scale;
@@ -58,16 +41,16 @@ inline float device(float g, float xi_p, float xi_nu, float xi_r, const Params& 
   const float g_p = std::max(g + p.prog_scale * sigma * xi_p, 0.0f);
   float g_d = g_p;
   if (p.drift) {
-    const float lg = fast_log(std::max(r, 1e-7f));
+    const float lg = vlog(std::max(r, 1e-7f));
     const float mu = std::min(std::max(-0.0155f * lg + 0.0244f, 0.049f), 0.1f);
     const float sd = std::min(std::max(-0.0125f * lg - 0.0059f, 0.008f), 0.045f);
     const float nu = p.drift_scale * std::fabs(mu + sd * xi_nu);
-    g_d = g_p * fast_exp(-nu * p.log_drift);
+    g_d = g_p * vexp(-nu * p.log_drift);
   }
   if (p.read) {
     // (g_p / g_max)^0.65, with 0 for g_p = 0 (the max with 1e-3 below takes over)
     const float rp = g_p / p.g_max;
-    const float pw = rp > 0.0f ? fast_exp(0.65f * fast_log(std::max(rp, 1e-30f))) : 0.0f;
+    const float pw = rp > 0.0f ? vexp(0.65f * vlog(std::max(rp, 1e-30f))) : 0.0f;
     const float q = std::min(0.0088f / std::max(pw, 1e-3f), 0.2f);
     g_d = std::max(g_d + std::fabs(g_d) * p.read_scale * q * p.read_sigma * xi_r, 0.0f);
   }
@@ -75,29 +58,14 @@ inline float device(float g, float xi_p, float xi_nu, float xi_r, const Params& 
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// fast_exp on 8 lanes.
-inline __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 r = _mm256_add_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))),
-                                 _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
-  static const float c[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-  __m256 q = _mm256_set1_ps(c[0]);
-  for (int k = 1; k < 6; ++k) q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(c[k]));
-  q = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(q, r), r, r), _mm256_set1_ps(1.0f));
-  const __m256i bits = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(q, _mm256_castsi256_ps(bits));
-}
-
 inline __m256 clamp8(__m256 x, float lo, float hi) {
   return _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
 }
 
-// device() on 8 lanes.
-inline __m256 device8(__m256 g, __m256 xi_p, __m256 xi_nu, __m256 xi_r, const Params& p) {
+// device() on 8 lanes; lg: log(max(g / g_max, 1e-7)) (the caller computes it once for the
+// two devices of a weight: one of them has target 0).
+inline __m256 device8(__m256 g, __m256 lg, __m256 xi_p, __m256 xi_nu, __m256 xi_r,
+                      const Params& p) {
   const __m256 zero = _mm256_setzero_ps(), abs_mask = _mm256_castsi256_ps(
       _mm256_set1_epi32(0x7fffffff));
   const __m256 r = _mm256_mul_ps(g, _mm256_set1_ps(1.0f / p.g_max));
@@ -107,19 +75,18 @@ inline __m256 device8(__m256 g, __m256 xi_p, __m256 xi_nu, __m256 xi_r, const Pa
   const __m256 g_p = _mm256_max_ps(_mm256_fmadd_ps(sigma, xi_p, g), zero);
   __m256 g_d = g_p;
   if (p.drift) {
-    const __m256 lg = simd::log8(_mm256_max_ps(r, _mm256_set1_ps(1e-7f)));
     const __m256 mu = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0155f), lg,
                                              _mm256_set1_ps(0.0244f)), 0.049f, 0.1f);
     const __m256 sd = clamp8(_mm256_fmadd_ps(_mm256_set1_ps(-0.0125f), lg,
                                              _mm256_set1_ps(-0.0059f)), 0.008f, 0.045f);
     const __m256 nu = _mm256_and_ps(_mm256_fmadd_ps(sd, xi_nu, mu), abs_mask);
-    g_d = _mm256_mul_ps(g_p, exp8(_mm256_mul_ps(nu, _mm256_set1_ps(-p.drift_scale *
+    g_d = _mm256_mul_ps(g_p, simd::exp8(_mm256_mul_ps(nu, _mm256_set1_ps(-p.drift_scale *
                                                                   p.log_drift))));
   }
   if (p.read) {
     const __m256 rp = _mm256_max_ps(_mm256_mul_ps(g_p, _mm256_set1_ps(1.0f / p.g_max)),
                                     _mm256_set1_ps(1e-30f));
-    const __m256 pw = exp8(_mm256_mul_ps(_mm256_set1_ps(0.65f), simd::log8(rp)));
+    const __m256 pw = simd::exp8(_mm256_mul_ps(_mm256_set1_ps(0.65f), simd::log8(rp)));
     const __m256 q = _mm256_min_ps(_mm256_div_ps(_mm256_set1_ps(0.0088f),
                                                  _mm256_max_ps(pw, _mm256_set1_ps(1e-3f))),
                                    _mm256_set1_ps(0.2f));
@@ -171,7 +138,7 @@ inline void normal_pair_block(uint32_t c0, uint32_t c1, RngKey key, float* out) 
   uint32_t w[4][kLanes];
   philox_lanes(c0, c1, 0u, 0u, key, w);
   for (int l = 0; l < kLanes; ++l)
-    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+    polar_pair(std::sqrt(-2.0f * vlog(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
                out[l], out[kLanes + l]);
 #endif
 }
@@ -276,6 +243,10 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
   };
   at::parallel_for(0, n_chunks, 256, [&](int64_t b, int64_t e) {
     float xp[2][kBlock] = {}, xr[kBlock] = {}, gw[kChunk], gs[kChunk], tail[kChunk];
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 inv_g_max = _mm256_set1_ps(1.0f / p.g_max);
+    const __m256 lg_zero = simd::log8(_mm256_set1_ps(1e-7f));
+#endif
     // the position (row, column) of the next element, walked forward chunk by chunk
     int64_t r = b * kChunk / I, col = b * kChunk % I;
     const float* srow = row_scales(r);
@@ -315,12 +286,21 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
 #if defined(__AVX2__) && defined(__FMA__)
       for (int h = 0; h < 2; ++h) {
         const __m256 wt = _mm256_loadu_ps(gw + h * kLanes), st = _mm256_loadu_ps(gs + h * kLanes);
-        const __m256 gt = _mm256_mul_ps(wt, st);
+        const __m256 zero = _mm256_setzero_ps(), gt = _mm256_mul_ps(wt, st);
         const __m256 gp = clamp8(gt, 0.0f, p.g_max);
-        const __m256 gm = clamp8(_mm256_sub_ps(_mm256_setzero_ps(), gt), 0.0f, p.g_max);
-        const __m256 a = device8(gp, _mm256_loadu_ps(xp[h]), _mm256_loadu_ps(xp[h] + 2 * kLanes),
+        const __m256 gm = clamp8(_mm256_sub_ps(zero, gt), 0.0f, p.g_max);
+        // the drift exponents' log: of the nonzero target (G+ or G-), the other one's is log(1e-7)
+        __m256 lg_p = lg_zero, lg_m = lg_zero;
+        if (p.drift) {
+          const __m256 lg = simd::log8(_mm256_max_ps(
+              _mm256_mul_ps(_mm256_max_ps(gp, gm), inv_g_max), _mm256_set1_ps(1e-7f)));
+          lg_p = _mm256_blendv_ps(lg_zero, lg, _mm256_cmp_ps(gt, zero, _CMP_GT_OQ));
+          lg_m = _mm256_blendv_ps(lg_zero, lg, _mm256_cmp_ps(gt, zero, _CMP_LT_OQ));
+        }
+        const __m256 a = device8(gp, lg_p, _mm256_loadu_ps(xp[h]),
+                                 _mm256_loadu_ps(xp[h] + 2 * kLanes),
                                  _mm256_loadu_ps(xr + h * kLanes), p);
-        const __m256 c = device8(gm, _mm256_loadu_ps(xp[h] + kLanes),
+        const __m256 c = device8(gm, lg_m, _mm256_loadu_ps(xp[h] + kLanes),
                                  _mm256_loadu_ps(xp[h] + 3 * kLanes),
                                  _mm256_loadu_ps(xr + kChunk + h * kLanes), p);
         _mm256_storeu_ps(res + h * kLanes, _mm256_div_ps(_mm256_sub_ps(a, c), st));

@@ -1,13 +1,15 @@
 // Counter-based random numbers for the analog kernels: Philox4x32-10 (Salmon et al., SC'11)
 // keyed by the op's seed, with the counter built from (element, vector, tile, round, stream), so a
 // value depends only on what it is drawn for, never on the thread that draws it. Normals come from
-// Box-Muller with branch-free polynomial log/sin/cos (float accuracy), written as loops over lanes
-// that the compiler vectorises.
+// Box-Muller with branch-free polynomial log (fast_math.h's) and sin/cos (float accuracy), written
+// as loops over lanes that the compiler vectorises.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "fast_math.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -61,33 +63,6 @@ inline float half_open_uniform(uint32_t v) {
   return static_cast<float>(v >> 8) * (1.0f / 16777216.0f);
 }
 
-// Natural log for x in (0, 1] (cephes logf polynomial, branch-free).
-inline float fast_log(float x) {
-  uint32_t i;
-  std::memcpy(&i, &x, 4);
-  float e = static_cast<float>(static_cast<int32_t>((i >> 23) & 0xffu) - 126);
-  const uint32_t mi = (i & 0x007fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
-  float m;
-  std::memcpy(&m, &mi, 4);
-  const bool small = m < 0.707106781186547524f;
-  e = small ? e - 1.0f : e;
-  const float t = (m - 1.0f) + (small ? m : 0.0f);
-  const float z = t * t;
-  float y = 7.0376836292e-2f;
-  y = y * t - 1.1514610310e-1f;
-  y = y * t + 1.1676998740e-1f;
-  y = y * t - 1.2420140846e-1f;
-  y = y * t + 1.4249322787e-1f;
-  y = y * t - 1.6668057665e-1f;
-  y = y * t + 2.0000714765e-1f;
-  y = y * t - 2.4999993993e-1f;
-  y = y * t + 3.3333331174e-1f;
-  y = y * t * z;
-  y += -2.12194440e-4f * e;
-  y += -0.5f * z;
-  return t + y + 0.693359375f * e;
-}
-
 // (r cos(theta), r sin(theta)) with theta uniform on a full turn, drawn from u in [0, 1): the
 // quadrant from 2 bits, the angle within it from a polynomial on [-pi/4, pi/4).
 inline void polar_pair(float r, float u, float& a, float& b) {
@@ -109,63 +84,44 @@ inline void polar_pair(float r, float u, float& a, float& b) {
 #if defined(__AVX2__)
 namespace simd {
 
-inline void mul_hilo(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
-  const __m256i even = _mm256_mul_epu32(a, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-
+// Philox4x32-10 of the counters (c0 + l, c1, c2, c3), l < 8, word m of lane l in lane l of
+// w[m]. The even and odd lanes run as two 4-lane halves, each value in the low 32 bits of a 64-bit
+// slot: _mm256_mul_epu32 then yields the whole 64-bit product (hi: a shift, lo: the low half as
+// is; the high halves of the slots are never read), which saves the blends of a 32-bit layout.
 inline void philox8(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
                     __m256i w[4]) {
-  __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c0)),
-                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256i x1 = _mm256_set1_epi32(static_cast<int>(c1));
-  __m256i x2 = _mm256_set1_epi32(static_cast<int>(c2));
-  __m256i x3 = _mm256_set1_epi32(static_cast<int>(c3));
+  const __m256i base = _mm256_set1_epi64x(c0);
+  __m256i e0 = _mm256_add_epi64(base, _mm256_setr_epi64x(0, 2, 4, 6));
+  __m256i o0 = _mm256_add_epi64(base, _mm256_setr_epi64x(1, 3, 5, 7));
+  __m256i e1 = _mm256_set1_epi32(static_cast<int>(c1)), o1 = e1;
+  __m256i e2 = _mm256_set1_epi32(static_cast<int>(c2)), o2 = e2;
+  __m256i e3 = _mm256_set1_epi32(static_cast<int>(c3)), o3 = e3;
   const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
   uint32_t ka = key.k0, kb = key.k1;
   for (int r = 0; r < 10; ++r) {
-    __m256i hi0, lo0, hi1, lo1;
-    mul_hilo(x0, m0, hi0, lo0);
-    mul_hilo(x2, m1, hi1, lo1);
-    x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(static_cast<int>(ka)));
-    x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(static_cast<int>(kb)));
-    x1 = lo1;
-    x3 = lo0;
+    const __m256i va = _mm256_set1_epi32(static_cast<int>(ka));
+    const __m256i vb = _mm256_set1_epi32(static_cast<int>(kb));
+    const __m256i pe0 = _mm256_mul_epu32(e0, m0), pe1 = _mm256_mul_epu32(e2, m1);
+    const __m256i po0 = _mm256_mul_epu32(o0, m0), po1 = _mm256_mul_epu32(o2, m1);
+    e0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pe1, 32), e1), va);
+    e2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(pe0, 32), e3), vb);
+    o0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(po1, 32), o1), va);
+    o2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(po0, 32), o3), vb);
+    e1 = pe1;
+    e3 = pe0;
+    o1 = po1;
+    o3 = po0;
     ka += 0x9E3779B9u;
     kb += 0xBB67AE85u;
   }
-  w[0] = x0;
-  w[1] = x1;
-  w[2] = x2;
-  w[3] = x3;
+  // the halves back into lanes: even slots' low words, odd slots' low words moved up
+  w[0] = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
+  w[1] = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
+  w[2] = _mm256_blend_epi32(e2, _mm256_slli_epi64(o2, 32), 0xAA);
+  w[3] = _mm256_blend_epi32(e3, _mm256_slli_epi64(o3, 32), 0xAA);
 }
 
 inline __m256 top24(__m256i v) { return _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 8)); }
-
-inline __m256 log8(__m256 x) {
-  const __m256i i = _mm256_castps_si256(x);
-  const __m256 one = _mm256_set1_ps(1.0f);
-  __m256 e = _mm256_cvtepi32_ps(_mm256_sub_epi32(
-      _mm256_and_si256(_mm256_srli_epi32(i, 23), _mm256_set1_epi32(0xff)),
-      _mm256_set1_epi32(126)));
-  const __m256 m = _mm256_castsi256_ps(_mm256_or_si256(
-      _mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f000000)));
-  const __m256 small = _mm256_cmp_ps(m, _mm256_set1_ps(0.707106781186547524f), _CMP_LT_OQ);
-  e = _mm256_sub_ps(e, _mm256_and_ps(small, one));
-  const __m256 t = _mm256_add_ps(_mm256_sub_ps(m, one), _mm256_and_ps(small, m));
-  const __m256 z = _mm256_mul_ps(t, t);
-  static const float c[9] = {7.0376836292e-2f,  -1.1514610310e-1f, 1.1676998740e-1f,
-                             -1.2420140846e-1f, 1.4249322787e-1f,  -1.6668057665e-1f,
-                             2.0000714765e-1f,  -2.4999993993e-1f, 3.3333331174e-1f};
-  __m256 y = _mm256_set1_ps(c[0]);
-  for (int k = 1; k < 9; ++k) y = _mm256_add_ps(_mm256_mul_ps(y, t), _mm256_set1_ps(c[k]));
-  y = _mm256_mul_ps(_mm256_mul_ps(y, t), z);
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-2.12194440e-4f), e));
-  y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_set1_ps(-0.5f), z));
-  return _mm256_add_ps(_mm256_add_ps(t, y), _mm256_mul_ps(_mm256_set1_ps(0.693359375f), e));
-}
 
 inline void polar8(__m256 r, __m256i bits, __m256& a, __m256& b) {
   const __m256 t4 = _mm256_mul_ps(_mm256_mul_ps(top24(bits), _mm256_set1_ps(1.0f / 16777216.0f)),
@@ -220,9 +176,9 @@ inline void normal_block(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, Rng
   uint32_t w[4][kLanes];
   philox_lanes(c0, c1, c2, c3, key, w);
   for (int l = 0; l < kLanes; ++l) {
-    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
+    polar_pair(std::sqrt(-2.0f * vlog(open_uniform(w[0][l]))), half_open_uniform(w[1][l]),
                out[l], out[kLanes + l]);
-    polar_pair(std::sqrt(-2.0f * fast_log(open_uniform(w[2][l]))), half_open_uniform(w[3][l]),
+    polar_pair(std::sqrt(-2.0f * vlog(open_uniform(w[2][l]))), half_open_uniform(w[3][l]),
                out[2 * kLanes + l], out[3 * kLanes + l]);
   }
 #endif
