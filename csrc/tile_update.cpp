@@ -76,25 +76,8 @@ void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::T
     }
     return;
   }
-  UpdateCfg u{static_cast<int64_t>(update_params[0]), update_params[1] != 0,
-              update_params[2] != 0, update_params[3] != 0, update_params[6] != 0,
-              update_params[4], update_params[5], update_params[7], update_params[8]};
-  DeviceCfg c;
-  c.kind = device_kind;
-  c.dw_min = device_params[0];
-  c.std = device_params[1];
-  c.mult_noise = device_params[2] != 0;
-  c.A_up = device_params[3];
-  c.A_down = device_params[4];
-  c.gamma_up = device_params[5];
-  c.gamma_down = device_params[6];
-  c.a = device_params[7];
-  c.b = device_params[8];
-  c.std_add = device_params[9];
-  c.std_slope = device_params[10];
-  const int64_t n_nodes = (static_cast<int64_t>(device_params.size()) - 11) / 2;
-  c.up_nodes.assign(device_params.begin() + 11, device_params.begin() + 11 + n_nodes);
-  c.down_nodes.assign(device_params.begin() + 11 + n_nodes, device_params.end());
+  const UpdateCfg u = update_cfg(update_params);
+  const DeviceCfg c = device_cfg(device_kind, device_params);
   std::vector<at::Tensor> st;
   for (const auto& t : state) {
     TORCH_CHECK(t.sizes() == weight.sizes(), "analog::tile_update: state tensors must have "
