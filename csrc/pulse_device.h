@@ -258,11 +258,13 @@ inline void draw_train(double p, int64_t bl, uint64_t* words, int64_t n_words, S
     for (int64_t t = 0; t < bl; ++t) words[t >> 6] |= 1ULL << (t & 63);
     return;
   }
+  // bits set by comparisons, not branches: a bit is a coin flip of probability p
   const uint64_t thr = static_cast<uint64_t>(p * 4294967296.0);
   for (int64_t t = 0; t < bl; t += 2) {
     const uint64_t r = rng.next();
-    if ((r & 0xffffffffULL) < thr) words[t >> 6] |= 1ULL << (t & 63);
-    if (t + 1 < bl && (r >> 32) < thr) words[(t + 1) >> 6] |= 1ULL << ((t + 1) & 63);
+    words[t >> 6] |= static_cast<uint64_t>((r & 0xffffffffULL) < thr) << (t & 63);
+    const uint64_t hi = static_cast<uint64_t>(t + 1 < bl && (r >> 32) < thr);
+    words[(t + 1) >> 6] |= hi << ((t + 1) & 63);
   }
 }
 
