@@ -4,10 +4,13 @@
 //   1. per vector: BL, A, B (BL and update management), the pulse probabilities
 //      p_i = min(1, A|x_i|), q_j = min(1, B|d_j|);
 //   2. the pulse trains as bits: ceil(BL / 64) 64-bit words per input and per error, never a
-//      tensor of pulses (x trains drawn in parallel over vectors, d trains likewise);
+//      tensor of pulses (x trains drawn in parallel over vectors, d trains likewise); with
+//      BL <= 64 the x trains also as bit planes over the columns (plane t: bit t of every x_i);
 //   3. in parallel over the tile's rows, vectors in order: the coincidence count of (i, j) is
-//      popcount(x_i & d_j); that many device pulses in direction -sign(x_i d_j), each with its
-//      cycle-to-cycle noise, clipped to the device's bounds.
+//      popcount(x_i & d_j) (with planes: the columns hit, and those hit twice or more, for all
+//      columns at once from the planes of the set bits of d_j's train, visited by set bit);
+//      that many device pulses in direction -sign(x_i d_j), each with its cycle-to-cycle noise,
+//      clipped to the device's bounds.
 //
 // The devices and the random streams: csrc/pulse_device.h; the per-tile loop:
 // csrc/pulse_update.h. The statistics equal the reference kernel's (the random streams differ).
