@@ -9,7 +9,8 @@ runs; the ratio is the median of the per-repetition ratios, the times are median
 
 ``python benchmarks/bench_training.py [--reps 21] [--threads N]``; with ``--aihwkit`` the same
 measurement runs on aihwkit's own layers (only aihwkit and torch are imported, so it runs in an
-aihwkit environment: ``/tmp/aihw/bin/python benchmarks/bench_training.py --aihwkit``).
+aihwkit environment: ``<aihwkit venv>/bin/python benchmarks/bench_training.py --aihwkit``).
+The README's rows run both in the same minutes, ``--threads 1``, and give the machine's load.
 """
 
 from __future__ import annotations

@@ -34,15 +34,68 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// Uniforms from splitmix64; normals in blocks of kBlock from the vectorised Philox + Box-Muller
-// of rng.h (float accuracy), keyed by the same (seed, purpose, tile, index): a pulse's
-// cycle-to-cycle noise costs a few cycles instead of a double log, sqrt, sin and cos.
+// kStreamBlocks batches of rng.h's normal_block, counters c0, c0 + kLanes, ... (the values of
+// that many consecutive normal_block calls), with the Philox rounds of two batches interleaved:
+// one batch is a chain of dependent multiplies, two keep the vector units busy.
+constexpr int kStreamBlocks = 4;
+inline void normal_blocks(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
+                          float* out) {
+#if defined(__AVX2__)
+  for (int b = 0; b < kStreamBlocks; b += 2) {
+    __m256i x[2][4];
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t c = c0 + static_cast<uint32_t>((b + h) * kLanes);
+      x[h][0] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c)),
+                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      x[h][1] = _mm256_set1_epi32(static_cast<int>(c1));
+      x[h][2] = _mm256_set1_epi32(static_cast<int>(c2));
+      x[h][3] = _mm256_set1_epi32(static_cast<int>(c3));
+    }
+    const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
+    uint32_t ka = key.k0, kb = key.k1;
+    for (int r = 0; r < 10; ++r) {  // Philox4x32-10, as simd::philox8
+      const __m256i vka = _mm256_set1_epi32(static_cast<int>(ka));
+      const __m256i vkb = _mm256_set1_epi32(static_cast<int>(kb));
+      for (int h = 0; h < 2; ++h) {
+        __m256i hi0, lo0, hi1, lo1;
+        simd::mul_hilo(x[h][0], m0, hi0, lo0);
+        simd::mul_hilo(x[h][2], m1, hi1, lo1);
+        x[h][0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[h][1]), vka);
+        x[h][2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[h][3]), vkb);
+        x[h][1] = lo1;
+        x[h][3] = lo0;
+      }
+      ka += 0x9E3779B9u;
+      kb += 0xBB67AE85u;
+    }
+    for (int h = 0; h < 2; ++h) {
+      float* o = out + (b + h) * kBlock;
+      __m256 v0, v1, v2, v3;
+      simd::polar8(simd::radius8(x[h][0]), x[h][1], v0, v1);
+      simd::polar8(simd::radius8(x[h][2]), x[h][3], v2, v3);
+      _mm256_storeu_ps(o, v0);
+      _mm256_storeu_ps(o + kLanes, v1);
+      _mm256_storeu_ps(o + 2 * kLanes, v2);
+      _mm256_storeu_ps(o + 3 * kLanes, v3);
+    }
+  }
+#else
+  for (int b = 0; b < kStreamBlocks; ++b) {
+    normal_block(c0 + static_cast<uint32_t>(b * kLanes), c1, c2, c3, key, out + b * kBlock);
+  }
+#endif
+}
+
+// Uniforms from splitmix64; normals kStreamBlocks * kBlock at a time from the vectorised Philox
+// + Box-Muller of rng.h (float accuracy), keyed by the same (seed, purpose, tile, index): a
+// pulse's cycle-to-cycle noise costs a few cycles instead of a double log, sqrt, sin and cos.
 struct Stream {
+  static constexpr int kSize = kStreamBlocks * kBlock;
   uint64_t s;
   RngKey key;
   uint32_t c1, c2, c3, c0 = 0;
-  int pos = kBlock;
-  alignas(32) float buf[kBlock];
+  int pos = kSize;
+  alignas(32) float buf[kSize];
   Stream(int64_t seed, uint64_t purpose, uint64_t tile, uint64_t index)
       : s(mix64(static_cast<uint64_t>(seed) ^ mix64(purpose * 0x9E3779B97F4A7C15ULL ^
                                                     mix64(tile * 0xD1B54A32D192ED03ULL ^
@@ -56,16 +109,16 @@ struct Stream {
   }
   inline double uniform() { return (static_cast<double>(next() >> 11) + 0.5) * 0x1.0p-53; }
   __attribute__((noinline)) void refill() {
-    normal_block(c0, c1, c2, c3, key, buf);
-    c0 += kLanes;
+    normal_blocks(c0, c1, c2, c3, key, buf);
+    c0 += kStreamBlocks * kLanes;
     pos = 0;
   }
   inline double normal() {
-    if (pos == kBlock) refill();
+    if (pos == kSize) refill();
     return static_cast<double>(buf[pos++]);
   }
   inline float normal_f() {
-    if (pos == kBlock) refill();
+    if (pos == kSize) refill();
     return buf[pos++];
   }
 };
@@ -205,11 +258,13 @@ inline void draw_train(double p, int64_t bl, uint64_t* words, int64_t n_words, S
     for (int64_t t = 0; t < bl; ++t) words[t >> 6] |= 1ULL << (t & 63);
     return;
   }
+  // bits set by comparisons, not branches: a bit is a coin flip of probability p
   const uint64_t thr = static_cast<uint64_t>(p * 4294967296.0);
   for (int64_t t = 0; t < bl; t += 2) {
     const uint64_t r = rng.next();
-    if ((r & 0xffffffffULL) < thr) words[t >> 6] |= 1ULL << (t & 63);
-    if (t + 1 < bl && (r >> 32) < thr) words[(t + 1) >> 6] |= 1ULL << ((t + 1) & 63);
+    words[t >> 6] |= static_cast<uint64_t>((r & 0xffffffffULL) < thr) << (t & 63);
+    const uint64_t hi = static_cast<uint64_t>(t + 1 < bl && (r >> 32) < thr);
+    words[(t + 1) >> 6] |= hi << ((t + 1) & 63);
   }
 }
 

@@ -20,6 +20,63 @@ struct NoHook {
   inline void operator()(int64_t, int64_t, scalar_t*, Stream&) const {}
 };
 
+// One row's pulses from one vector when every train is one word: `pl` holds the vector's x bit
+// planes (plane t: bit t of every input's train, `cw` words over the columns), `xpos` the inputs
+// with x > 0, `xw` their trains. The columns hit are `ones`, those hit more than once `twos` (a
+// carry-save count over the set bits of the d train `dw`); their set bits are visited in column
+// order, so no branch depends on whether a device is hit, and the direction is a bit.
+template <typename scalar_t, int64_t KIND>
+inline void row_planes(const DeviceCfg& c, uint64_t dw, bool d_pos, const uint64_t* pl,
+                       const uint64_t* xpos, int64_t cw, const uint64_t* xw, int64_t o,
+                       scalar_t* __restrict wr, const scalar_t* const* st, uint64_t* ones,
+                       uint64_t* twos, Stream& rng) {
+  std::fill(ones, ones + cw, 0ULL);
+  std::fill(twos, twos + cw, 0ULL);
+  for (uint64_t m = dw; m; m &= m - 1) {
+    const uint64_t* p = pl + __builtin_ctzll(m) * cw;
+    for (int64_t k = 0; k < cw; ++k) {
+      twos[k] |= ones[k] & p[k];
+      ones[k] |= p[k];
+    }
+  }
+  const scalar_t *__restrict su = st[0] + o, *__restrict sd = st[1] + o;
+  const scalar_t *__restrict hi = st[2] + o, *__restrict lo = st[3] + o;
+  const scalar_t *__restrict shu = st[4] + o, *__restrict shd = st[5] + o;
+  const uint64_t flip = d_pos ? ~0ULL : 0ULL;  // W -= lr d x^T: up where x d < 0
+  const float std_f = static_cast<float>(c.std);
+  const scalar_t* const by_dir[2][2] = {{sd, shd}, {su, shu}};
+  const scalar_t sign[2] = {scalar_t(-1), scalar_t(1)};
+  for (int64_t k = 0; k < cw; ++k) {
+    const uint64_t up_bits = xpos[k] ^ flip, multi = twos[k];
+    // column order (as the per-input loop it replaces): the stream's normals go to the same
+    // pulses, so the result is the same to the bit
+    for (uint64_t m = ones[k]; m; m &= m - 1) {
+      const int b = __builtin_ctzll(m);
+      const int64_t i = k * 64 + b;
+      const bool up = (up_bits >> b) & 1;
+      if ((multi >> b) & 1) {  // rare while BL management keeps BL small
+        wr[i] = static_cast<scalar_t>(pulses<KIND>(
+            c, double(wr[i]), static_cast<double>(__builtin_popcountll(xw[i] & dw)), up,
+            double(su[i]), double(sd[i]), double(hi[i]), double(lo[i]), double(shu[i]),
+            double(shd[i]), rng));
+        continue;
+      }
+      // the step and shape of the pulse's direction by an indexed pointer: a branch on the
+      // direction (a coin flip) would be mispredicted every other pulse
+      const scalar_t scale = sign[up] * by_dir[up][0][i];
+      const scalar_t shape = by_dir[up][1][i];
+      if constexpr (std::is_same_v<scalar_t, float> &&
+                    (KIND == kConstant || KIND == kLinear || KIND == kSoft)) {
+        wr[i] = one_pulse_f<KIND>(std_f, c.mult_noise, wr[i], scale, hi[i], lo[i], shape, rng);
+      } else {
+        wr[i] = static_cast<scalar_t>(one_pulse<KIND>(c, double(wr[i]), 1.0, up, double(scale),
+                                                      double(hi[i]), double(lo[i]),
+                                                      double(shape), rng));
+      }
+    }
+  }
+}
+
 // `lrs[n]`: the learning rate of vector n. After vector n has been applied to row j, `hook(j,
 // n, row pointer, row stream)` runs (the transfer compounds' per-row transfer).
 template <typename scalar_t, int64_t KIND, typename Hook = NoHook>
@@ -42,21 +99,30 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
   }
   const bool stochastic = pulse_type == kStoCompressed || pulse_type == kStochastic;
   const int64_t n_words = (max_bl + 63) / 64;
+  // BL <= 64 (one word per train): the x trains also as bit planes over the columns, plane t of
+  // vector n holding bit t of every input's train, and the inputs' signs as bits, so that a row
+  // finds its coincidences with a few word operations per set bit of its d train.
+  const bool planes = stochastic && n_words == 1;
+  const int64_t cw = (cols + 63) / 64;
   // Probabilities (and, for stochastic pulses, the trains) of every vector.
   std::vector<double> P(N * cols), Q(N * rows);
   std::vector<std::vector<int32_t>> active(N);  // per vector: the inputs that fire at all
-  std::vector<uint64_t> xb, db;
+  std::vector<uint64_t> xb, db, xpl, xpos;
   if (stochastic) {
     xb.assign(N * cols * n_words, 0);
     db.assign(N * rows * n_words, 0);
+  }
+  if (planes) {
+    xpl.assign(N * max_bl * cw, 0);
+    xpos.assign(N * cw, 0);
   }
   at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       if (bl[n] == 0) continue;
       Stream rx(seed, 1, tile_id, n), rd(seed, 2, tile_id, n);
       for (int64_t i = 0; i < cols; ++i) {
-        double p = quantize(std::min(1.0, A[n] * std::abs(double(x[n * ldx + i]))), u.res,
-                            u.sto_round, &rx);
+        double p = std::min(1.0, A[n] * std::abs(double(x[n * ldx + i])));
+        if (u.res > 0) p = quantize(p, u.res, u.sto_round, &rx);
         if (pulse_type == kDetImplicit) p = quantize(p, u.x_res_implicit, false, nullptr);
         P[n * cols + i] = p;
         bool fires = p > 0;
@@ -65,11 +131,20 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
           draw_train(p, bl[n], words, n_words, rx);
           fires = std::any_of(words, words + n_words, [](uint64_t v) { return v != 0; });
         }
-        if (fires) active[n].push_back(static_cast<int32_t>(i));
+        if (!fires) continue;
+        if (planes) {
+          const uint64_t bit = 1ULL << (i & 63);
+          for (uint64_t m = xb[n * cols + i]; m; m &= m - 1) {
+            xpl[(n * max_bl + __builtin_ctzll(m)) * cw + (i >> 6)] |= bit;
+          }
+          if (x[n * ldx + i] > 0) xpos[n * cw + (i >> 6)] |= bit;
+        } else {
+          active[n].push_back(static_cast<int32_t>(i));
+        }
       }
       for (int64_t j = 0; j < rows; ++j) {
-        double q = quantize(std::min(1.0, B[n] * std::abs(double(d[n * ldd + j]))), u.res,
-                            u.sto_round, &rd);
+        double q = std::min(1.0, B[n] * std::abs(double(d[n * ldd + j])));
+        if (u.res > 0) q = quantize(q, u.res, u.sto_round, &rd);
         if (pulse_type == kDetImplicit) q = quantize(q, u.d_res_implicit, false, nullptr);
         Q[n * rows + j] = q;
         if (stochastic) draw_train(q, bl[n], &db[(n * rows + j) * n_words], n_words, rd);
@@ -78,6 +153,7 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
   });
   const scalar_t *su = st[0], *sd = st[1], *hi = st[2], *lo = st[3], *shu = st[4], *shd = st[5];
   at::parallel_for(0, rows, 4, [&](int64_t j0, int64_t j1) {
+    std::vector<uint64_t> ones(planes ? cw : 0), twos(planes ? cw : 0);
     for (int64_t j = j0; j < j1; ++j) {
       Stream rng(seed, 3, tile_id, j), hook_rng(seed, 4, tile_id, j);
       scalar_t* wr = w + j * ld;
@@ -90,43 +166,9 @@ void update_one_tile(const DeviceCfg& c, const UpdateCfg& u, int64_t pulse_type,
         if (stochastic && std::none_of(dj, dj + n_words, [](uint64_t v) { return v != 0; })) {
           return;
         }
-        if (stochastic && n_words == 1) {  // BL <= 64: one AND and one popcount per input
-          // the row's pointers as locals: the loop reloads nothing through the closure
-          const uint64_t dw = dj[0];
-          const uint64_t* __restrict xw = &xb[n * cols];
-          const scalar_t* __restrict xn = x + n * ldx;
-          const scalar_t *__restrict su_r = su + o, *__restrict sd_r = sd + o;
-          const scalar_t *__restrict hi_r = hi + o, *__restrict lo_r = lo + o;
-          const scalar_t *__restrict shu_r = shu + o, *__restrict shd_r = shd + o;
-          scalar_t* __restrict w_r = wr;
-          const float std_f = static_cast<float>(c.std);
-          const int32_t* idx = active[n].data();
-          const int64_t n_act = static_cast<int64_t>(active[n].size());
-          for (int64_t a = 0; a < n_act; ++a) {
-            const int32_t i = idx[a];
-            const uint64_t hit = xw[i] & dw;
-            if (!hit) continue;
-            const bool up = (xn[i] > 0) != d_pos;
-            if constexpr (std::is_same_v<scalar_t, float> &&
-                          (KIND == kConstant || KIND == kLinear || KIND == kSoft)) {
-              if ((hit & (hit - 1)) == 0) {  // one coincidence (BL management keeps most so)
-                w_r[i] = one_pulse_f<KIND>(std_f, c.mult_noise, w_r[i], up ? su_r[i] : -sd_r[i],
-                                           hi_r[i], lo_r[i], up ? shu_r[i] : shd_r[i], rng);
-                continue;
-              }
-            }
-            if ((hit & (hit - 1)) == 0) {
-              w_r[i] = static_cast<scalar_t>(one_pulse<KIND>(
-                  c, double(w_r[i]), 1.0, up, up ? double(su_r[i]) : -double(sd_r[i]),
-                  double(hi_r[i]), double(lo_r[i]), up ? double(shu_r[i]) : double(shd_r[i]),
-                  rng));
-              continue;
-            }
-            w_r[i] = static_cast<scalar_t>(pulses<KIND>(
-                c, double(w_r[i]), static_cast<double>(__builtin_popcountll(hit)), up,
-                double(su_r[i]), double(sd_r[i]), double(hi_r[i]), double(lo_r[i]),
-                double(shu_r[i]), double(shd_r[i]), rng));
-          }
+        if (planes) {
+          row_planes<scalar_t, KIND>(c, dj[0], d_pos, &xpl[n * max_bl * cw], &xpos[n * cw], cw,
+                                     &xb[n * cols], o, wr, st, ones.data(), twos.data(), rng);
           return;
         }
         for (const int32_t i : active[n]) {

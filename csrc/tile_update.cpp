@@ -4,10 +4,13 @@
 //   1. per vector: BL, A, B (BL and update management), the pulse probabilities
 //      p_i = min(1, A|x_i|), q_j = min(1, B|d_j|);
 //   2. the pulse trains as bits: ceil(BL / 64) 64-bit words per input and per error, never a
-//      tensor of pulses (x trains drawn in parallel over vectors, d trains likewise);
+//      tensor of pulses (x trains drawn in parallel over vectors, d trains likewise); with
+//      BL <= 64 the x trains also as bit planes over the columns (plane t: bit t of every x_i);
 //   3. in parallel over the tile's rows, vectors in order: the coincidence count of (i, j) is
-//      popcount(x_i & d_j); that many device pulses in direction -sign(x_i d_j), each with its
-//      cycle-to-cycle noise, clipped to the device's bounds.
+//      popcount(x_i & d_j) (with planes: the columns hit, and those hit twice or more, for all
+//      columns at once from the planes of the set bits of d_j's train, visited by set bit);
+//      that many device pulses in direction -sign(x_i d_j), each with its cycle-to-cycle noise,
+//      clipped to the device's bounds.
 //
 // The devices and the random streams: csrc/pulse_device.h; the per-tile loop:
 // csrc/pulse_update.h. The statistics equal the reference kernel's (the random streams differ).
@@ -76,25 +79,8 @@ void tile_update_cpu(const at::Tensor& weight, at::TensorList state, const at::T
     }
     return;
   }
-  UpdateCfg u{static_cast<int64_t>(update_params[0]), update_params[1] != 0,
-              update_params[2] != 0, update_params[3] != 0, update_params[6] != 0,
-              update_params[4], update_params[5], update_params[7], update_params[8]};
-  DeviceCfg c;
-  c.kind = device_kind;
-  c.dw_min = device_params[0];
-  c.std = device_params[1];
-  c.mult_noise = device_params[2] != 0;
-  c.A_up = device_params[3];
-  c.A_down = device_params[4];
-  c.gamma_up = device_params[5];
-  c.gamma_down = device_params[6];
-  c.a = device_params[7];
-  c.b = device_params[8];
-  c.std_add = device_params[9];
-  c.std_slope = device_params[10];
-  const int64_t n_nodes = (static_cast<int64_t>(device_params.size()) - 11) / 2;
-  c.up_nodes.assign(device_params.begin() + 11, device_params.begin() + 11 + n_nodes);
-  c.down_nodes.assign(device_params.begin() + 11 + n_nodes, device_params.end());
+  const UpdateCfg u = update_cfg(update_params);
+  const DeviceCfg c = device_cfg(device_kind, device_params);
   std::vector<at::Tensor> st;
   for (const auto& t : state) {
     TORCH_CHECK(t.sizes() == weight.sizes(), "analog::tile_update: state tensors must have "
