@@ -115,6 +115,18 @@ class TrainingTileArray(TileArray):
         self._sync_compound_state()
         self.sample_devices()
 
+    def _apply(self, fn: Any, recurse: bool = True) -> TrainingTileArray:
+        # `model.float()` / `.half()` must not cast the transfer counters and running maxima
+        # (the kernels keep them in float64): they follow the device move only.
+        kept = {n: b for n, b in self._buffers.items() if n in unit_cell.FLOAT64_BUFFERS
+                and b is not None}
+        super()._apply(fn, recurse)
+        for name, old in kept.items():
+            moved = self._buffers[name]
+            if moved is not None and moved.dtype != torch.float64:
+                self._buffers[name] = old.to(device=moved.device)
+        return self
+
     # ------------------------------------------------------------------ config
     @property
     def rpu_config(self) -> SingleRPUConfig:

@@ -35,6 +35,8 @@ BUFFERS = ("tc_weights", "tc_buffer", "tc_in_chop", "tc_out_chop", "tc_tile", "t
            "tc_refreshes", *agad.BUFFERS)
 """The unit-cell buffers besides ``dev_<key>`` (``tc_refreshes``: ``OneSidedUnitCell`` only,
 see ``runtime/one_sided.py``; ``agad.BUFFERS``: AGAD only, see ``runtime/agad.py``)."""
+FLOAT64_BUFFERS = ("tc_tile",)
+"""The buffers kept in float64 whatever the layer's dtype (counters and running maxima)."""
 
 
 def _one_sided(arr: Any) -> bool:

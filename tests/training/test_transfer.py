@@ -264,7 +264,8 @@ def test_auto_scale_count_lr():
         0.1 * 5 * 1e-3 / (m_x * 0.5))
 
 
-@pytest.mark.skipif(ac.runtime.backend() == "reference", reason="needs the C++ kernels")
+@pytest.mark.skipif(ac.runtime.backend()["transfer_update"]["cpu"] != "cpp",
+                    reason="needs the C++ kernels")
 def test_cpp_kernel_equals_reference_when_deterministic():
     """Mean counts, no noise, chopper flips with probability 1: the fused kernel and the
     reference give the same state (several tiles, out choppers, buffer carry-over)."""
@@ -361,6 +362,24 @@ def test_checkpoint_round_trip_weights_only(algorithm):
                  "dev_max_bound"):
         assert torch.equal(getattr(arr, name), getattr(model[0].analog_module, name)), name
     assert _train(fresh, 3) == _train(model, 3)  # the same devices, state and random stream
+
+
+@pytest.mark.parametrize("algorithm", ["c-ttv2", "agad"])
+def test_dtype_casts_keep_the_float64_transfer_counters(algorithm):
+    """``model.double()`` then ``model.float()`` keeps ``tc_tile`` float64 and exact (the
+    kernels require it), and the cast model trains on as the uncast one does."""
+    rc = ac.build_config(algorithm, ac.SoftBoundsDevice(dw_min=0.01), construction_seed=5)
+    model, same = _model(rc), _model(rc)
+    _train(model, 3)
+    _train(same, 3)
+    arr = model[0].analog_module
+    arr.tc_tile[0, 0, 0, 2] = 1.0 + 2.0 ** -40  # a value float32 cannot hold
+    same[0].analog_module.tc_tile.copy_(arr.tc_tile)
+    before = arr.tc_tile.clone()
+    model.double().float()
+    assert arr.tc_tile.dtype == torch.float64 and torch.equal(arr.tc_tile, before)
+    assert arr.weight.dtype == torch.float32
+    assert _train(model, 2) == _train(same, 2)
 
 
 def test_analog_sgd_drives_c_ttv2_on_soft_bounds():
