@@ -11,9 +11,9 @@ namespace driver {
 
 // Read and output noise, ADC, clip test; vectors that clipped go to ws.redo, the others are
 // rescaled (alpha, output scales) into the partial sums.
-template <typename T, typename Src, typename W>
-void TileDriver<T, Src, W>::output_pass(Workspace& ws, const Task& k, const Split& s,
-                                        int64_t na) {
+template <typename T, typename Src, typename W, typename Y>
+void TileDriver<T, Src, W, Y>::output_pass(Workspace& ws, const Task& k, const Split& s,
+                                           int64_t na) {
   const T wn = static_cast<T>(io_.w_noise);
   ws.redo.clear();
   for (int64_t q = 0; q < na; ++q) {
@@ -39,8 +39,9 @@ void TileDriver<T, Src, W>::output_pass(Workspace& ws, const Task& k, const Spli
 // Bound management: redo only the vectors that clipped, input halved each round.
 // ITERATIVE_WORST_CASE (aihwkit): round 1 at reduction 1 with the ABS_MAX_NP_SUM scale (under a
 // noise management), then halving as ITERATIVE.
-template <typename T, typename Src, typename W>
-void TileDriver<T, Src, W>::bound_management(Workspace& ws, const Task& k, const Split& s) {
+template <typename T, typename Src, typename W, typename Y>
+void TileDriver<T, Src, W, Y>::bound_management(Workspace& ws, const Task& k,
+                                                 const Split& s) {
   const int64_t si = s.si, so = k.so;
   const T wn = static_cast<T>(io_.w_noise);
   const bool worst = io_.bm_type == bm::ITERATIVE_WORST_CASE;
