@@ -147,5 +147,6 @@ class ChipState(nn.Module):
         for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
             y = tile_readout(w[:, :, off:off + size], new_seed(), plan.out_sizes, self.kernel_io)
             means.append(_abs_mean_rows(y).view(g, out_g))  # [G, out_g] (y is ours)
+            del y  # before the next split's readout allocates its own
         return self.rpu_config.drift_compensation.reduce(
             torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)
