@@ -3,13 +3,16 @@
 // are the receptive fields of an image, gathered on the fly: no im2col buffer ever exists) and
 // analog::tile_readout (the vectors are the identity's rows, one-hot).
 //
-// TileDriver below runs it stage by stage. Random numbers come from Philox keyed by (element,
-// vector, tile, round, stream): reproducible per seed, independent of the number of threads,
-// and the same for every row source.
+// TileDriver below runs it stage by stage (its output stages: driver_output.h). Random numbers
+// come from Philox keyed by (element, vector, tile, round, stream): reproducible per seed,
+// independent of the number of threads, and the same for every row source.
 //
 // T is the compute type (float or double); W the weights' storage type: T, or bfloat16 /
 // float16 with T = float, whose tile panels each task widens into its workspace (no float copy
 // of the whole weight; the GEMMs and everything after run in float, as for float weights).
+// Y is the output's type: T, or W (half precision), which each task rounds its block to once
+// at the end (no float output and no copy of it in the caller). The weight may be a column
+// slice of a wider matrix (row stride ldw >= in_g, as a readout of one input split reads it).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -45,15 +48,18 @@ using namespace periphery;  // Io, dac_row, out_row, accumulate (tile_periphery.
 //   redo   bound_management: the queued vectors again with the input halved, round by round
 //          (ITERATIVE_WORST_CASE: first at reduction 1 with the ABS_MAX_NP_SUM scale);
 // then finish_block: bias, and the NCHW store for convolutions.
-template <typename T, typename Src, typename W = T>
+template <typename T, typename Src, typename W = T, typename Y = T>
 class TileDriver {
  public:
   // y is [N, G * out_g] or, with image_positions = P > 0, [N / P, G * out_g, P] (NCHW): each
-  // task then accumulates its block in a buffer and writes it out transposed at the end.
-  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, const T* wabs,
-             const T* scales, const T* bias, T* y, bool* mask, int64_t image_positions)
-      : p_(p), io_(io), key_(key), src_(src), w_(w), wabs_(wabs), scales_(scales), bias_(bias),
-        y_(y), mask_(mask), P_(image_positions),
+  // task then accumulates its block in a buffer and writes it out transposed at the end (as it
+  // does, untransposed, for a half-precision y). Weight row o of group g: w + (g * out_g + o) *
+  // ldw (wabs, when given, has the same layout).
+  TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, int64_t ldw,
+             const T* wabs, const T* scales, const T* bias, Y* y, bool* mask,
+             int64_t image_positions)
+      : p_(p), io_(io), key_(key), src_(src), w_(w), ldw_(ldw), wabs_(wabs), scales_(scales),
+        bias_(bias), y_(y), mask_(mask), P_(image_positions),
         max_in_(*std::max_element(p.in_sizes.begin(), p.in_sizes.end())),
         max_out_(*std::max_element(p.out_sizes.begin(), p.out_sizes.end())),
         ext_(p, io, max_out_) {
@@ -90,6 +96,9 @@ class TileDriver {
   // The only nonzero column of a DAC'd vector (-1: none) or kDense.
   static constexpr int32_t kDense = -2;
 
+  // Whether a task accumulates its block in ws.acc (NCHW output, or an output in W), not in y.
+  bool buffered() const { return P_ > 0 || !std::is_same_v<T, Y>; }
+
   struct Workspace {  // per thread
     std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz, wp,
         wpa;
@@ -106,7 +115,7 @@ class TileDriver {
       onehot.assign(rb, kDense);
       nbuf.resize(std::max(mi, mo) + 64);
       ubuf.resize(nbuf.size());
-      acc.resize(d.P_ > 0 ? rb * mo : 0);
+      acc.resize(d.buffered() ? rb * mo : 0);
       for (auto* v : {&cbuf, &zbuf}) v->resize(d.ir_ ? rb * mo : 0);
       for (auto* v : {&xa, &xz}) v->resize(d.ir_ ? rb * mi : 0);
       if constexpr (!std::is_same_v<T, W>) {
@@ -155,10 +164,10 @@ class TileDriver {
     if constexpr (std::is_same_v<T, W>) {
       s.w = w_ + s.woff;
       s.wa = wabs_ != nullptr ? wabs_ + s.woff : nullptr;
-      s.ldw = p_.in_g;
+      s.ldw = ldw_;
     } else {
       T* wp = ws.wp.data();
-      for (int64_t o = 0; o < k.so; ++o) widen(w_ + s.woff + o * p_.in_g, wp + o * s.si, s.si);
+      for (int64_t o = 0; o < k.so; ++o) widen(w_ + s.woff + o * ldw_, wp + o * s.si, s.si);
       if (pcm_ || ir_)
         for (int64_t q = 0; q < k.so * s.si; ++q) ws.wpa[q] = std::abs(wp[q]);
       s.w = wp;
@@ -202,12 +211,15 @@ class TileDriver {
     k.m = std::min(p_.n, k.n0 + rb_) - k.n0;
     k.so = p_.out_sizes[k.j];
     k.oo = p_.out_off[k.j];
-    k.ldy = P_ > 0 ? k.so : p_.groups * p_.out_g;
-    k.yb = P_ > 0 ? ws.acc.data() : y_ + k.n0 * k.ldy + k.g * p_.out_g + k.oo;
+    k.ldy = buffered() ? k.so : p_.groups * p_.out_g;
+    if constexpr (std::is_same_v<T, Y>)
+      k.yb = buffered() ? ws.acc.data() : y_ + k.n0 * k.ldy + k.g * p_.out_g + k.oo;
+    else
+      k.yb = ws.acc.data();
     for (int64_t i = 0; i < p_.n_in; ++i) {
       const int64_t gi = k.g * p_.n_in + i;
       Split s{i, p_.in_sizes[i], k.g * p_.in_g + p_.in_off[i], gi,
-              (k.g * p_.out_g + k.oo) * p_.in_g + p_.in_off[i],
+              (k.g * p_.out_g + k.oo) * ldw_ + p_.in_off[i],
               static_cast<uint32_t>(gi * p_.n_out + k.j),
               scales_ ? scales_ + gi * p_.out_g + k.oo : nullptr};
       bind_tile(ws, k, s);
@@ -344,97 +356,30 @@ class TileDriver {
     }
   }
 
-  // Read and output noise, ADC, clip test; vectors that clipped go to ws.redo, the others are
-  // rescaled (alpha, output scales) into the partial sums.
-  void output_pass(Workspace& ws, const Task& k, const Split& s, int64_t na) {
-    const T wn = static_cast<T>(io_.w_noise);
-    ws.redo.clear();
-    for (int64_t q = 0; q < na; ++q) {
-      const int64_t r = ws.act[q], v = k.n0 + r, yq = block_ ? r : q;
-      T* yr = ws.ybuf.data() + yq * k.so;
-      bool* keep = mask_ ? mask_ + (s.gi * p_.n + v) * p_.out_g + k.oo : nullptr;
-      const T a = ws.ab[r];
-      bool hit = false;
-      if (io_.is_perfect) {
-        if (keep) std::fill(keep, keep + k.so, true);
-      } else {
-        hit = out_row(yr, extras(ws, s, k.so, yq, io_.additive() ? wn * ws.norms[r] : T(0)),
-                      k.so, io_, key_, static_cast<uint32_t>(v), s.tile, 0, ws.nbuf.data(),
-                      ws.ubuf.data(), keep);
-      }
-      if (hit && io_.bm_rounds > 0)
-        ws.redo.push_back(v);
-      else
-        accumulate(k.yb + r * k.ldy, yr, k.so, dac_scale(a), s.sc, s.i == 0, a <= 0);
-    }
-  }
+  // The output stages (driver_output.h): output_pass, then bound_management for the
+  // vectors that clipped.
+  void output_pass(Workspace& ws, const Task& k, const Split& s, int64_t na);
+  void bound_management(Workspace& ws, const Task& k, const Split& s);
 
-  // Bound management: redo only the vectors that clipped, input halved each round.
-  // ITERATIVE_WORST_CASE (aihwkit): round 1 at reduction 1 with the ABS_MAX_NP_SUM scale (under a
-  // noise management), then halving as ITERATIVE.
-  void bound_management(Workspace& ws, const Task& k, const Split& s) {
-    const int64_t si = s.si, so = k.so;
-    const T wn = static_cast<T>(io_.w_noise);
-    const bool worst = io_.bm_type == bm::ITERATIVE_WORST_CASE;
-    T red = 1;
-    for (int64_t round = 1; round <= io_.bm_rounds && !ws.redo.empty(); ++round) {
-      if (!(worst && round == 1)) red *= 2;
-      const int64_t nr = static_cast<int64_t>(ws.redo.size());
-      ws.xr.resize(nr * si);
-      if (io_.pcm()) ws.xr2.resize(nr * si);
-      for (int64_t q = 0; q < nr; ++q) {
-        T* xq = ws.xr.data() + q * si;
-        const T* xv = src_.row(ws.redo[q], s.xo, si, xq);
-        T& a = ws.ab[ws.redo[q] - k.n0];
-        if (worst && round == 1 && io_.nm_type != nm::NONE) {
-          Io np = io_;
-          np.nm_type = nm::ABS_MAX_NP_SUM;
-          a = segment_alpha(xv, si, np);
-        }
-        dac_row(xv, xq, si, (dac_scale(a)) * red, io_, key_,
-                static_cast<uint32_t>(ws.redo[q]), static_cast<uint32_t>(s.gi), round,
-                ws.nbuf.data(), ws.ubuf.data());
-        if (io_.pcm())
-          for (int64_t c = 0; c < si; ++c) ws.xr2[q * si + c] = xq[c] * xq[c];
-      }
-      gemm_nt(nr, so, si, ws.xr.data(), si, s.w, s.ldw, ws.ybuf.data(), so);
-      if (io_.pcm())
-        gemm_nt(nr, so, si, ws.xr2.data(), si, s.wa, s.ldw, ws.vbuf.data(), so);
-      if (ir_) aux_gemms(ws, s, so, ws.xr.data(), nr, false);
-      ws.next.clear();
-      for (int64_t q = 0; q < nr; ++q) {
-        const int64_t v = ws.redo[q];
-        T* yr = ws.ybuf.data() + q * so;
-        bool* keep = mask_ ? mask_ + (s.gi * p_.n + v) * p_.out_g + k.oo : nullptr;
-        const T add = io_.additive() ? wn * row_norm(ws.xr.data() + q * si, si) : T(0);
-        const bool hit = out_row(yr, extras(ws, s, so, q, add), so, io_, key_,
-                                 static_cast<uint32_t>(v), s.tile, round, ws.nbuf.data(),
-                                 ws.ubuf.data(), keep);
-        const T a = ws.ab[v - k.n0];
-        if (hit && round < io_.bm_rounds)
-          ws.next.push_back(v);
-        else
-          accumulate(k.yb + (v - k.n0) * k.ldy, yr, so, (dac_scale(a)) * red, s.sc,
-                     s.i == 0, a <= 0);
-      }
-      ws.redo.swap(ws.next);
-    }
-  }
-
-  // The digital bias, and for convolutions the store of the block into NCHW.
+  // The digital bias, and the store of a buffered block: into NCHW for convolutions, else
+  // row by row (both rounded to Y once, as Tensor.to(dtype)).
   void finish_block(const Task& k) {
     if (bias_ != nullptr)
       for (int64_t r = 0; r < k.m; ++r)
         for (int64_t o = 0; o < k.so; ++o) k.yb[r * k.ldy + o] += bias_[k.g * p_.out_g + k.oo + o];
     const int64_t ch = p_.groups * p_.out_g;
+    if (P_ == 0 && buffered())
+      for (int64_t r = 0; r < k.m; ++r)
+        narrow(k.yb + r * k.so, y_ + (k.n0 + r) * ch + k.g * p_.out_g + k.oo, k.so);
     for (int64_t r = 0; r < k.m && P_ > 0;) {  // NCHW: one contiguous run per image and channel
       const int64_t v = k.n0 + r, pos = v % P_, run = std::min(k.m - r, P_ - pos);
-      T* dst = y_ + ((v / P_) * ch + k.g * p_.out_g + k.oo) * P_ + pos;
+      Y* dst = y_ + ((v / P_) * ch + k.g * p_.out_g + k.oo) * P_ + pos;
       // Channel by channel: contiguous writes; the run's block rows stay in L1 across
       // channels (writing all channels per position instead strides by P, which for
       // power-of-two image sizes maps every store to one cache set).
       for (int64_t o = 0; o < k.so; ++o)
-        for (int64_t q = 0; q < run; ++q) dst[o * P_ + q] = k.yb[(r + q) * k.so + o];
+        for (int64_t q = 0; q < run; ++q)
+          dst[o * P_ + q] = static_cast<Y>(k.yb[(r + q) * k.so + o]);
       r += run;
     }
   }
@@ -444,8 +389,9 @@ class TileDriver {
   const RngKey key_;
   const Src& src_;
   const W* w_;
+  const int64_t ldw_;
   const T *wabs_, *scales_, *bias_;
-  T* y_;
+  Y* y_;
   bool* mask_;
   const int64_t P_;
   int64_t max_in_ = 0, max_out_ = 0;
@@ -456,12 +402,17 @@ class TileDriver {
 };
 
 // The analog forward of the vectors of src (see TileDriver).
-template <typename T, typename Src, typename W = T>
+template <typename T, typename Src, typename W = T, typename Y = T>
 void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w,
-                  const T* wabs, const T* scales, const T* bias, T* y, bool* mask,
+                  int64_t ldw, const T* wabs, const T* scales, const T* bias, Y* y, bool* mask,
                   int64_t image_positions = 0) {
-  TileDriver<T, Src, W>(p, io, key, src, w, wabs, scales, bias, y, mask, image_positions).run();
+  TileDriver<T, Src, W, Y>(p, io, key, src, w, ldw, wabs, scales, bias, y, mask,
+                           image_positions)
+      .run();
 }
 
 }  // namespace driver
 }  // namespace analog
+
+// (after the class: the out-of-class definitions of its output stages)
+#include "driver_output.h"

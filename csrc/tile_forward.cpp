@@ -6,8 +6,11 @@
 //
 // Dtypes: float and double compute in their own type. bfloat16 and float16 compute in float
 // from half-precision storage: the driver widens input rows and weight tiles as it loads them
-// (tile_driver.h, row_sources.h), so a call holds no float copy of the weights (the outputs
-// go through a float buffer: partial sums over input splits add in float).
+// (tile_driver.h, row_sources.h), so a call holds no float copy of the weights, and writes
+// the output in the half type: each task's block of partial sums adds in float and is rounded
+// once, so no float output (and no copy of it) exists either.
+#include <sys/mman.h>
+
 #include "tile_driver.h"
 #include "tile_kernels.h"
 
@@ -30,11 +33,13 @@ at::ScalarType work_dtype(at::ScalarType dtype) {
 bool is_half(at::ScalarType t) { return t == at::kBFloat16 || t == at::kHalf; }
 
 // What the entries hand the driver: the weights (in their half-precision storage dtype when
-// the input has that dtype too, else in the working dtype), the scales and bias in the working
-// dtype, the tile plan, the periphery settings and the random key.
+// the input has that dtype too, else in the working dtype) and their row stride, the scales
+// and bias in the working dtype, the tile plan, the periphery settings and the random key.
 struct Prepared {
   at::ScalarType work, storage;  // storage: the dtype of weight (work, or a half type)
   at::Tensor weight, scales, bias, wabs;
+  int64_t ldw = 0;
+  at::ScalarType out() const { return is_half(storage) ? storage : work; }  // y's dtype
   Plan plan;
   Io io;
   RngKey key;
@@ -48,7 +53,15 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
   Prepared r;
   r.work = work_dtype(dtype);
   r.storage = is_half(dtype) && weight_in.scalar_type() == dtype ? dtype : r.work;
-  r.weight = weight_in.detach().to(r.storage).contiguous();
+  // A half-precision column slice of a wider matrix (drift_readout reads one input split) is
+  // read in place at its row stride, not copied: the driver widens each tile panel row by row
+  // anyway. Float weights are copied: their one-hot readout reads columns in place, which at a
+  // stride of a whole row (8 KiB and more) is slower than the copy (measured: up to 1.3x).
+  const auto w = weight_in.detach().to(r.storage);
+  const bool sliced = w.numel() > 0 && r.storage != r.work && w.stride(2) == 1 &&
+                      w.stride(1) >= in_g && (G == 1 || w.stride(0) == out_g * w.stride(1));
+  r.weight = sliced ? w : w.contiguous();
+  r.ldw = sliced ? w.stride(1) : in_g;
   const int64_t n_in = static_cast<int64_t>(in_sizes.size());
   if (out_scales.has_value() && out_scales->defined()) {
     TORCH_CHECK(out_scales->numel() == G * n_in * out_g, "analog::", op,
@@ -92,6 +105,21 @@ void dispatch(at::ScalarType work, at::ScalarType storage, const char* op, F&& f
   f(Type<float>{}, Type<float>{});
 }
 
+// An empty tensor that, from 1 MiB on, owns an anonymous mapping of its own, unmapped when it is
+// freed. For the readouts of drift compensation (one per input split of every layer, each the
+// size of the split's weights): glibc serves such sizes from its heap once its mmap threshold
+// has risen (up to 32 MiB) and keeps them there after the free, between the chips that the
+// same program or drift allocates, so the process would grow by readout buffers it no longer
+// holds.
+at::Tensor empty_unmapped_on_free(at::IntArrayRef sizes, const at::TensorOptions& opts) {
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) *
+                       c10::elementSize(c10::typeMetaToScalarType(opts.dtype()));
+  if (bytes < (size_t{1} << 20)) return at::empty(sizes, opts);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return at::empty(sizes, opts);
+  return at::from_blob(p, sizes, [bytes](void* q) { munmap(q, bytes); }, opts);
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
@@ -128,7 +156,7 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
                     out_sizes, io);
   // half-precision inputs stay so (rows widen as the driver loads them) with half weights
   const auto x = x_in.detach().to(pr.storage).contiguous();
-  auto y = at::empty({N, G * out_g}, x.options().dtype(pr.work));
+  auto y = at::empty({N, G * out_g}, x.options().dtype(pr.out()));
   auto mask = need_mask ? at::empty({G, n_in, N, out_g}, x.options().dtype(at::kBool))
                         : empty_mask;
   if (N > 0) {
@@ -136,9 +164,9 @@ std::tuple<at::Tensor, at::Tensor> tile_forward_cpu(
       using T = typename decltype(t)::type;
       using S = typename decltype(s)::type;
       const DenseRows<T, S> src{x.data_ptr<S>(), G * in_g};
-      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(), pr.ldw,
                       ptr_or_null<T>(pr.wabs), ptr_or_null<T>(pr.scales), ptr_or_null<T>(pr.bias),
-                      y.data_ptr<T>(), need_mask ? mask.data_ptr<bool>() : nullptr);
+                      y.data_ptr<S>(), need_mask ? mask.data_ptr<bool>() : nullptr);
     });
   }
   return {y.to(dtype), mask};
@@ -176,16 +204,16 @@ at::Tensor tile_conv2d_cpu(
   auto pr = prepare("tile_conv2d", dtype, weight_in, out_scales, bias_in, seed, N, in_sizes,
                     out_sizes, io);
   const auto x = x_in.detach().to(pr.storage).contiguous();
-  auto y = at::empty({B, G * out_g, Ho, Wo}, x.options().dtype(pr.work));
+  auto y = at::empty({B, G * out_g, Ho, Wo}, x.options().dtype(pr.out()));
   dispatch(pr.work, pr.storage, "tile_conv2d", [&](auto t, auto s) {
     using T = typename decltype(t)::type;
     using S = typename decltype(s)::type;
     const ConvRows<T, S> src(x.data_ptr<S>(), C, H, W, kh, kw, dh, dw, stride[0], stride[1],
                              padding[0], padding[1]);
     if (N > 0)
-      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(), pr.ldw,
                       ptr_or_null<T>(pr.wabs), ptr_or_null<T>(pr.scales), ptr_or_null<T>(pr.bias),
-                      y.data_ptr<T>(), nullptr, Ho * Wo);
+                      y.data_ptr<S>(), nullptr, Ho * Wo);
   });
   return y.to(dtype);
 }
@@ -202,14 +230,14 @@ at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
   const std::vector<int64_t> in_sizes{in_g};
   auto pr = prepare("tile_readout", dtype, weight_in, std::nullopt, std::nullopt, seed, in_g,
                     in_sizes, out_sizes, io);
-  auto y = at::empty({in_g, G * out_g}, weight_in.options().dtype(pr.work));
+  auto y = empty_unmapped_on_free({in_g, G * out_g}, weight_in.options().dtype(pr.out()));
   if (in_g > 0) {
     dispatch(pr.work, pr.storage, "tile_readout", [&](auto t, auto s) {
       using T = typename decltype(t)::type;
       using S = typename decltype(s)::type;
       const IdentityRows<T> src{in_g};
-      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(),
-                      ptr_or_null<T>(pr.wabs), nullptr, nullptr, y.data_ptr<T>(), nullptr);
+      forward_impl<T>(pr.plan, pr.io, pr.key, src, pr.weight.data_ptr<S>(), pr.ldw,
+                      ptr_or_null<T>(pr.wabs), nullptr, nullptr, y.data_ptr<S>(), nullptr);
     });
   }
   return y.to(dtype);

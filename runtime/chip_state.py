@@ -28,6 +28,17 @@ def new_seed() -> Tensor:
     return torch.randint(0, 2**62, (), dtype=torch.int64)
 
 
+def _abs_mean_rows(y: Tensor, chunk: int = 16) -> Tensor:
+    """Mean |y| over the rows of ``y`` (overwritten), in y's dtype. torch's mean of a half
+    tensor on CPU sums a float copy of all of it; row chunks keep that copy small."""
+    if y.dtype not in (torch.bfloat16, torch.float16):
+        return y.abs_().mean(0)
+    acc = torch.zeros(y.shape[1:], dtype=torch.float32, device=y.device)
+    for r0 in range(0, y.shape[0], chunk):
+        acc += y[r0:r0 + chunk].abs_().sum(0, dtype=torch.float32)
+    return acc.div_(y.shape[0]).to(y.dtype)
+
+
 class ChipState(nn.Module):
     """Programming, drift and drift compensation of a ``TileArray`` (see the module docstring)."""
 
@@ -131,10 +142,11 @@ class ChipState(nn.Module):
         means = []
         # One readout per input split, through that split's tiles only (as each tile reads out
         # its own identity). Row k drives input k of every group at once (groups are separate
-        # tiles), and the kernel reads weight columns instead of multiplying an identity.
+        # tiles), and the kernel reads weight columns instead of multiplying an identity; it
+        # reads the split's column slice in place (no per-split copy).
         for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
-            y = tile_readout(w[:, :, off:off + size].contiguous(), new_seed(), plan.out_sizes,
-                             self.kernel_io)
-            means.append(y.view(size, g, out_g).abs_().mean(0))  # [G, out_g] (y is ours)
+            y = tile_readout(w[:, :, off:off + size], new_seed(), plan.out_sizes, self.kernel_io)
+            means.append(_abs_mean_rows(y).view(g, out_g))  # [G, out_g] (y is ours)
+            del y  # before the next split's readout allocates its own
         return self.rpu_config.drift_compensation.reduce(
             torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)

@@ -58,3 +58,34 @@ def test_opcheck() -> None:
     w, seed, out_sizes = problem(2)
     io = kernel_io(ac.IOParameters())
     torch.library.opcheck(torch.ops.analog.tile_readout.default, (w, seed, out_sizes, *io))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("setting", ["default", "pcm", "clipping"])
+def test_column_slice_reads_out_as_its_copy(setting: str, groups: int, dtype) -> None:
+    # drift_readout hands the kernel one input split as a view of the whole weight (row stride
+    # in_g of the whole); the kernel reads it in place, with the result of the copy
+    g = torch.Generator().manual_seed(groups)
+    whole = torch.randn(groups, 13, 25, generator=g, dtype=dtype) * 0.2
+    io = kernel_io(ac.IOParameters(**SETTINGS[setting]))
+    for off, size in ((0, 9), (9, 9), (18, 7)):
+        view = whole[:, :, off:off + size]
+        assert not view.is_contiguous()
+        y = ops.tile_readout(view, torch.tensor(5), [7, 6], io)
+        assert y.dtype == dtype
+        assert torch.equal(y, ops.tile_readout(view.contiguous(), torch.tensor(5), [7, 6], io))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_abs_mean_rows_in_chunks(dtype) -> None:
+    from analog_compiler.runtime.chip_state import _abs_mean_rows
+
+    y = torch.randn(37, 11, generator=torch.Generator().manual_seed(3)).to(dtype)
+    want = y.double().abs().mean(0)
+    got = _abs_mean_rows(y.clone(), chunk=8)
+    assert got.dtype == dtype and got.shape == (11,)
+    # half types: float sums, one rounding to the dtype; float32: 37 roundings at most
+    eps = float(torch.finfo(dtype).eps)
+    torch.testing.assert_close(got.double(), want, rtol=eps * (37 if dtype == torch.float32 else 1),
+                               atol=0)
