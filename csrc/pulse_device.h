@@ -34,56 +34,15 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-// kStreamBlocks batches of rng.h's normal_block, counters c0, c0 + kLanes, ... (the values of
-// that many consecutive normal_block calls), with the Philox rounds of two batches interleaved:
-// one batch is a chain of dependent multiplies, two keep the vector units busy.
+// kStreamBlocks batches of rng.h's normal_block, counters c0, c0 + kLanes, ... (a Stream
+// refills that many at once; interleaving two batches' Philox rounds measured no faster on top
+// of rng.h's even/odd-halves philox8).
 constexpr int kStreamBlocks = 4;
 inline void normal_blocks(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, RngKey key,
                           float* out) {
-#if defined(__AVX2__)
-  for (int b = 0; b < kStreamBlocks; b += 2) {
-    __m256i x[2][4];
-    for (int h = 0; h < 2; ++h) {
-      const uint32_t c = c0 + static_cast<uint32_t>((b + h) * kLanes);
-      x[h][0] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c)),
-                                 _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-      x[h][1] = _mm256_set1_epi32(static_cast<int>(c1));
-      x[h][2] = _mm256_set1_epi32(static_cast<int>(c2));
-      x[h][3] = _mm256_set1_epi32(static_cast<int>(c3));
-    }
-    const __m256i m0 = _mm256_set1_epi64x(0xD2511F53u), m1 = _mm256_set1_epi64x(0xCD9E8D57u);
-    uint32_t ka = key.k0, kb = key.k1;
-    for (int r = 0; r < 10; ++r) {  // Philox4x32-10, as simd::philox8
-      const __m256i vka = _mm256_set1_epi32(static_cast<int>(ka));
-      const __m256i vkb = _mm256_set1_epi32(static_cast<int>(kb));
-      for (int h = 0; h < 2; ++h) {
-        __m256i hi0, lo0, hi1, lo1;
-        simd::mul_hilo(x[h][0], m0, hi0, lo0);
-        simd::mul_hilo(x[h][2], m1, hi1, lo1);
-        x[h][0] = _mm256_xor_si256(_mm256_xor_si256(hi1, x[h][1]), vka);
-        x[h][2] = _mm256_xor_si256(_mm256_xor_si256(hi0, x[h][3]), vkb);
-        x[h][1] = lo1;
-        x[h][3] = lo0;
-      }
-      ka += 0x9E3779B9u;
-      kb += 0xBB67AE85u;
-    }
-    for (int h = 0; h < 2; ++h) {
-      float* o = out + (b + h) * kBlock;
-      __m256 v0, v1, v2, v3;
-      simd::polar8(simd::radius8(x[h][0]), x[h][1], v0, v1);
-      simd::polar8(simd::radius8(x[h][2]), x[h][3], v2, v3);
-      _mm256_storeu_ps(o, v0);
-      _mm256_storeu_ps(o + kLanes, v1);
-      _mm256_storeu_ps(o + 2 * kLanes, v2);
-      _mm256_storeu_ps(o + 3 * kLanes, v3);
-    }
-  }
-#else
   for (int b = 0; b < kStreamBlocks; ++b) {
     normal_block(c0 + static_cast<uint32_t>(b * kLanes), c1, c2, c3, key, out + b * kBlock);
   }
-#endif
 }
 
 // Uniforms from splitmix64; normals kStreamBlocks * kBlock at a time from the vectorised Philox
