@@ -63,13 +63,6 @@ struct AgadHook {
 
 }  // namespace
 
-#define ANALOG_AGAD_CASE(K)                                                                   \
-  case K:                                                                                     \
-    update_one_tile<scalar_t, K, AgadHook<scalar_t>>(ca, u, pulse_type, sch.lrs.data(), seed, \
-                                                     tile_id, w, fp, in_g, xt.data(), cols,   \
-                                                     dt.data(), rows, N, rows, cols, hook);   \
-    break;
-
 // Fused AGAD update (analog::agad_update; semantics: runtime/agad.py). Per tile: the serial
 // prologue (csrc/transfer_schedule.h, with AGAD's chopper periods and reference resets), then
 // the chopped fast update in parallel over rows with each row's transfers inline.
@@ -123,11 +116,8 @@ void agad_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::T
   double* ts_all = tile_state.data_ptr<double>();
   const double* xp = x.data_ptr<double>();
   const double* dp = d.data_ptr<double>();
-  std::vector<at::Tensor> fst, sst;
-  for (int k = 0; k < 6; ++k) {
-    fst.push_back(fast_state[k].to(fast.scalar_type()).contiguous());
-    sst.push_back(slow_state[k].to(fast.scalar_type()).contiguous());
-  }
+  const std::vector<at::Tensor> fst = state_as(fast_state, fast.scalar_type());
+  const std::vector<at::Tensor> sst = state_as(slow_state, fast.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(fast.scalar_type(), op, [&] {
     Schedule sch;
     for_each_tile(G, in_sizes, out_sizes, [&](int64_t g, int64_t i, int64_t j, int64_t tile_id,
@@ -147,7 +137,6 @@ void agad_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::T
         fp[k] = fst[k].data_ptr<scalar_t>() + off;
         sp[k] = sst[k].data_ptr<scalar_t>() + off;
       }
-      std::vector<scalar_t> xt(sch.xs.begin(), sch.xs.end()), dt(sch.ds.begin(), sch.ds.end());
       AgadHook<scalar_t> hook{&sch, rows, slow.data_ptr<scalar_t>() + off,
                               buffer.data_ptr<scalar_t>() + off, mean.data_ptr<scalar_t>() + off,
                               past.data_ptr<scalar_t>() + off, sp, in_g, write,
@@ -155,20 +144,10 @@ void agad_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const at::T
                               static_cast<double>(tu.desired_bl) * buffer_cap, mu, one,
                               p.forget, io};
       scalar_t* w = fast.data_ptr<scalar_t>() + off;
-      switch (fast_kind) {
-        ANALOG_AGAD_CASE(kConstant)
-        ANALOG_AGAD_CASE(kLinear)
-        ANALOG_AGAD_CASE(kSoft)
-        ANALOG_AGAD_CASE(kExp)
-        ANALOG_AGAD_CASE(kPow)
-        ANALOG_AGAD_CASE(kPiecewise)
-        default:
-          TORCH_CHECK(false, op, ": unknown device kind ", fast_kind);
-      }
+      chopped_fast_update(op, fast_kind, ca, u, pulse_type, sch, seed, tile_id, w, fp, in_g, N,
+                          rows, cols, hook);
     });
   });
 }
-
-#undef ANALOG_AGAD_CASE
 
 }  // namespace analog

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pulse_device.h"
+#include "pulse_update.h"
 #include "tile_periphery.h"
 
 namespace analog {
@@ -282,6 +283,42 @@ inline void for_each_tile(int64_t G, at::IntArrayRef in_sizes, at::IntArrayRef o
       c0 += in_sizes[i];
     }
   }
+}
+
+
+// The six per-device state tensors of one array in the fast array's dtype.
+inline std::vector<at::Tensor> state_as(at::TensorList state, at::ScalarType dtype) {
+  std::vector<at::Tensor> out;
+  for (int k = 0; k < 6; ++k) out.push_back(state[k].to(dtype).contiguous());
+  return out;
+}
+
+// The chopped fast update of one tile (the prologue's x and d copies and learning rates), with
+// `hook` run per row after each vector, for the fast device's kind.
+template <typename scalar_t, typename Hook>
+inline void chopped_fast_update(const char* op, int64_t kind, const DeviceCfg& ca,
+                                const UpdateCfg& u, int64_t pulse_type, const Schedule& sch,
+                                int64_t seed, int64_t tile_id, scalar_t* w,
+                                const scalar_t* const* fp, int64_t ld, int64_t N, int64_t rows,
+                                int64_t cols, const Hook& hook) {
+  std::vector<scalar_t> xt(sch.xs.begin(), sch.xs.end()), dt(sch.ds.begin(), sch.ds.end());
+#define ANALOG_CHOPPED_CASE(K)                                                                 \
+  case K:                                                                                      \
+    update_one_tile<scalar_t, K, Hook>(ca, u, pulse_type, sch.lrs.data(), seed, tile_id, w, fp, \
+                                       ld, xt.data(), cols, dt.data(), rows, N, rows, cols,    \
+                                       hook);                                                  \
+    break;
+  switch (kind) {
+    ANALOG_CHOPPED_CASE(kConstant)
+    ANALOG_CHOPPED_CASE(kLinear)
+    ANALOG_CHOPPED_CASE(kSoft)
+    ANALOG_CHOPPED_CASE(kExp)
+    ANALOG_CHOPPED_CASE(kPow)
+    ANALOG_CHOPPED_CASE(kPiecewise)
+    default:
+      TORCH_CHECK(false, op, ": unknown device kind ", kind);
+  }
+#undef ANALOG_CHOPPED_CASE
 }
 
 }  // namespace pulsed

@@ -51,13 +51,6 @@ struct ChopHook {
 
 }  // namespace
 
-#define ANALOG_TRANSFER_CASE(K)                                                               \
-  case K:                                                                                     \
-    update_one_tile<scalar_t, K, ChopHook<scalar_t>>(ca, u, pulse_type, sch.lrs.data(), seed, \
-                                                     tile_id, w, fp, in_g, xt.data(), cols,   \
-                                                     dt.data(), rows, N, rows, cols, hook);   \
-    break;
-
 // Fused c-TTv2 update (analog::transfer_update; semantics: runtime/transfer.py). Per tile: a
 // serial prologue over the vectors (csrc/transfer_schedule.h: running maxima, learning rates,
 // the transfer schedule and the choppers: nothing there depends on the weights), then the
@@ -100,11 +93,8 @@ void transfer_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const a
   double* ts_all = tile_state.data_ptr<double>();
   const double* xp = x.data_ptr<double>();
   const double* dp = d.data_ptr<double>();
-  std::vector<at::Tensor> fst, sst;
-  for (int k = 0; k < 6; ++k) {
-    fst.push_back(fast_state[k].to(fast.scalar_type()).contiguous());
-    sst.push_back(slow_state[k].to(fast.scalar_type()).contiguous());
-  }
+  const std::vector<at::Tensor> fst = state_as(fast_state, fast.scalar_type());
+  const std::vector<at::Tensor> sst = state_as(slow_state, fast.scalar_type());
   AT_DISPATCH_FLOATING_TYPES(fast.scalar_type(), op, [&] {
     Schedule sch;
     for_each_tile(G, in_sizes, out_sizes, [&](int64_t g, int64_t i, int64_t j, int64_t tile_id,
@@ -123,26 +113,15 @@ void transfer_update_cpu(const at::Tensor& fast, const at::Tensor& slow, const a
         fp[k] = fst[k].data_ptr<scalar_t>() + off;
         sp[k] = sst[k].data_ptr<scalar_t>() + off;
       }
-      std::vector<scalar_t> xt(sch.xs.begin(), sch.xs.end()), dt(sch.ds.begin(), sch.ds.end());
       ChopHook<scalar_t> hook{&sch, rows, slow.data_ptr<scalar_t>() + off,
                               buffer.data_ptr<scalar_t>() + off, sp, in_g, write,
                               static_cast<double>(tu.desired_bl), momentum, one, p.forget,
                               p.no_buffer, io};
       scalar_t* w = fast.data_ptr<scalar_t>() + off;
-      switch (fast_kind) {
-        ANALOG_TRANSFER_CASE(kConstant)
-        ANALOG_TRANSFER_CASE(kLinear)
-        ANALOG_TRANSFER_CASE(kSoft)
-        ANALOG_TRANSFER_CASE(kExp)
-        ANALOG_TRANSFER_CASE(kPow)
-        ANALOG_TRANSFER_CASE(kPiecewise)
-        default:
-          TORCH_CHECK(false, op, ": unknown device kind ", fast_kind);
-      }
+      chopped_fast_update(op, fast_kind, ca, u, pulse_type, sch, seed, tile_id, w, fp, in_g, N,
+                          rows, cols, hook);
     });
   });
 }
-
-#undef ANALOG_TRANSFER_CASE
 
 }  // namespace analog
