@@ -42,12 +42,14 @@ using namespace periphery;  // Io, dac_row, out_row, accumulate (tile_periphery.
 //   load   load_block_t (receptive fields, transposed) or load_rows (per vector): the block's
 //          segments, noise management, DAC, and the tile's GEMM (plus |W| x^2 for PCM noise,
 //          |W| |x| and W (x ramp) for the IR drop: aux_gemms);
-//          load_rows hands one-hot vectors (identity readouts) to onehot_columns instead;
+//          load_rows hands one-hot vectors (identity readouts) to onehot_columns instead,
+//          whose DAC onehot_dac did once per vector and input split (driver_onehot.h);
 //   output output_pass: noise, ADC, clip test, then rescale and accumulate, or queue the vector
 //          for bound management;
 //   redo   bound_management: the queued vectors again with the input halved, round by round
 //          (ITERATIVE_WORST_CASE: first at reduction 1 with the ABS_MAX_NP_SUM scale);
-// then finish_block: bias, and the NCHW store for convolutions.
+// then finish_block: bias, and the NCHW store for convolutions, or (mean_abs: the readouts of
+// drift compensation) only the sum of |y| per output and block of vectors: no y at all.
 template <typename T, typename Src, typename W = T, typename Y = T>
 class TileDriver {
  public:
@@ -57,7 +59,7 @@ class TileDriver {
   // ldw (wabs, when given, has the same layout).
   TileDriver(const Plan& p, const Io& io, RngKey key, const Src& src, const W* w, int64_t ldw,
              const T* wabs, const T* scales, const T* bias, Y* y, bool* mask,
-             int64_t image_positions)
+             int64_t image_positions, bool mean_abs = false)
       : p_(p), io_(io), key_(key), src_(src), w_(w), ldw_(ldw), wabs_(wabs), scales_(scales),
         bias_(bias), y_(y), mask_(mask), P_(image_positions),
         max_in_(*std::max_element(p.in_sizes.begin(), p.in_sizes.end())),
@@ -74,10 +76,14 @@ class TileDriver {
     rb_ = 256;
     while (rb_ > 32 && p.groups * p.n_out * ((p.n + rb_ - 1) / rb_) < 4) rb_ /= 2;
     n_blocks_ = (p.n + rb_ - 1) / rb_;
+    if (mean_abs) absum_.assign(static_cast<size_t>(n_blocks_ * p.groups * p.out_g), 0.0);
   }
 
   void run() {
     if (batch_nm_) batch_alpha();
+    if constexpr (Src::kOneHot) {
+      if (!io_.is_perfect && !ir_) onehot_dac();
+    }
     // Threads take tasks from a shared counter, so a thread slowed down (a busy core, more
     // bound-management redos) does not hold the others up. Small problems run inline (no
     // thread wake-up for batch-1 latency).
@@ -92,16 +98,25 @@ class TileDriver {
     });
   }
 
+  // mean_abs: the mean |y| of every output over the vectors (after run()), into out [G * out_g].
+  void abs_means(double* out) const {
+    const int64_t ch = p_.groups * p_.out_g;
+    std::fill(out, out + ch, 0.0);
+    for (int64_t b = 0; b < n_blocks_; ++b)  // block by block: the same sums on any thread count
+      for (int64_t o = 0; o < ch; ++o) out[o] += absum_[b * ch + o];
+    for (int64_t o = 0; o < ch; ++o) out[o] /= static_cast<double>(p_.n);
+  }
+
  private:
   // The only nonzero column of a DAC'd vector (-1: none) or kDense.
   static constexpr int32_t kDense = -2;
 
   // Whether a task accumulates its block in ws.acc (NCHW output, or an output in W), not in y.
-  bool buffered() const { return P_ > 0 || !std::is_same_v<T, Y>; }
+  bool buffered() const { return P_ > 0 || !std::is_same_v<T, Y> || !absum_.empty(); }
 
   struct Workspace {  // per thread
     std::vector<T> ybuf, vbuf, xb, xb2, norms, ab, ar, inv, xr, xr2, acc, cbuf, zbuf, xa, xz, wp,
-        wpa;
+        wpa, xk;
     std::vector<int32_t> onehot;
     std::vector<float> nbuf, ubuf;
     std::vector<int64_t> act, redo, next;
@@ -111,7 +126,7 @@ class TileDriver {
       vbuf.resize(d.io_.pcm() ? rb * mo : 0);
       xb.resize(d.io_.is_perfect && Src::kDirect ? 0 : rb * mi);
       xb2.resize(d.io_.pcm() ? rb * mi : 0);
-      for (auto* v : {&norms, &ab, &ar, &inv}) v->resize(rb);
+      for (auto* v : {&norms, &ab, &ar, &inv, &xk}) v->resize(rb);
       onehot.assign(rb, kDense);
       nbuf.resize(std::max(mi, mo) + 64);
       ubuf.resize(nbuf.size());
@@ -285,17 +300,33 @@ class TileDriver {
         continue;
       }
       T* xq = ws.xb.data() + r * si;
-      const T* xv = src_.row(v, s.xo, si, xq);
-      const T a = nan_aware(batch_nm_ ? mean_alpha_[s.gi] : segment_alpha(xv, si, io_), xv, si);
+      const OneHotDac* d = nullptr;  // the vector's DAC, when onehot_dac did it
+      if constexpr (Src::kOneHot) {
+        if (!pre_.empty()) d = &pre_[s.gi * p_.n + v];
+      }
+      const T* xv = d != nullptr ? nullptr : src_.row(v, s.xo, si, xq);
+      const T a = d != nullptr ? d->a : nan_aware(batch_nm_ ? mean_alpha_[s.gi]
+                                                            : segment_alpha(xv, si, io_), xv, si);
       ws.ab[r] = a;
       if (skip_zero(k, s, r, a)) continue;
       ws.act.push_back(r);
+      if (d != nullptr && d->col != kDense) {  // one-hot (or zero) after the DAC
+        ws.onehot[r] = d->col;
+        ws.xk[r] = d->x;
+        ws.norms[r] = d->norm;
+        continue;
+      }
+      if (d != nullptr) xv = src_.row(v, s.xo, si, xq);
       dac_row(xv, xq, si, dac_scale(a), io_, key_, static_cast<uint32_t>(v),
               static_cast<uint32_t>(s.gi), 0, ws.nbuf.data(), ws.ubuf.data());
       if (io_.additive()) ws.norms[r] = row_norm(xq, si);
       if (pcm_)
         for (int64_t c = 0; c < si; ++c) ws.xb2[r * si + c] = xq[c] * xq[c];
-      if constexpr (Src::kOneHot) ws.onehot[r] = ir_ ? kDense : sole_nonzero(xq, si);
+      if constexpr (Src::kOneHot) {
+        const int32_t c = ir_ ? kDense : sole_nonzero(xq, si);
+        ws.onehot[r] = c;
+        ws.xk[r] = c >= 0 ? xq[c] : T(0);
+      }
     }
     if (io_.is_perfect) std::fill(ws.ab.begin(), ws.ab.end(), T(1));
     const int64_t na = static_cast<int64_t>(ws.act.size());
@@ -333,28 +364,14 @@ class TileDriver {
     return na;
   }
 
-  // One-hot vectors: one weight column each, written as a contiguous output row (the column's
-  // values, a weight row apart, come from L2; writing an output column instead strides by the
-  // tile width, which thrashes one cache set).
-  void onehot_columns(Workspace& ws, const Task& k, const Split& s, int64_t nd, int64_t na) {
-    for (int64_t q = nd; q < na; ++q) {
-      const int32_t c = ws.onehot[ws.act[q]];
-      T* yq = ws.ybuf.data() + q * k.so;
-      T* vq = pcm_ ? ws.vbuf.data() + q * k.so : nullptr;
-      if (c < 0) {
-        std::fill(yq, yq + k.so, T(0));
-        if (pcm_) std::fill(vq, vq + k.so, T(0));
-        continue;
-      }
-      const T xk = ws.xb[ws.act[q] * s.si + c];
-      const T* wcol = s.w + c;
-      for (int64_t o = 0; o < k.so; ++o) yq[o] = xk * wcol[o * s.ldw];
-      if (pcm_) {
-        const T* acol = s.wa + c;
-        for (int64_t o = 0; o < k.so; ++o) vq[o] = (xk * xk) * acol[o * s.ldw];
-      }
-    }
-  }
+  // The identity readout's stages (driver_onehot.h): every vector's DAC once per input split,
+  // and the one-hot vectors' outputs as the tile's columns.
+  struct OneHotDac {
+    T a, x, norm;  // noise-management scale, the nonzero value, the row norm
+    int32_t col;   // its column, -1 (none) or kDense (the DAC left the vector dense)
+  };
+  void onehot_dac();
+  void onehot_columns(Workspace& ws, const Task& k, const Split& s, int64_t nd, int64_t na);
 
   // The output stages (driver_output.h): output_pass, then bound_management for the
   // vectors that clipped.
@@ -364,10 +381,17 @@ class TileDriver {
   // The digital bias, and the store of a buffered block: into NCHW for convolutions, else
   // row by row (both rounded to Y once, as Tensor.to(dtype)).
   void finish_block(const Task& k) {
+    const int64_t ch = p_.groups * p_.out_g;
+    if (!absum_.empty()) {  // mean_abs: |y| as y would hold it (rounded to Y), summed per output
+      double* acc = absum_.data() + (k.n0 / rb_) * ch + k.g * p_.out_g + k.oo;
+      for (int64_t r = 0; r < k.m; ++r)
+        for (int64_t o = 0; o < k.so; ++o)
+          acc[o] += std::abs(static_cast<double>(static_cast<Y>(k.yb[r * k.so + o])));
+      return;
+    }
     if (bias_ != nullptr)
       for (int64_t r = 0; r < k.m; ++r)
         for (int64_t o = 0; o < k.so; ++o) k.yb[r * k.ldy + o] += bias_[k.g * p_.out_g + k.oo + o];
-    const int64_t ch = p_.groups * p_.out_g;
     if (P_ == 0 && buffered())
       for (int64_t r = 0; r < k.m; ++r)
         narrow(k.yb + r * k.so, y_ + (k.n0 + r) * ch + k.g * p_.out_g + k.oo, k.so);
@@ -399,6 +423,8 @@ class TileDriver {
   int64_t rb_ = 256, n_blocks_ = 0;
   bool batch_nm_ = false, pcm_ = false, block_ = false, ir_ = false;
   std::vector<T> mean_alpha_;
+  std::vector<OneHotDac> pre_;  // [G * n_in, N] (onehot_dac), else empty
+  std::vector<double> absum_;   // mean_abs: [n_blocks, G * out_g] sums of |y|, else empty
 };
 
 // The analog forward of the vectors of src (see TileDriver).
@@ -414,5 +440,6 @@ void forward_impl(const Plan& p, const Io& io, RngKey key, const Src& src, const
 }  // namespace driver
 }  // namespace analog
 
-// (after the class: the out-of-class definitions of its output stages)
+// (after the class: the out-of-class definitions of its stages)
+#include "driver_onehot.h"
 #include "driver_output.h"

@@ -1,6 +1,7 @@
 // CPU entries of analog::tile_forward (input vectors as the rows of x), analog::tile_conv2d
 // (input vectors are the receptive fields of a padded image, gathered inside the kernel) and
-// analog::tile_readout (the identity's rows). All run the blocked driver of tile_driver.h with
+// analog::tile_readout (the identity's rows; analog::tile_readout_mean its mean |y| per output,
+// for drift compensation, without y). All run the blocked driver of tile_driver.h with
 // the same blocking and random keys, so tile_conv2d equals tile_forward over analog::im2col2d's
 // rows, and tile_readout tile_forward over the identity, bit for bit.
 //
@@ -53,12 +54,13 @@ Prepared prepare(const char* op, at::ScalarType dtype, const at::Tensor& weight_
   Prepared r;
   r.work = work_dtype(dtype);
   r.storage = is_half(dtype) && weight_in.scalar_type() == dtype ? dtype : r.work;
-  // A half-precision column slice of a wider matrix (drift_readout reads one input split) is
-  // read in place at its row stride, not copied: the driver widens each tile panel row by row
-  // anyway. Float weights are copied: their one-hot readout reads columns in place, which at a
-  // stride of a whole row (8 KiB and more) is slower than the copy (measured: up to 1.3x).
+  // A column slice of a wider matrix (drift_readout reads one input split) is read in place at
+  // its row stride, not copied (the driver widens half-precision tile panels row by row, and
+  // the readout transposes column blocks); float weights whose |W| the kernel needs are copied,
+  // as |W| is computed contiguous.
   const auto w = weight_in.detach().to(r.storage);
-  const bool sliced = w.numel() > 0 && r.storage != r.work && w.stride(2) == 1 &&
+  const bool sliced = w.numel() > 0 && (r.storage != r.work || !io.needs_wabs()) &&
+                      w.stride(2) == 1 &&
                       w.stride(1) >= in_g && (G == 1 || w.stride(0) == out_g * w.stride(1));
   r.weight = sliced ? w : w.contiguous();
   r.ldw = sliced ? w.stride(1) : in_g;
@@ -241,6 +243,36 @@ at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
     });
   }
   return y.to(dtype);
+}
+
+// The mean |y| of the identity readout per output ([G * out_g], in the weight's dtype): y as
+// tile_readout returns it (rounded to a half-precision weight's dtype), summed in double per
+// block of vectors and then over the blocks in order (the same on any thread count). No y.
+at::Tensor tile_readout_mean_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
+                                 at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                                 at::IntArrayRef io_i) {
+  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_readout_mean: weight must be [G, out_g, in_g]");
+  const Io io = unpack_io(io_f, io_i);
+  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  const auto dtype = weight_in.scalar_type();
+  const std::vector<int64_t> in_sizes{in_g};
+  auto pr = prepare("tile_readout_mean", dtype, weight_in, std::nullopt, std::nullopt, seed,
+                    in_g, in_sizes, out_sizes, io);
+  auto mean = at::zeros({G * out_g}, weight_in.options().dtype(at::kDouble));
+  if (in_g > 0) {
+    dispatch(pr.work, pr.storage, "tile_readout_mean", [&](auto t, auto s) {
+      using T = typename decltype(t)::type;
+      using S = typename decltype(s)::type;
+      const IdentityRows<T> src{in_g};
+      TileDriver<T, IdentityRows<T>, S, S> drv(pr.plan, pr.io, pr.key, src,
+                                               pr.weight.data_ptr<S>(), pr.ldw,
+                                               ptr_or_null<T>(pr.wabs), nullptr, nullptr,
+                                               static_cast<S*>(nullptr), nullptr, 0, true);
+      drv.run();
+      drv.abs_means(mean.data_ptr<double>());
+    });
+  }
+  return mean.to(dtype);
 }
 
 std::string periphery_layout() { return io_layout(); }

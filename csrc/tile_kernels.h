@@ -26,6 +26,10 @@ at::Tensor tile_readout_cpu(const at::Tensor& weight, const at::Tensor& seed,
                            at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
                            at::IntArrayRef io_i);
 
+at::Tensor tile_readout_mean_cpu(const at::Tensor& weight, const at::Tensor& seed,
+                                 at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                                 at::IntArrayRef io_i);
+
 std::tuple<at::Tensor, at::Tensor> tile_backward_cpu(
     const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight,
     const std::optional<at::Tensor>& out_scales, const std::optional<at::Tensor>& mask,

@@ -106,6 +106,7 @@ void register_cpu(torch::Library& m) {
   m.impl("tile_forward", &analog::tile_forward_cpu);
   m.impl("tile_conv2d", &analog::tile_conv2d_cpu);
   m.impl("tile_readout", &analog::tile_readout_cpu);
+  m.impl("tile_readout_mean", &analog::tile_readout_mean_cpu);
   m.impl("tile_backward", &analog::tile_backward_cpu);
   m.impl("im2col2d", &analog::im2col2d_cpu);
   m.impl("pcm_chip", &analog::pcm_chip_cpu);

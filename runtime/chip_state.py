@@ -20,23 +20,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .ops import pcm_chip, tile_readout
+from .ops import pcm_chip, tile_readout_mean
 
 
 def new_seed() -> Tensor:
     """A fresh kernel seed from torch's default generator (so ``torch.manual_seed`` reproduces)."""
     return torch.randint(0, 2**62, (), dtype=torch.int64)
-
-
-def _abs_mean_rows(y: Tensor, chunk: int = 16) -> Tensor:
-    """Mean |y| over the rows of ``y`` (overwritten), in y's dtype. torch's mean of a half
-    tensor on CPU sums a float copy of all of it; row chunks keep that copy small."""
-    if y.dtype not in (torch.bfloat16, torch.float16):
-        return y.abs_().mean(0)
-    acc = torch.zeros(y.shape[1:], dtype=torch.float32, device=y.device)
-    for r0 in range(0, y.shape[0], chunk):
-        acc += y[r0:r0 + chunk].abs_().sum(0, dtype=torch.float32)
-    return acc.div_(y.shape[0]).to(y.dtype)
 
 
 class ChipState(nn.Module):
@@ -139,14 +128,12 @@ class ChipState(nn.Module):
         plan = self.plan
         g, out_g, _ = self.weight.shape
         w = self.chip_weight
-        means = []
         # One readout per input split, through that split's tiles only (as each tile reads out
-        # its own identity). Row k drives input k of every group at once (groups are separate
-        # tiles), and the kernel reads weight columns instead of multiplying an identity; it
-        # reads the split's column slice in place (no per-split copy).
-        for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes):
-            y = tile_readout(w[:, :, off:off + size], new_seed(), plan.out_sizes, self.kernel_io)
-            means.append(_abs_mean_rows(y).view(g, out_g))  # [G, out_g] (y is ours)
-            del y  # before the next split's readout allocates its own
+        # its own identity). Vector k drives input k of every group at once (groups are separate
+        # tiles); the kernel reads the split's weight columns in place instead of multiplying an
+        # identity, and returns the mean |y| per output, never the readout itself.
+        means = [tile_readout_mean(w[:, :, off:off + size], new_seed(), plan.out_sizes,
+                                   self.kernel_io).view(g, out_g)
+                 for off, size in zip(plan.offsets(plan.in_sizes), plan.in_sizes)]
         return self.rpu_config.drift_compensation.reduce(
             torch.stack(means, 1), plan.out_index.to(w.device), plan.n_out)

@@ -54,6 +54,10 @@ def _tile_readout_fake(weight, seed, out_sizes, io_f, io_i):
     return weight.new_empty((weight.shape[2], weight.shape[0] * weight.shape[1]))
 
 
+def _tile_readout_mean_fake(weight, seed, out_sizes, io_f, io_i):
+    return weight.new_empty((weight.shape[0] * weight.shape[1],))
+
+
 def _im2col2d_fake(x, kernel, dilation, stride):
     n, c, h, w = x.shape
     ho = out_size(h, kernel[0], dilation[0], stride[0])
@@ -156,6 +160,7 @@ def _im2col2d_backward(ctx, grad):
 _FAKES: dict[str, Callable[..., Any]] = {
     "tile_forward": _tile_forward_fake, "tile_backward": _tile_backward_fake,
     "tile_conv2d": _tile_conv2d_fake, "tile_readout": _tile_readout_fake,
+    "tile_readout_mean": _tile_readout_mean_fake,
     "im2col2d": _im2col2d_fake, "pcm_chip": _pcm_chip_fake, "device_chip": _pcm_chip_fake,
     "tile_update": _tile_update_fake,
     "transfer_update": _transfer_update_fake,

@@ -49,6 +49,7 @@ SCHEMAS: dict[str, str] = {
     "tile_conv2d": f"({_TILE}, int[] kernel, int[] dilation, int[] stride, int[] padding, "
                    f"int[] in_sizes, int[] out_sizes, {_IO}) -> Tensor",
     "tile_readout": f"(Tensor weight, Tensor seed, int[] out_sizes, {_IO}) -> Tensor",
+    "tile_readout_mean": f"(Tensor weight, Tensor seed, int[] out_sizes, {_IO}) -> Tensor",
     "im2col2d": "(Tensor x, int[] kernel, int[] dilation, int[] stride) -> Tensor",
     "pcm_chip": "(Tensor weight, int[] in_sizes, int[] out_sizes, Tensor seed, "
                 "float t_inference, bool read_noise, Tensor read_seed, float g_max, "
@@ -82,6 +83,7 @@ SCHEMAS: dict[str, str] = {
 _REFERENCE = {
     "tile_forward": reference.tile_forward, "tile_backward": reference.tile_backward,
     "tile_conv2d": conv_ops.tile_conv2d_reference, "tile_readout": reference.tile_readout,
+    "tile_readout_mean": reference.tile_readout_mean,
     "im2col2d": im2col.im2col2d_reference,
     "pcm_chip": chip_ops.pcm_chip_reference, "device_chip": chip_ops.device_chip_reference,
     "tile_update": update_ops.tile_update_reference,
@@ -137,6 +139,15 @@ def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io: KernelI
     (``[in_g, G * out_g]``, row ``k`` is what input ``k`` driven alone reads out)."""
     with dispatch_scope(False, weight):
         return torch.ops.analog.tile_readout(weight, seed, list(out_sizes), io.io_f, io.io_i)
+
+
+def tile_readout_mean(weight: Tensor, seed: Tensor, out_sizes: list[int],
+                      io: KernelIO) -> Tensor:
+    """``analog::tile_readout_mean``: the mean ``|y|`` per output (``[G * out_g]``) of
+    ``tile_readout``, without the readout itself (drift compensation's readout)."""
+    with dispatch_scope(False, weight):
+        return torch.ops.analog.tile_readout_mean(weight, seed, list(out_sizes), io.io_f,
+                                                  io.io_i)
 
 
 def im2col2d(x: Tensor, kernel: list[int], dilation: list[int], stride: list[int]) -> Tensor:

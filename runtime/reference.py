@@ -231,6 +231,17 @@ def tile_readout(weight: Tensor, seed: Tensor, out_sizes: list[int], io_f: list[
                                          io_f, io_i, False)[0]
 
 
+def tile_readout_mean(weight: Tensor, seed: Tensor, out_sizes: list[int], io_f: list[float],
+                      io_i: list[int]) -> Tensor:
+    """Reference kernel of ``analog::tile_readout_mean``: the mean ``|y|`` of ``tile_readout``
+    per output (``[G * out_g]``, in the weight's dtype; 0 for an empty split), as drift
+    compensation reads a tile out."""
+    y = tile_readout(weight, seed, out_sizes, io_f, io_i)
+    if y.shape[0] == 0:
+        return y.new_zeros(y.shape[1])
+    return y.double().abs().mean(0).to(weight.dtype)
+
+
 def tile_backward(grad_y: Tensor, x: Tensor, weight: Tensor, out_scales: Tensor | None,
                   mask: Tensor | None, in_sizes: list[int], out_sizes: list[int],
                   need_input_grad: bool, need_weight_grad: bool) -> tuple[Tensor, Tensor]:

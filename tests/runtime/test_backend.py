@@ -36,7 +36,8 @@ def run_python(code: str, expect_ok: bool = True, **env: str) -> dict | str:
 
 def test_backend_names_every_op_and_device() -> None:
     b = backend()
-    assert set(b) == {"tile_forward", "tile_backward", "tile_conv2d", "tile_readout", "im2col2d",
+    assert set(b) == {"tile_forward", "tile_backward", "tile_conv2d", "tile_readout",
+                      "tile_readout_mean", "im2col2d",
                       "pcm_chip", "device_chip", "tile_update", "transfer_update",
                       "agad_update"}
     for per_device in b.values():
@@ -54,6 +55,7 @@ def test_loaded_extension_serves_cpu() -> None:
     assert backend()["im2col2d"]["cpu"] == "cpp"
     assert backend()["tile_conv2d"]["cpu"] == "cpp"
     assert backend()["tile_readout"]["cpu"] == "cpp"
+    assert backend()["tile_readout_mean"]["cpu"] == "cpp"
     assert backend()["pcm_chip"]["cpu"] == "cpp"
     assert backend()["device_chip"]["cpu"] == "cpp"
     assert backend()["agad_update"]["cpu"] == "cpp"

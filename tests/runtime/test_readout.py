@@ -1,5 +1,6 @@
 """``analog::tile_readout``: the analog forward of the identity (drift compensation's readout)
-equals ``tile_forward`` over the rows of the identity, without building it."""
+equals ``tile_forward`` over the rows of the identity, without building it; and
+``analog::tile_readout_mean`` is its mean |y| per output, without the readout."""
 
 from __future__ import annotations
 
@@ -20,10 +21,17 @@ SETTINGS = {
 }
 
 
-def problem(groups: int, dtype: torch.dtype = torch.float32):
+# (out_g, in_g, out_sizes): a small tile pair, and one whose one-hot runs cover the kernel's
+# 16- and 8-column transposes, their remainders, rows beyond a multiple of 8 and several
+# blocks of vectors
+SHAPES = {"small": (13, 9, [7, 6]), "wide": (70, 45, [35, 35])}
+
+
+def problem(groups: int, dtype: torch.dtype = torch.float32, shape: str = "small"):
+    out_g, in_g, out_sizes = SHAPES[shape]
     g = torch.Generator().manual_seed(groups)
-    w = torch.randn(groups, 13, 9, generator=g, dtype=dtype) * 0.2
-    return w, torch.tensor(77), [7, 6]
+    w = torch.randn(groups, out_g, in_g, generator=g, dtype=dtype) * 0.2
+    return w, torch.tensor(77), out_sizes
 
 
 def via_forward(w: torch.Tensor, seed: torch.Tensor, out_sizes, io) -> torch.Tensor:
@@ -33,13 +41,14 @@ def via_forward(w: torch.Tensor, seed: torch.Tensor, out_sizes, io) -> torch.Ten
                                          False)[0]
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("setting", list(SETTINGS))
-def test_equals_tile_forward_over_the_identity(setting: str, groups: int) -> None:
-    w, seed, out_sizes = problem(groups)
+def test_equals_tile_forward_over_the_identity(setting: str, groups: int, shape: str) -> None:
+    w, seed, out_sizes = problem(groups, shape=shape)
     io = kernel_io(ac.IOParameters(**SETTINGS[setting]))
     y = ops.tile_readout(w, seed, out_sizes, io)
-    assert y.shape == (9, groups * 13)
+    assert y.shape == (w.shape[2], groups * w.shape[1])
     assert torch.equal(y, via_forward(w, seed, out_sizes, io))  # same keys, same arithmetic
     assert torch.equal(reference.tile_readout(w, seed, out_sizes, *io),
                        via_forward(w, seed, out_sizes, io))
@@ -77,15 +86,51 @@ def test_column_slice_reads_out_as_its_copy(setting: str, groups: int, dtype) ->
         assert torch.equal(y, ops.tile_readout(view.contiguous(), torch.tensor(5), [7, 6], io))
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_abs_mean_rows_in_chunks(dtype) -> None:
-    from analog_compiler.runtime.chip_state import _abs_mean_rows
+def mean_of_readout(w: torch.Tensor, seed: torch.Tensor, out_sizes, io) -> torch.Tensor:
+    """The oracle: mean |y| of the readout (y in the weight's dtype) per output, in float64."""
+    return ops.tile_readout(w, seed, out_sizes, io).double().abs().mean(0)
 
-    y = torch.randn(37, 11, generator=torch.Generator().manual_seed(3)).to(dtype)
-    want = y.double().abs().mean(0)
-    got = _abs_mean_rows(y.clone(), chunk=8)
-    assert got.dtype == dtype and got.shape == (11,)
-    # half types: float sums, one rounding to the dtype; float32: 37 roundings at most
-    eps = float(torch.finfo(dtype).eps)
-    torch.testing.assert_close(got.double(), want, rtol=eps * (37 if dtype == torch.float32 else 1),
-                               atol=0)
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_mean_is_the_mean_abs_of_the_readout(setting: str, groups: int, shape: str,
+                                            dtype: torch.dtype) -> None:
+    w, seed, out_sizes = problem(groups, dtype, shape)
+    io = kernel_io(ac.IOParameters(**SETTINGS[setting]))
+    m = ops.tile_readout_mean(w, seed, out_sizes, io)
+    assert m.dtype == dtype and m.shape == (groups * w.shape[1],)
+    want = mean_of_readout(w, seed, out_sizes, io)
+    # the same |y| summed in another order in float64: one rounding to the dtype apart at most
+    # (float64 itself: the order's in_g roundings)
+    eps = float(torch.finfo(dtype).eps) * (w.shape[2] if dtype == torch.float64 else 1)
+    torch.testing.assert_close(m.double(), want, rtol=eps, atol=0)
+    ref = reference.tile_readout_mean(w, seed, out_sizes, *io)
+    torch.testing.assert_close(ref.double(), want, rtol=eps, atol=0)
+
+
+@pytest.mark.skipif(not CPP, reason="C++ kernels not active")
+def test_mean_is_independent_of_the_thread_count_and_of_slicing() -> None:
+    g = torch.Generator().manual_seed(4)
+    whole = torch.randn(2, 300, 700, generator=g) * 0.2
+    io = kernel_io(ac.IOParameters())
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = [ops.tile_readout_mean(whole[:, :, off:off + 350], torch.tensor(3), [150, 150], io)
+               for off in (0, 350)]
+        torch.set_num_threads(2)
+        two = [ops.tile_readout_mean(whole[:, :, off:off + 350].contiguous(), torch.tensor(3),
+                                     [150, 150], io) for off in (0, 350)]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+    assert not torch.equal(one[0], one[1])  # each split reads its own columns
+
+
+def test_mean_opcheck() -> None:
+    w, seed, out_sizes = problem(2)
+    io = kernel_io(ac.IOParameters())
+    torch.library.opcheck(torch.ops.analog.tile_readout_mean.default, (w, seed, out_sizes, *io))
