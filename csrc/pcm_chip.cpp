@@ -5,7 +5,7 @@
 // G- = clamp(-W s, 0, g_max); programming noise, drift exponent nu, drift to t and 1/f read
 // noise (runtime/config/noise.py PCMLikeNoiseModel); the result is (G+ - G-) / s.
 // Randoms (rng.h's block streams): the block of kRngBlock = 256 consecutive elements (flat
-// index) b seeds three 8-lane xoshiro128++ generators from Philox counters (b * 8 + lane): the
+// index) b seeds three 8-lane xoshiro128+ generators from Philox counters (b * 8 + lane): the
 // programming normals (stream 0) and the drift-exponent normals (stream 2) under the program
 // seed, the read normals (stream 1) under the read seed. The block's elements go 8 at a time
 // (element k of the block in lane k % 8); each group of 8 takes, per stream, one Box-Muller pair

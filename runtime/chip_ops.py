@@ -7,7 +7,7 @@ The per-device randoms of programming come from ``seed`` only, so every call wit
 (weights, seed) sees the same chip; the read noise comes from ``read_seed``.
 
 The reference kernel below (``runtime.programming.ChipSample``, torch generators) defines the
-statistics; the C++ library registers a fused CPU kernel (xoshiro128++ streams seeded by Philox
+statistics; the C++ library registers a fused CPU kernel (xoshiro128+ streams seeded by Philox
 from the seed and the element's block of 256: the same statistics, not the same numbers, and
 independent of the thread count and the tile layout).
 
