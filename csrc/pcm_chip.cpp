@@ -104,28 +104,6 @@ inline __m256 device8(__m256 g, __m256 mu, __m256 sd, __m256 xi_p, __m256 xi_nu,
 }
 #endif
 
-#if defined(__AVX2__)
-using Gen = simd::Xoshiro8;
-#else
-using Gen = Xoshiro8;
-#endif
-
-// n8 / 8 Box-Muller pairs of one stream, lane l of pair j into a[8 j + l] and b[8 j + l]: a loop
-// of its own, whose iterations share only the generator's state (a short chain), so that the
-// out-of-order core overlaps their long log / sqrt / polynomial chains.
-inline void normal_pairs(Gen g, int64_t n8, float* a, float* b) {
-  for (int64_t k = 0; k < n8; k += kLanes) {
-#if defined(__AVX2__)
-    __m256 x, y;
-    g.normal_pair(x, y);
-    _mm256_storeu_ps(a + k, x);
-    _mm256_storeu_ps(b + k, y);
-#else
-    g.normal_pair(a + k, b + k);
-#endif
-  }
-}
-
 // max |x[k]| over n contiguous values.
 inline float absmax(const float* x, int64_t n) {
   float acc[kLanes] = {};
@@ -285,9 +263,9 @@ void pcm_chip_impl(const S* src, S* dst, int64_t G, int64_t O, int64_t I,
                        ? reinterpret_cast<float*>(dst + e0) : tail;
       const uint64_t ub = static_cast<uint64_t>(blk);
       // the normals of the streams this call uses, G+'s in [0], G-'s in [1] (the others stay 0)
-      normal_pairs(Gen(ub, 0u, key), n8, xp[0], xp[1]);
-      if (p.drift) normal_pairs(Gen(ub, 2u, key), n8, xn[0], xn[1]);
-      if (p.read) normal_pairs(Gen(ub, 1u, rkey), n8, xr[0], xr[1]);
+      block_normal_pairs(BlockGen(ub, 0u, key), n8, xp[0], xp[1]);
+      if (p.drift) block_normal_pairs(BlockGen(ub, 2u, key), n8, xn[0], xn[1]);
+      if (p.read) block_normal_pairs(BlockGen(ub, 1u, rkey), n8, xr[0], xr[1]);
 #if defined(__AVX2__) && defined(__FMA__)
       const __m256 zero = _mm256_setzero_ps();
       for (int64_t k = 0; k < n8; k += kLanes) {

@@ -385,4 +385,27 @@ struct Xoshiro8 {
 }  // namespace simd
 #endif
 
+#if defined(__AVX2__)
+using BlockGen = simd::Xoshiro8;
+#else
+using BlockGen = Xoshiro8;
+#endif
+
+// n8 / 8 Box-Muller pairs of one block stream (n8 a multiple of 8), lane l of pair j into
+// a[8 j + l] and b[8 j + l]: a loop of its own, whose iterations share only the generator's state
+// (a short chain), so that the out-of-order core overlaps their long log / sqrt / polynomial
+// chains.
+inline void block_normal_pairs(BlockGen g, int64_t n8, float* a, float* b) {
+  for (int64_t k = 0; k < n8; k += kLanes) {
+#if defined(__AVX2__)
+    __m256 x, y;
+    g.normal_pair(x, y);
+    _mm256_storeu_ps(a + k, x);
+    _mm256_storeu_ps(b + k, y);
+#else
+    g.normal_pair(a + k, b + k);
+#endif
+  }
+}
+
 }  // namespace analog
