@@ -16,8 +16,9 @@ independent of the thread count and the tile layout).
 conductance converter: the model and converter travel in the compact encoding of
 ``chip_codec`` (two kinds, two lists of floats). Its reference kernel below decodes them into a
 model and runs ``runtime.programming.DeviceChipSample``; the C++ library registers a CPU kernel
-(``csrc/device_chip.cpp``) that reads the encoding directly, with its own Philox streams (the
-same statistics, not the same numbers; independent of the thread count). ``ops.pcm_chip``
+(``csrc/device_chip.cpp``) that reads the encoding directly, with its own random streams (the
+same block streams as ``pcm_chip``'s: the same statistics, not the same numbers; independent
+of the thread count). ``ops.pcm_chip``
 picks the op.
 """
 
