@@ -7,11 +7,14 @@
 // target conductance of each device of its unit cell; per device programming noise, the drift
 // parameter, the read at t (drift / relaxation, read noise) as in the model classes
 // (runtime/config/noise_pcm.py, noise_reram.py); then back through the converter.
-// Randoms: the batch of 16 elements q draws, per device d, its programming normals (16 for the
-// noise, 16 for the drift parameter) from the Philox counter (q * 8 + lane, stream 2, d) under
-// the program seed and its read normals from (q * 8 + lane, stream 3, d / 2) under the read seed
-// (devices 2p and 2p + 1 take one half each; ReRamCMO's single device takes the whole batch:
-// read noise and relaxation): the same chip at every call, no value depends on the thread.
+// Randoms (rng.h's block streams, as pcm_chip.cpp): the block of kRngBlock = 256 consecutive
+// elements b seeds, per device d, an 8-lane xoshiro128+ stream (Philox counters (b * 8 + lane),
+// stream 16 d + 2) under the program seed, whose Box-Muller pairs give each element of the block
+// its programming normal (first of the pair) and its drift-parameter normal (second); and per
+// read stream s (stream 16 s + 3, under the read seed) a pair per element: devices 2s and 2s + 1
+// take one each, ReRamCMO's single device (s = d) both (read noise and relaxation). A value
+// depends on the seeds, its block and its place in it only: the same chip at every call,
+// whatever the threads.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -28,6 +31,9 @@ namespace analog {
 namespace {
 
 using namespace devchip;  // the kinds, Model and Converter of device_chip_params.h
+
+constexpr int kRngBlock = 256;  // elements per random block (see the header); kChunk divides it
+static_assert(kRngBlock % kChunk == 0);
 
 // PCM-like read noise Q of the programmed conductance (PCMLikeNoiseModel, CustomDrift).
 inline float pcm_q(float g_p, float g_norm) {
@@ -261,60 +267,67 @@ at::Tensor device_chip_cpu(const at::Tensor& weight, at::IntArrayRef in_sizes,
   const RngKey rkey = make_key(read_noise ? read_seed.item<int64_t>() : 0);
   const ReadFn read_chunk = read_fn(m.kind);
   const int64_t n_chunks = (total + kChunk - 1) / kChunk;
+  constexpr int kChunks = kRngBlock / kChunk;  // chunks per random block
+  const int64_t n_blocks = (total + kRngBlock - 1) / kRngBlock;
   // Read normals: the PCM family and Wan use one of them per device, so devices 2p and 2p + 1
-  // share the batch of counter p (halves 0 and 1); CMO (one device) takes both halves.
+  // share read stream p (halves 0 and 1); CMO (one device) takes both halves.
   const bool both_read_halves = m.kind == kCmo;
-  constexpr int kPerChunk = kChunk / kBatch;
-  at::parallel_for(0, n_chunks, 16, [&](int64_t b, int64_t e) {
-    float buf[kBlock], xp[kChunk], xd[kChunk], xr[2][kChunk], gt[kChunk], g[kChunk], sv[kChunk],
-        lo[kChunk], wv[kChunk], u[kChunk], acc[kChunk];
-    std::fill(xr[0], xr[0] + 2 * kChunk, 0.0f);
-    // the batches q of device d (of the pair d / 2 for a shared read batch) into two halves
-    auto draw = [&](int64_t ch, uint32_t stream, uint32_t d, RngKey k, float* lo_half,
-                    float* hi_half) {
-      for (int q = 0; q < kPerChunk; ++q) {
-        const uint64_t ctr = static_cast<uint64_t>(ch * kPerChunk + q) * kLanes;
-        normal_block(static_cast<uint32_t>(ctr), static_cast<uint32_t>(ctr >> 32), stream, d, k,
-                     buf);
-        std::memcpy(lo_half + q * kBatch, buf, kBatch * sizeof(float));
-        std::memcpy(hi_half + q * kBatch, buf + kBatch, kBatch * sizeof(float));
-      }
+  const int n_read = both_read_halves ? n_dev : (n_dev + 1) / 2;
+  at::parallel_for(0, n_blocks, 4, [&](int64_t b, int64_t e) {
+    float gt[kChunk], g[kChunk], sv[kChunk], lo[kChunk], wv[kChunk], u[kChunk], acc[kChunk];
+    // the block's normals: programming and drift parameter of device d, read stream s's halves
+    std::vector<float> xpd(static_cast<size_t>(n_dev) * 2 * kRngBlock);
+    std::vector<float> xr(static_cast<size_t>(n_read) * 2 * kRngBlock, 0.0f);
+    const auto xp = [&](int d) { return xpd.data() + static_cast<size_t>(2 * d) * kRngBlock; };
+    const auto xd = [&](int d) { return xp(d) + kRngBlock; };
+    const auto xrh = [&](int s, int h) {
+      return xr.data() + static_cast<size_t>(2 * s + h) * kRngBlock;
     };
-    for (int64_t ch = b; ch < e; ++ch) {
-      const int64_t e0 = ch * kChunk;
-      const int64_t n = std::min<int64_t>(kChunk, total - e0);
-      // the tile of each element, walking the row (a short tail repeats its last element)
-      int64_t r = e0 / I, col = e0 % I;
-      for (int k = 0; k < kChunk; ++k) {
-        const int64_t t = row_tile[r] + col_split[col];
-        sv[k] = scale[t];
-        lo[k] = w_min[t];
-        wv[k] = src[r * I + col];
-        if (k + 1 < n && ++col == I) col = 0, ++r;
-      }
-      for (int k = 0; k < kChunk; ++k)
-        u[k] = c.kind == kSingleDevice ? wv[k] - lo[k] : wv[k] * sv[k];
-      std::fill(acc, acc + kChunk, 0.0f);
-      for (int d = 0; d < n_dev; ++d) {
-        if (c.kind == kSingleDevice) {
-          for (int k = 0; k < kChunk; ++k) gt[k] = u[k] * sv[k] + c.g_min;
-        } else {
-          pair_targets(c, d, u, gt);
+    for (int64_t blk = b; blk < e; ++blk) {
+      const uint64_t ub = static_cast<uint64_t>(blk);
+      for (int d = 0; d < n_dev; ++d)
+        block_normal_pairs(BlockGen(ub, static_cast<uint32_t>(d) << 4 | 2u, key), kRngBlock,
+                           xp(d), xd(d));
+      if (m.read)
+        for (int s = 0; s < n_read; ++s)
+          block_normal_pairs(BlockGen(ub, static_cast<uint32_t>(s) << 4 | 3u, rkey), kRngBlock,
+                             xrh(s, 0), xrh(s, 1));
+      const int64_t ch_end = std::min<int64_t>((blk + 1) * kChunks, n_chunks);
+      for (int64_t ch = blk * kChunks; ch < ch_end; ++ch) {
+        const int64_t e0 = ch * kChunk, k0 = e0 - blk * kRngBlock;
+        const int64_t n = std::min<int64_t>(kChunk, total - e0);
+        // the tile of each element, walking the row (a short tail repeats its last element)
+        int64_t r = e0 / I, col = e0 % I;
+        for (int k = 0; k < kChunk; ++k) {
+          const int64_t t = row_tile[r] + col_split[col];
+          sv[k] = scale[t];
+          lo[k] = w_min[t];
+          wv[k] = src[r * I + col];
+          if (k + 1 < n && ++col == I) col = 0, ++r;
         }
-        draw(ch, 2u, static_cast<uint32_t>(d), key, xp, xd);
-        if (m.read && (both_read_halves || d % 2 == 0))
-          draw(ch, 3u, static_cast<uint32_t>(both_read_halves ? d : d / 2), rkey, xr[0], xr[1]);
-        read_chunk(m, gt, xp, xd, xr[both_read_halves ? 0 : d % 2], xr[1], g);
-        if (c.kind == kSingleDevice) {
-          for (int k = 0; k < kChunk; ++k) acc[k] = lo[k] + (g[k] - c.g_min) / sv[k];
-        } else {
-          const float f = (d % 2 == 0 ? 1.0f : -1.0f) * c.f[d / 2];
-          for (int k = 0; k < kChunk; ++k) acc[k] += f * g[k];
+        for (int k = 0; k < kChunk; ++k)
+          u[k] = c.kind == kSingleDevice ? wv[k] - lo[k] : wv[k] * sv[k];
+        std::fill(acc, acc + kChunk, 0.0f);
+        for (int d = 0; d < n_dev; ++d) {
+          if (c.kind == kSingleDevice) {
+            for (int k = 0; k < kChunk; ++k) gt[k] = u[k] * sv[k] + c.g_min;
+          } else {
+            pair_targets(c, d, u, gt);
+          }
+          const int s = both_read_halves ? d : d / 2;
+          read_chunk(m, gt, xp(d) + k0, xd(d) + k0,
+                     xrh(s, both_read_halves ? 0 : d % 2) + k0, xrh(s, 1) + k0, g);
+          if (c.kind == kSingleDevice) {
+            for (int k = 0; k < kChunk; ++k) acc[k] = lo[k] + (g[k] - c.g_min) / sv[k];
+          } else {
+            const float f = (d % 2 == 0 ? 1.0f : -1.0f) * c.f[d / 2];
+            for (int k = 0; k < kChunk; ++k) acc[k] += f * g[k];
+          }
         }
+        if (c.kind != kSingleDevice)
+          for (int k = 0; k < kChunk; ++k) acc[k] /= sv[k];
+        std::memcpy(dst + e0, acc, static_cast<size_t>(n) * sizeof(float));
       }
-      if (c.kind != kSingleDevice)
-        for (int k = 0; k < kChunk; ++k) acc[k] /= sv[k];
-      std::memcpy(dst + e0, acc, static_cast<size_t>(n) * sizeof(float));
     }
   });
   return out.scalar_type() == weight.scalar_type() ? out : out.to(weight.scalar_type());

@@ -7,17 +7,18 @@ The per-device randoms of programming come from ``seed`` only, so every call wit
 (weights, seed) sees the same chip; the read noise comes from ``read_seed``.
 
 The reference kernel below (``runtime.programming.ChipSample``, torch generators) defines the
-statistics; the C++ library registers a fused CPU kernel (Philox streams keyed by the seed and
-the element index: the same statistics, not the same numbers, and independent of the thread
-count).
+statistics; the C++ library registers a fused CPU kernel (xoshiro128+ streams seeded by Philox
+from the seed and the element's block of 256: the same statistics, not the same numbers, and
+independent of the thread count and the tile layout).
 
 ``analog::device_chip`` serves every other model of the noise family (``HermesNoiseModel``,
 ``StateIndependentNoiseModel``, ``CustomDriftPCMLikeNoiseModel``, the ReRAM models) and any
 conductance converter: the model and converter travel in the compact encoding of
 ``chip_codec`` (two kinds, two lists of floats). Its reference kernel below decodes them into a
 model and runs ``runtime.programming.DeviceChipSample``; the C++ library registers a CPU kernel
-(``csrc/device_chip.cpp``) that reads the encoding directly, with its own Philox streams (the
-same statistics, not the same numbers; independent of the thread count). ``ops.pcm_chip``
+(``csrc/device_chip.cpp``) that reads the encoding directly, with its own random streams (the
+same block streams as ``pcm_chip``'s: the same statistics, not the same numbers; independent
+of the thread count). ``ops.pcm_chip``
 picks the op.
 """
 

@@ -14,7 +14,8 @@ per device of the model's converter (reference kernel of ``analog::device_chip``
 
 ``ChipSample`` (torch generators) is the reference kernel of ``analog::pcm_chip``
 (``runtime/chip_ops.py``), which the tile arrays call; the C++ kernel of that op computes the
-same chip statistics in one fused pass per weight, from its own Philox streams.
+same chip statistics in one fused pass per weight, from its own random streams (Philox-seeded
+xoshiro128+, ``csrc/pcm_chip.cpp``).
 """
 
 from __future__ import annotations

@@ -331,6 +331,19 @@ def test_cpp_is_independent_of_the_thread_count_and_layout(model: ac.NoiseModel)
         lambda w, plan: chip("cpp", w, plan, model, 9, 3600.0, read_seed=2))
 
 
+@pytest.mark.skipif(not CPP_ACTIVE, reason="C++ kernels not active")
+@pytest.mark.parametrize("model", [ac.ReRamCMONoiseModel(), ac.HermesNoiseModel(
+    g_converter=ac.DualPairConductanceConverter())], ids=lambda m: type(m).__name__)
+def test_cpp_values_depend_on_the_element_alone(model: ac.NoiseModel) -> None:
+    """The random blocks (256 consecutive elements) fix each element's numbers: a chip's first
+    group is the chip of that group alone (a partial last block either way; tiles cut blocks)."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 131, 517) * 0.1
+    full = chip("cpp", w, TilePlan(3, (256, 261), (64, 67)), model, 9, 3600.0, read_seed=2)
+    first = chip("cpp", w[:1], TilePlan(1, (256, 261), (64, 67)), model, 9, 3600.0, read_seed=2)
+    assert torch.equal(first, full[:1])
+
+
 @pytest.mark.parametrize("model", [m for m, _ in CHIP_MODELS], ids=lambda m: type(m).__name__)
 def test_decoded_model_makes_the_same_chip(model: ac.NoiseModel) -> None:
     """The encoding loses nothing a read needs: the reference chip of the decoded model equals

@@ -107,6 +107,30 @@ def test_read_noise_std(impl: str) -> None:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_read_normals_are_normal_and_uncorrelated(impl: str) -> None:
+    """Without programming noise (G- = 0) the read noise of G+ gives back its normals exactly:
+    their distribution (Kolmogorov-Smirnov at the 0.1 % level) and their correlation between
+    neighbours, the same lane of the next group of 8, and the same place in the next block of
+    256 (each within 4 standard errors)."""
+    n, t = 65536, T_DAY
+    w = torch.full((1, 1, n), 0.5)
+    w[0, 0, 0] = 1.0  # sets the scale: all others at 12.5 uS
+    plan = TilePlan.build(n, 1, 0, 0)
+    model = ac.PCMLikeNoiseModel(prog_noise_scale=0.0)
+    drifted = chip(impl, w, plan, model, 3, t).flatten()[1:].double()
+    read = chip(impl, w, plan, model, 3, t, read_seed=11).flatten()[1:].double()
+    z = (read - drifted) / (drifted * read_sigma(12.5, t))
+    z = (z - z.mean()) / z.std()
+    cdf = torch.special.ndtr(z.sort().values)
+    k = torch.arange(1, z.numel() + 1, dtype=torch.float64) / z.numel()
+    ks = max(float((k - cdf).max()), float((cdf - k + 1.0 / z.numel()).max()))
+    assert ks < 1.95 / math.sqrt(z.numel())
+    for lag in (1, 8, 256):
+        r = float((z[:-lag] * z[lag:]).mean())
+        assert abs(r) < 4.0 / math.sqrt(z.numel() - lag), (lag, r)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_chip_is_defined_by_weights_and_seed(impl: str) -> None:
     w = torch.randn(2, 37, 45) * 0.1
     plan = TilePlan(2, (20, 25), (17, 20))
@@ -144,6 +168,32 @@ def test_cpp_is_independent_of_the_thread_count_and_layout() -> None:
     model = ac.PCMLikeNoiseModel()
     assert_thread_count_and_dtype_independent(
         lambda w, plan: chip("cpp", w, plan, model, 9, 3600.0, read_seed=2))
+
+
+@pytest.mark.skipif(not CPP_ACTIVE, reason="C++ kernels not active")
+def test_cpp_values_depend_on_the_element_alone() -> None:
+    """The random blocks (256 consecutive elements) fix each element's numbers: a chip's first
+    group is the chip of that group alone (a partial last block either way; 131 x 517 elements
+    and tiles of 64 / 67 rows x 256 / 261 columns cut blocks), and thread counts that chunk the
+    blocks differently give the same chip, in float32 and bfloat16."""
+    torch.manual_seed(0)
+    w = torch.randn(3, 131, 517) * 0.1
+    model = ac.PCMLikeNoiseModel()
+    threads = torch.get_num_threads()
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            wd = w.to(dtype)
+            for t, rs in ((0.0, None), (3600.0, 2)):
+                torch.set_num_threads(1)
+                full = chip("cpp", wd, TilePlan(3, (256, 261), (64, 67)), model, 9, t, rs)
+                first = chip("cpp", wd[:1], TilePlan(1, (256, 261), (64, 67)), model, 9, t, rs)
+                assert torch.equal(first, full[:1])
+                for n in (2, 3):
+                    torch.set_num_threads(n)
+                    assert torch.equal(
+                        chip("cpp", wd, TilePlan(3, (256, 261), (64, 67)), model, 9, t, rs), full)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
