@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from torch import nn
+from torch import fx, nn
 
 from ..conversion_log import LOG_ATTRIBUTE, ConversionLog, LayerRecord
 from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
@@ -45,7 +46,7 @@ from .passes import (
     run_pipeline,
 )
 from .policy import LayerPolicy, PolicyResolver, RPUConfig, check_rpu_config
-from .rewrite import ConversionContext, direct_matrix_parameters, set_submodule
+from .rewrite import ANALOG_LEAVES, ConversionContext, direct_matrix_parameters, set_submodule
 
 
 @contextlib.contextmanager
@@ -251,10 +252,12 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
         ctx.keep_functional = (f"untraceable: {type(module).__name__}.forward uses the optional "
                                f"argument(s) {', '.join(optional)} (default None); one graph "
                                "cannot serve both cases")
+    first_record = len(ctx.log.records)
     try:
         changed = run_pipeline(gm, ctx, prefix, passes)
     except PassError as exc:  # never an FX traceback: keep the module's code, say why
         ctx.log.fallbacks[prefix] = str(exc)
+        _swap_after_failed_pipeline(module, gm, ctx, prefix, first_record, str(exc))
         return module
     finally:
         ctx.keep_functional = ""
@@ -264,6 +267,27 @@ def _process(module: nn.Module, prefix: str, ctx: ConversionContext, passes: lis
         if getattr(module, name, None) is not child:
             setattr(module, name, child)
     return module
+
+
+def _swap_after_failed_pipeline(module: nn.Module, gm: fx.GraphModule, ctx: ConversionContext,
+                                prefix: str, first_record: int, error: str) -> None:
+    """A pass failed on ``module``'s graph: its own code stays (module swap). The analog layers
+    the graph already swapped in for direct children go in as they would without a graph;
+    a record the pipeline made for a layer that is not in ``module`` now (a functional product
+    rewritten in the abandoned graph) says it stayed digital."""
+    for name, child in gm.named_children():
+        old = getattr(module, name, None)
+        if old is not child and isinstance(child, ANALOG_LEAVES) and isinstance(old, nn.Module) \
+                and ctx.is_matrix_module(old):
+            ctx.keep_mode(child, old)
+            setattr(module, name, child)
+    names = {qualify(prefix, n) for n, _ in module.named_modules()}
+    records = ctx.log.records
+    for i in range(first_record, len(records)):
+        rec = records[i]
+        if rec.status == "analog" and rec.name not in names:
+            records[i] = dataclasses.replace(rec, status="digital", rpu_config=None,
+                                             reason=f"untraceable: {error}")
 
 
 def _optional_args_in_use(gm: nn.Module) -> list[str]:

@@ -7,6 +7,7 @@ it, and names the pass that failed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -145,17 +146,61 @@ def _drop_unused_parameters(gm: fx.GraphModule, consumed: set[str]) -> None:
 def map_modules_pass(gm: fx.GraphModule, ctx: ConversionContext, prefix: str) -> bool:
     """Swap every called matrix module (graph order) for its analog twin."""
     changed = False
-    for node in gm.graph.nodes:
+    for node in list(gm.graph.nodes):
         if node.op != "call_module":
             continue
         module = gm.get_submodule(node.target)
         if not ctx.is_matrix_module(module):
             continue
-        new = ctx.map_module(module, qualify(prefix, node.target))
-        if new is not module:
-            set_submodule(gm, node.target, new)
-            changed = True
+        full = qualify(prefix, node.target)
+        new = ctx.map_module(module, full)
+        if new is module:
+            continue
+        unserved = [r for r in _attribute_reads(gm, node.target)
+                    if r.users and not _has_path(new, _path(r, node.target))]
+        if unserved:  # the module's code reads something the analog layer does not have
+            ctx.unrecord(full, f"kept digital: {type(gm).__name__}.forward reads "
+                               f"{unserved[0].target}, which {type(new).__name__} does not have")
+            continue
+        set_submodule(gm, node.target, new)
+        _reroute_attribute_reads(gm, node.target)
+        changed = True
     return changed
+
+
+def _attribute_reads(gm: fx.GraphModule, name: str) -> list[fx.Node]:
+    """The graph's ``get_attr`` nodes that read an attribute of the submodule ``name``."""
+    return [n for n in gm.graph.nodes
+            if n.op == "get_attr" and str(n.target).startswith(name + ".")]
+
+
+def _path(node: fx.Node, name: str) -> list[str]:
+    return str(node.target)[len(name) + 1:].split(".")
+
+
+def _has_path(module: nn.Module, path: list[str]) -> bool:
+    try:
+        functools.reduce(getattr, path, module)
+    except AttributeError:
+        return False
+    return True
+
+
+def _reroute_attribute_reads(gm: fx.GraphModule, name: str) -> None:
+    """The graph's reads of an attribute of the module just swapped at ``name`` (``wo.weight``
+    for the dtype check of T5's feed-forward): unused ones (a branch tracing did not take) are
+    erased; used ones read the attribute from the new module when the graph runs (an analog
+    layer's ``weight`` is a view of its tile targets)."""
+    for node in _attribute_reads(gm, name):
+        if not node.users:
+            gm.graph.erase_node(node)
+            continue
+        with gm.graph.inserting_before(node):
+            value = gm.graph.get_attr(name)
+            for atom in _path(node, name):
+                value = gm.graph.call_function(getattr, (value, atom))
+        node.replace_all_uses_with(value)
+        gm.graph.erase_node(node)
 
 
 FOLD_BATCHNORM = GraphPass("fold_batchnorm", fold_batchnorm_pass)

@@ -8,6 +8,7 @@ the FX path and the module-swap fallback.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,16 @@ class ConversionContext:
         self.log.records.append(LayerRecord(name, source_type, status, reason, cfg))
         if self.verbose:
             print(f"{name}: {source_type} -> {status}{' (' + reason + ')' if reason else ''}")
+
+    def unrecord(self, name: str, reason: str, start: int = 0) -> None:
+        """A swap was undone: the analog records of ``name`` (and of its matrices,
+        ``name.<sub>``) from record ``start`` on say it stayed digital, and why."""
+        records = self.log.records
+        for i in range(start, len(records)):
+            rec = records[i]
+            if rec.status == "analog" and (rec.name == name or rec.name.startswith(name + ".")):
+                records[i] = dataclasses.replace(rec, status="digital", reason=reason,
+                                                 rpu_config=None)
 
     def layer_config(self, decision: Decision, name: str, module: nn.Module) -> RPUConfig:
         """The decided config, passed through ``config_fn`` when given."""

@@ -91,6 +91,32 @@ class AnalogLayerBase(nn.Module):
         """The tile config of this layer."""
         return self.analog_module.rpu_config
 
+    @property
+    def weight(self) -> Tensor:
+        """The tile targets in the digital layer's shape: a view of the tile array's weight
+        parameter (no copy), with its dtype, device and ``requires_grad``. It is there for code
+        written for the digital layer that reads ``layer.weight.dtype`` or ``.device`` in its
+        forward (Hugging Face's ViT, DINOv2, CLIP, SigLIP, T5, Qwen2-VL do). Its values are the
+        tile side of the mapping: under weight scaling the targets divided by the output
+        scales. Read the weights with ``get_weights()`` (what the chip holds) or
+        ``get_target_weights()``, write them with ``set_weights``."""
+        return self._from_array_layout(self.analog_module.weight)
+
+    @weight.setter
+    def weight(self, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__}.weight is read-only (a view of the tile "
+                             "targets): write the weights with set_weights(weight, bias)")
+
+    @property
+    def bias(self) -> Tensor | None:
+        """The bias parameter (digital, added to the tiles' output), or None."""
+        return self.analog_module.bias
+
+    @bias.setter
+    def bias(self, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__}.bias is read-only: write it with "
+                             "set_weights(weight, bias)")
+
     # ------------------------------------------------------------ weights
     def set_weights(self, weight: Tensor, bias: Tensor | None = None, force_exact: bool = False,
                     apply_weight_scaling: bool = True,

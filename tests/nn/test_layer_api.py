@@ -42,6 +42,30 @@ def test_set_get_weights_with_omega_round_trip(columnwise: bool) -> None:
     torch.testing.assert_close(conv.get_weights()[0], wc)
 
 
+def test_weight_attribute_is_a_view_of_the_tile_targets() -> None:
+    """``layer.weight``: the digital layer's shape, dtype and device, no copy, read-only."""
+    layer = ac.AnalogLinear(6, 4, rpu_config=scaled_config(max_input_size=4),
+                            dtype=torch.bfloat16)
+    w, b = torch.randn(4, 6), torch.randn(4)
+    layer.set_weights(w, b)
+    assert layer.weight.shape == (4, 6) and layer.weight.dtype == torch.bfloat16
+    assert layer.weight.data_ptr() == layer.analog_module.weight.data_ptr()
+    assert layer.weight.requires_grad
+    # tile side of the mapping: the targets divided by the output scales
+    torch.testing.assert_close(layer.weight.float(),
+                               layer.get_target_weights(apply_weight_scaling=False)[0].float())
+    assert layer.bias is layer.analog_module.bias
+    torch.testing.assert_close(layer.bias, b.to(torch.bfloat16))
+    conv = ac.AnalogConv2d(4, 6, 3, groups=2, bias=False)
+    assert conv.weight.shape == (6, 2, 3, 3) and conv.bias is None
+    torch.testing.assert_close(conv.weight, conv.get_target_weights()[0])
+    with pytest.raises(AttributeError, match="AnalogLinear.weight is read-only.*set_weights"):
+        layer.weight = torch.zeros(4, 6)
+    with pytest.raises(AttributeError, match="AnalogConv2d.bias is read-only"):
+        conv.bias = None
+    assert "weight" not in dict(layer.named_parameters())  # the tile array owns the parameter
+
+
 def test_remap_weights() -> None:
     layer = ac.AnalogLinear(6, 4, rpu_config=scaled_config(True))
     w, b = layer.get_weights()
