@@ -26,6 +26,10 @@ CONV_TARGETS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3, torch.conv1d: 1, torch.co
 MATMUL_TARGETS = {torch.matmul, operator.matmul, torch.mm, torch.Tensor.matmul, torch.Tensor.mm}
 MATMUL_METHODS = {"matmul", "mm", "__matmul__"}
 ADDMM_TARGETS = {torch.addmm}
+#: Products with no analog layer: a parameter in them stays digital, and is reported so.
+BATCHED_TARGETS = {torch.bmm, torch.baddbmm, torch.einsum, torch.tensordot, torch.Tensor.bmm,
+                   torch.Tensor.baddbmm}
+BATCHED_METHODS = {"bmm", "baddbmm"}
 CONV_CLASSES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONV_DEFAULTS = ("bias", None), ("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1)
 
@@ -217,6 +221,24 @@ def classify(node: Node, param_of: ParamOf) -> FunctionalSite | None:
             site.reason = "unsupported: addmm with a constant bias"
     site.build = _linear_builder(weight if transposed else weight.t(), bias)
     return site
+
+
+def batched_products(graph: Graph, param_of: ParamOf) -> list[tuple[str, str]]:
+    """``(parameter name, op name)`` for every parameter of two or more dimensions used by a
+    batched product (``torch.bmm``, ``einsum``, ...), which no analog layer computes."""
+    found: dict[str, str] = {}
+    for node in graph.nodes:
+        if not ((node.op == "call_function" and node.target in BATCHED_TARGETS)
+                or (node.op == "call_method" and node.target in BATCHED_METHODS)):
+            continue
+        operands: list[object] = []
+        torch.fx.node.map_arg((node.args, node.kwargs), operands.append)
+        for operand in operands:
+            p = _param(operand, param_of)
+            if p is not None and p[1].dim() >= 2:
+                name = getattr(node.target, "__name__", str(node.target))
+                found.setdefault(p[0], f"torch.{name}")
+    return list(found.items())
 
 
 def find_sites(graph: Graph, param_of: ParamOf) -> list[FunctionalSite]:

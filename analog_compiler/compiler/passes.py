@@ -15,7 +15,7 @@ from torch import Tensor, fx, nn
 
 from ..runtime import AnalogCompilerError
 from .batchnorm import fold_batchnorm_graph
-from .canonicalize import find_sites, rewrite_site
+from .canonicalize import batched_products, find_sites, rewrite_site
 from .policy import Decision, UserConfigError
 from .rewrite import ConversionContext, set_submodule
 
@@ -93,6 +93,9 @@ def canonicalize_functional_pass(gm: fx.GraphModule, ctx: ConversionContext, pre
     changed = False
     built: dict[tuple, str] = {}
     consumed: set[str] = set()
+    for weight_name, op in batched_products(gm.graph, fx_param_of(gm)):
+        ctx.record(qualify(prefix, weight_name), op,
+                   f"unsupported: {op} of the parameter (a batched product: no analog layer)")
     for site in find_sites(gm.graph, fx_param_of(gm)):
         owner_name, _, pname = site.weight_name.rpartition(".")
         suffix = "linear" if site.canonical is nn.Linear else "conv"

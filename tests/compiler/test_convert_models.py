@@ -216,6 +216,30 @@ def test_unsupported_layers_are_reported(ideal):
     assert close(analog(x), model(x))
 
 
+def test_batched_products_of_parameters_are_reported(ideal):
+    class StackedExperts(nn.Module):  # Llama 4's experts: one bmm over all experts
+        def __init__(self):
+            super().__init__()
+            self.up = nn.Parameter(torch.randn(3, 4, 6))
+            self.mix = nn.Parameter(torch.randn(6, 5))
+            self.out = nn.Linear(5, 2)
+
+        def forward(self, x):
+            h = torch.bmm(x.view(3, -1, 4), self.up)
+            return self.out(torch.einsum("bti,io->bto", h, self.mix))
+
+    model = StackedExperts()
+    analog = ac.convert(model, ideal)
+    rec = {r.name: r for r in analog.analog_conversion_log.records}
+    assert rec["out"].status == "analog"
+    assert rec["up"].status == "digital" and rec["up"].source_type == "torch.bmm"
+    assert rec["mix"].reason == ("unsupported: torch.einsum of the parameter (a batched product: "
+                                 "no analog layer)")
+    assert "up" in str(ac.report(analog))
+    x = torch.randn(6, 4)
+    assert close(analog(x), model(x))
+
+
 def test_linear_subclass_with_its_own_forward_is_traced(ideal):
     class LoRALinear(nn.Linear):
         def __init__(self, d_in, d_out, rank=2):
