@@ -15,6 +15,7 @@ from .nn import (
     AnalogConv2d,
     AnalogConv3d,
     AnalogElmanRNN,
+    AnalogExperts,
     AnalogGRU,
     AnalogGRUCell,
     AnalogLayerBase,
@@ -121,7 +122,7 @@ __all__ = [
     "AnalogCompilerError", "ModuleError",
     # layers
     "AnalogLayerBase", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogConv3d",
-    "AnalogMultiheadAttention", "AnalogTile",
+    "AnalogMultiheadAttention", "AnalogTile", "AnalogExperts",
     # containers and recurrent layers
     "AnalogSequential", "AnalogWrapper", "AnalogRNN", "AnalogLSTMCell",
     "AnalogLSTMCellCombinedWeight", "AnalogGRUCell", "AnalogVanillaRNNCell", "AnalogLSTM",

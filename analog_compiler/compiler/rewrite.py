@@ -18,6 +18,7 @@ from torch import nn
 from ..conversion_log import ConversionLog, LayerRecord
 from ..nn.attention import AnalogMultiheadAttention
 from ..nn.base import AnalogLayerBase
+from ..nn.experts import AnalogExperts, is_experts_module
 from ..nn.recurrent import AnalogRNN
 from ..nn.recurrent_torch import AnalogRecurrentBase
 from ..progress import ProgressBar
@@ -26,7 +27,8 @@ from .layer_map import UNSUPPORTED_MATRIX_LAYERS, lookup
 from .policy import Decision, PolicyResolver, RPUConfig, UserConfigError, check_rpu_config
 
 #: Analog modules conversion neither traces into nor maps again.
-ANALOG_LEAVES = (AnalogLayerBase, AnalogMultiheadAttention, AnalogRecurrentBase, AnalogRNN)
+ANALOG_LEAVES = (AnalogLayerBase, AnalogMultiheadAttention, AnalogRecurrentBase, AnalogRNN,
+                 AnalogExperts)
 
 ConfigFn = Callable[[str, nn.Module, RPUConfig], RPUConfig]
 
@@ -61,7 +63,7 @@ class ConversionContext:
         if isinstance(module, ANALOG_LEAVES):
             return False
         return (lookup(self.layer_map, type(module)) is not None or is_transposed_conv1d(module)
-                or isinstance(module, UNSUPPORTED_MATRIX_LAYERS))
+                or is_experts_module(module) or isinstance(module, UNSUPPORTED_MATRIX_LAYERS))
 
     def is_leaf(self, module: nn.Module) -> bool:
         """Tracing does not enter matrix modules and analog layers."""
@@ -136,6 +138,8 @@ class ConversionContext:
         if hit is not None and hit[0] is nn.MultiheadAttention and isinstance(hit[1], type) \
                 and issubclass(hit[1], AnalogMultiheadAttention):
             return self._map_attention(module, name)
+        if is_experts_module(module):
+            return self._map_experts(module, name)
         if is_transposed_conv1d(module):
             canonical: type = nn.Linear
         else:
@@ -156,14 +160,38 @@ class ConversionContext:
         except (TypeError, ValueError) as exc:
             self.record(name, source, f"unsupported: {exc}")
             return module
-        if isinstance(analog, AnalogRecurrentBase):  # one record per matrix, as the report rows
-            for sub, _ in analog.named_analog_layers():
-                self.record(f"{name}.{sub}" if name else sub,
-                            f"{source}.{analog.digital_parameter_name(sub)}",
-                            Decision(cfg), cfg)
+        if isinstance(analog, AnalogRecurrentBase):
+            self._record_matrices(analog, name, source, cfg)
             return analog
         self.record(name, "Conv1D" if is_transposed_conv1d(module) else source,
                     Decision(cfg), cfg)
+        return analog
+
+    def _record_matrices(self, analog: AnalogRecurrentBase | AnalogExperts, name: str,
+                         source: str, cfg: RPUConfig) -> None:
+        """One record per matrix of a layer made of several (the report's rows)."""
+        for sub, _ in analog.named_analog_layers():
+            self.record(f"{name}.{sub}" if name else sub,
+                        f"{source}.{analog.digital_parameter_name(sub)}", Decision(cfg), cfg)
+
+    def _map_experts(self, experts: nn.Module, name: str) -> nn.Module:
+        """A Hugging Face experts module -> ``AnalogExperts`` (decided as an ``nn.Linear``:
+        every expert matrix is one)."""
+        source = type(experts).__name__
+        decision = self.resolver.decide([name], type(experts), nn.Linear)
+        if decision.rpu_config is None:
+            self.record(name, source, decision)
+            return experts
+        cfg = self.layer_config(decision, name, experts)
+        try:
+            analog = AnalogExperts.from_digital(experts, cfg, self.tile_module_class)
+        except (TypeError, ValueError) as exc:
+            self.record(name, source, f"unsupported: {exc}")
+            return experts
+        self.keep_mode(analog, experts)
+        if self.progress is not None:
+            self.progress.update()
+        self._record_matrices(analog, name, source, cfg)
         return analog
 
     def _map_attention(self, mha: nn.MultiheadAttention, name: str) -> nn.Module:

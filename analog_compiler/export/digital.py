@@ -52,6 +52,7 @@ from torch import nn
 from ..chip import analog_layers
 from ..nn.base import AnalogLayerBase
 from ..nn.containers import AnalogSequential, AnalogWrapper
+from ..nn.experts import AnalogExperts
 from ..nn.recurrent_torch import AnalogRecurrentBase
 from ..runtime.checks import check_t_inference
 
@@ -137,12 +138,16 @@ def digital_layer(layer: AnalogLayerBase, *, realistic: bool = True,
     return digital.train(was_training)
 
 
-def digital_recurrent(module: AnalogRecurrentBase, *, realistic: bool = True,
+#: Analog layers made of several matrices, each an ``AnalogLinear`` (``digital_twin``).
+MULTI_MATRIX = (AnalogRecurrentBase, AnalogExperts)
+
+
+def digital_recurrent(module: AnalogRecurrentBase | AnalogExperts, *, realistic: bool = True,
                       fold_scales: bool = True) -> nn.Module:
-    """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of an analog recurrent layer with the weights its
-    matrices hold now (each read as ``digital_layer`` reads one layer). With
-    ``fold_scales=False`` the per-row scales are attached as the dict
-    ``analog_output_scales`` (torch weight name -> scales)."""
+    """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of an analog recurrent layer (the Hugging Face
+    experts module of an ``AnalogExperts``) with the weights its matrices hold now (each read
+    as ``digital_layer`` reads one layer). With ``fold_scales=False`` the per-row scales are
+    attached as the dict ``analog_output_scales`` (torch weight name -> scales)."""
     names = {id(layer): module.digital_parameter_name(name)
              for name, layer in module.named_analog_layers()}
     scales: dict[str, torch.Tensor] = {}
@@ -170,15 +175,16 @@ def _plain_container(module: nn.Module) -> nn.Module:
 def replace_analog_layers(model: nn.Module, *, realistic: bool = True,
                           fold_scales: bool = True) -> nn.Module:
     """Replace, in place, every analog layer of ``model`` by its digital counterpart (recurrent
-    layers by ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``AnalogSequential`` and ``AnalogWrapper`` by
+    layers by ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``AnalogExperts`` by the experts module it
+    came from, ``AnalogSequential`` and ``AnalogWrapper`` by
     their plain classes); returns the model (the digital layer itself when ``model`` is one
     analog layer)."""
     if isinstance(model, AnalogLayerBase):
         return digital_layer(model, realistic=realistic, fold_scales=fold_scales)
-    if isinstance(model, AnalogRecurrentBase):
+    if isinstance(model, MULTI_MATRIX):
         return digital_recurrent(model, realistic=realistic, fold_scales=fold_scales)
     for name, module in list(model.named_modules()):
-        if name and isinstance(module, AnalogRecurrentBase) and _attached(model, name, module):
+        if name and isinstance(module, MULTI_MATRIX) and _attached(model, name, module):
             model.set_submodule(name, digital_recurrent(module, realistic=realistic,
                                                         fold_scales=fold_scales))
     for name, layer in list(analog_layers(model)):
