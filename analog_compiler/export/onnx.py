@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..inputs import ExampleInputs, normalize_example_inputs, run_example_inputs
+from ..nn.experts import AnalogExperts
 from ..runtime import AnalogCompilerError
 from ..runtime.checks import check_t_inference
 from .digital import check_model, realistic_copy, replace_analog_layers
@@ -322,6 +323,11 @@ def export_onnx(model: nn.Module, example_inputs: Any, path: str | os.PathLike, 
             place, with its metadata, for inspection).
     """
     check_model(model, "export_onnx")
+    moe = [n for n, m in model.named_modules() if isinstance(m, AnalogExperts)]
+    if moe:  # its routing picks experts in Python: a trace would keep the example's choice
+        raise ValueError(f"export_onnx: {moe[0]!r} is a mixture of experts (AnalogExperts), whose "
+                         "routing an ONNX graph traced from one input cannot follow; export the "
+                         "weights with ac.to_digital instead")
     if exporter not in EXPORTERS:
         raise ValueError(f"export_onnx: exporter must be one of {', '.join(EXPORTERS)}, "
                          f"got {exporter!r}")

@@ -160,6 +160,8 @@ def test_chip_verbs_state_dict_and_export():
     assert type(plain["experts"]) is PlainExperts
     assert plain["experts"].gate_up_proj.shape == digital.gate_up_proj.shape
     assert not torch.equal(plain["experts"].gate_up_proj, digital.gate_up_proj)  # the chip's
+    with pytest.raises(ValueError, match="'experts' is a mixture of experts.*ac.to_digital"):
+        ac.export_onnx(analog, (x,), "unused.onnx")
 
 
 def test_hugging_face_mixtral():
