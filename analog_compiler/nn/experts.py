@@ -93,6 +93,7 @@ class AnalogExperts(AnalogContainerMixin, nn.Module):
         spec = copy.copy(module)  # shallow: shares act_fn, config, norm; drops the matrices
         spec._parameters = {k: v for k, v in module._parameters.items()
                             if k not in (first, down, first + "_bias", down + "_bias")}
+        spec._modules, spec._buffers = dict(module._modules), dict(module._buffers)
         return cls(spec, layers).train(module.training)
 
     def digital_parameter_name(self, layer_name: str) -> str:
