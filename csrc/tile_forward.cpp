@@ -220,18 +220,28 @@ at::Tensor tile_conv2d_cpu(
   return y.to(dtype);
 }
 
+// The driver's inputs for a readout of the one input split ``weight_in`` [G, out_g, in_g]: its
+// in_g one-hot vectors (shared by tile_readout and tile_readout_mean).
+namespace {
+Prepared prepare_readout(const char* op, const at::Tensor& weight_in, const at::Tensor& seed,
+                         at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
+                         at::IntArrayRef io_i) {
+  TORCH_CHECK(weight_in.dim() == 3, "analog::", op, ": weight must be [G, out_g, in_g]");
+  const int64_t in_g = weight_in.size(2);
+  const std::vector<int64_t> in_sizes{in_g};
+  return prepare(op, weight_in.scalar_type(), weight_in, std::nullopt, std::nullopt, seed, in_g,
+                 in_sizes, out_sizes, unpack_io(io_f, io_i));
+}
+}  // namespace
+
 // The identity readout: tile_forward of eye(in_g) repeated over the groups (one input split),
 // without the identity: each vector's one nonzero input reads one weight column.
 at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
                             at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
                             at::IntArrayRef io_i) {
-  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_readout: weight must be [G, out_g, in_g]");
-  const Io io = unpack_io(io_f, io_i);
-  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  auto pr = prepare_readout("tile_readout", weight_in, seed, out_sizes, io_f, io_i);
+  const int64_t G = pr.plan.groups, out_g = pr.plan.out_g, in_g = pr.plan.in_g;
   const auto dtype = weight_in.scalar_type();
-  const std::vector<int64_t> in_sizes{in_g};
-  auto pr = prepare("tile_readout", dtype, weight_in, std::nullopt, std::nullopt, seed, in_g,
-                    in_sizes, out_sizes, io);
   auto y = empty_unmapped_on_free({in_g, G * out_g}, weight_in.options().dtype(pr.out()));
   if (in_g > 0) {
     dispatch(pr.work, pr.storage, "tile_readout", [&](auto t, auto s) {
@@ -251,13 +261,9 @@ at::Tensor tile_readout_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
 at::Tensor tile_readout_mean_cpu(const at::Tensor& weight_in, const at::Tensor& seed,
                                  at::IntArrayRef out_sizes, at::ArrayRef<double> io_f,
                                  at::IntArrayRef io_i) {
-  TORCH_CHECK(weight_in.dim() == 3, "analog::tile_readout_mean: weight must be [G, out_g, in_g]");
-  const Io io = unpack_io(io_f, io_i);
-  const int64_t G = weight_in.size(0), out_g = weight_in.size(1), in_g = weight_in.size(2);
+  auto pr = prepare_readout("tile_readout_mean", weight_in, seed, out_sizes, io_f, io_i);
+  const int64_t G = pr.plan.groups, out_g = pr.plan.out_g, in_g = pr.plan.in_g;
   const auto dtype = weight_in.scalar_type();
-  const std::vector<int64_t> in_sizes{in_g};
-  auto pr = prepare("tile_readout_mean", dtype, weight_in, std::nullopt, std::nullopt, seed,
-                    in_g, in_sizes, out_sizes, io);
   auto mean = at::zeros({G * out_g}, weight_in.options().dtype(at::kDouble));
   if (in_g > 0) {
     dispatch(pr.work, pr.storage, "tile_readout_mean", [&](auto t, auto s) {

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
@@ -282,12 +281,7 @@ def _swap_after_failed_pipeline(module: nn.Module, gm: fx.GraphModule, ctx: Conv
             ctx.keep_mode(child, old)
             setattr(module, name, child)
     names = {qualify(prefix, n) for n, _ in module.named_modules()}
-    records = ctx.log.records
-    for i in range(first_record, len(records)):
-        rec = records[i]
-        if rec.status == "analog" and rec.name not in names:
-            records[i] = dataclasses.replace(rec, status="digital", rpu_config=None,
-                                             reason=f"untraceable: {error}")
+    ctx.unrecord(f"untraceable: {error}", lambda n: n not in names, start=first_record)
 
 
 def _optional_args_in_use(gm: nn.Module) -> list[str]:

@@ -162,8 +162,9 @@ def map_modules_pass(gm: fx.GraphModule, ctx: ConversionContext, prefix: str) ->
         unserved = [r for r in _attribute_reads(gm, node.target)
                     if r.users and not _has_path(new, _path(r, node.target))]
         if unserved:  # the module's code reads something the analog layer does not have
-            ctx.unrecord(full, f"kept digital: {type(gm).__name__}.forward reads "
-                               f"{unserved[0].target}, which {type(new).__name__} does not have")
+            ctx.unrecord(f"kept digital: {type(gm).__name__}.forward reads "
+                         f"{unserved[0].target}, which {type(new).__name__} does not have",
+                         lambda n, f=full: n == f or n.startswith(f + "."))
             continue
         set_submodule(gm, node.target, new)
         _reroute_attribute_reads(gm, node.target)

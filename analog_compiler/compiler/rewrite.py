@@ -89,13 +89,13 @@ class ConversionContext:
         if self.verbose:
             print(f"{name}: {source_type} -> {status}{' (' + reason + ')' if reason else ''}")
 
-    def unrecord(self, name: str, reason: str, start: int = 0) -> None:
-        """A swap was undone: the analog records of ``name`` (and of its matrices,
-        ``name.<sub>``) from record ``start`` on say it stayed digital, and why."""
+    def unrecord(self, reason: str, names: Callable[[str], bool], start: int = 0) -> None:
+        """Swaps were undone: the analog records from record ``start`` on whose name
+        ``names`` accepts say the layer stayed digital, and why."""
         records = self.log.records
         for i in range(start, len(records)):
             rec = records[i]
-            if rec.status == "analog" and (rec.name == name or rec.name.startswith(name + ".")):
+            if rec.status == "analog" and names(rec.name):
                 records[i] = dataclasses.replace(rec, status="digital", reason=reason,
                                                  rpu_config=None)
 

@@ -142,7 +142,7 @@ def digital_layer(layer: AnalogLayerBase, *, realistic: bool = True,
 MULTI_MATRIX = (AnalogRecurrentBase, AnalogExperts)
 
 
-def digital_recurrent(module: AnalogRecurrentBase | AnalogExperts, *, realistic: bool = True,
+def digital_composite(module: AnalogRecurrentBase | AnalogExperts, *, realistic: bool = True,
                       fold_scales: bool = True) -> nn.Module:
     """The ``nn.LSTM``/``nn.GRU``/``nn.RNN`` of an analog recurrent layer (the Hugging Face
     experts module of an ``AnalogExperts``) with the weights its matrices hold now (each read
@@ -182,10 +182,10 @@ def replace_analog_layers(model: nn.Module, *, realistic: bool = True,
     if isinstance(model, AnalogLayerBase):
         return digital_layer(model, realistic=realistic, fold_scales=fold_scales)
     if isinstance(model, MULTI_MATRIX):
-        return digital_recurrent(model, realistic=realistic, fold_scales=fold_scales)
+        return digital_composite(model, realistic=realistic, fold_scales=fold_scales)
     for name, module in list(model.named_modules()):
         if name and isinstance(module, MULTI_MATRIX) and _attached(model, name, module):
-            model.set_submodule(name, digital_recurrent(module, realistic=realistic,
+            model.set_submodule(name, digital_composite(module, realistic=realistic,
                                                         fold_scales=fold_scales))
     for name, layer in list(analog_layers(model)):
         model.set_submodule(name, digital_layer(layer, realistic=realistic,

@@ -73,8 +73,9 @@ class AnalogExperts(AnalogContainerMixin, nn.Module):
         if getattr(module, "_is_expert_parallel", False):
             raise ValueError(f"{type(module).__name__}: expert-parallel experts are not supported")
         layers: dict[str, list[AnalogLinear]] = {}
-        first, down = _matrix_names(module)
-        for pname, key in ((first, "gate_up" if module.has_gate else "up"), (down, "down")):
+        names = _matrix_names(module)
+        for pname in names:
+            key = pname.removesuffix("_proj")  # the ModuleList: gate_up, up or down
             weight = module._parameters[pname].detach()
             bias = module._parameters.get(pname + "_bias") if module.has_bias else None
             if weight.shape[0] != module.num_experts:
@@ -92,7 +93,7 @@ class AnalogExperts(AnalogContainerMixin, nn.Module):
             layers[key] = experts
         spec = copy.copy(module)  # shallow: shares act_fn, config, norm; drops the matrices
         spec._parameters = {k: v for k, v in module._parameters.items()
-                            if k not in (first, down, first + "_bias", down + "_bias")}
+                            if k.removesuffix("_bias") not in names}
         spec._modules, spec._buffers = dict(module._modules), dict(module._buffers)
         return cls(spec, layers).train(module.training)
 
